@@ -1,0 +1,285 @@
+//! The command line: `pipe run | status | dag | show | gc`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LoadError, Pipeline};
+use crate::exec::{Executor, RunOptions};
+use crate::exit;
+use crate::graph::{Graph, GraphBuilder, RenderFormat};
+use crate::plan;
+use crate::report::Terminal;
+use crate::stage::Registry;
+use crate::store::{now, RunRecord, Store};
+
+#[derive(Parser, Debug)]
+#[command(name = "pipe", version, about = "Incremental, content-addressed, parallel pipelines for ML experiment grids")]
+pub struct Cli {
+    /// Artifact store directory.
+    #[arg(long, global = true, env = "PIPE_STORE", default_value = "artifacts")]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// Pipeline file (YAML).
+    pub file: PathBuf,
+    /// Override a param: `stage.param=value` or `params.name=value` (repeatable).
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run every node that is not fresh, in dependency order, independent nodes in parallel.
+    Run {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Nodes run at once (default: CPU count).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// CPU threads per node (default: CPU count / jobs).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Stop everything at the first failure (default: only the failed node's dependents stop).
+        #[arg(long)]
+        fail_fast: bool,
+        /// Print what would run, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also list cached nodes.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Every node's state (fresh / stale / missing) and why.
+    Status {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Print a JSON array of {node, stage, state, reasons}.
+        #[arg(long)]
+        json: bool,
+        /// Exit with code 6 when any node is not fresh.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the node graph.
+    Dag {
+        #[command(flatten)]
+        p: PipelineArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: RenderFormat,
+    },
+    /// Show a node's params, inputs, outputs and last record.
+    Show {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Node id, e.g. `train[dataset=mnist,mu2=0.5]`.
+        node: String,
+    },
+    /// Delete objects no record references (with --records, also records no node currently uses).
+    Gc {
+        #[arg(long)]
+        records: bool,
+    },
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
+    sets.iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| format!("--set `{s}`: expected STAGE.PARAM=VALUE, e.g. --set train.mu2=0.5"))
+        })
+        .collect()
+}
+
+fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32> {
+    let sets = parse_sets(&p.set).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    let pipeline = config::load(&p.file, registry, &sets).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            LoadError::Read { .. } | LoadError::Invalid(_) => exit::INVALID_PIPELINE,
+        }
+    })?;
+    let graph = GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID_PIPELINE
+    })?;
+    Ok((pipeline, graph))
+}
+
+fn open_store(path: &Path) -> Result<Store, i32> {
+    Store::open(path).map_err(|e| {
+        eprintln!("error: {e}\n  = hint: check that the store directory is writable, or pass --store DIR");
+        exit::STORE
+    })
+}
+
+fn workspace() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Runs the command; returns the process exit code.
+pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
+    match run(cli, registry, cancel) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i32> {
+    match cli.command {
+        Cmd::Run { p, jobs, threads, fail_fast, dry_run, verbose } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            let store = open_store(&cli.store)?;
+            if dry_run {
+                let st = plan::status(&graph, &store, &pipeline.name, &workspace());
+                let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh").collect();
+                for s in &todo {
+                    println!("would run {}  ({})", s.node, s.reasons.join("; "));
+                }
+                println!("{} of {} nodes would run", todo.len(), st.len());
+                return Ok(exit::OK);
+            }
+            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let jobs = jobs.unwrap_or(cpus).max(1);
+            let threads = threads.unwrap_or((cpus / jobs).max(1));
+            let _lock = store
+                .lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", cli.store.display()))
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    exit::STORE
+                })?;
+            store.clean_scratch();
+            let reporter = Terminal::new(verbose);
+            let started_at = now();
+            let t0 = Instant::now();
+            let ex = Executor {
+                graph: &graph,
+                store: &store,
+                pipeline: &pipeline.name,
+                workspace: workspace(),
+                options: RunOptions { jobs, threads, fail_fast },
+                reporter: &reporter,
+                cancel: cancel.clone(),
+            };
+            let nodes = ex.run();
+            reporter.finish();
+            let count = |s: &str| nodes.iter().filter(|n| n.state == s).count();
+            let (ran, cached, failed, skipped, cancelled) =
+                (count("ran"), count("cached"), count("failed"), count("skipped"), count("cancelled"));
+            let interrupted = cancel.load(Ordering::SeqCst) && !(fail_fast && failed > 0);
+            let status = if interrupted { "interrupted" } else if failed > 0 { "failed" } else { "ok" };
+            let record = RunRecord {
+                run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
+                pipeline: pipeline.name.clone(),
+                file: p.file.display().to_string(),
+                started_at,
+                duration_s: t0.elapsed().as_secs_f64(),
+                jobs,
+                status: status.into(),
+                nodes,
+            };
+            let path = store.write_run(&record).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
+            eprintln!(
+                "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped, {cancelled} cancelled in {:.1}s; run record {}",
+                record.duration_s,
+                path.display()
+            );
+            Ok(match status {
+                "interrupted" => exit::INTERRUPTED,
+                "failed" => {
+                    for n in record.nodes.iter().filter(|n| n.state == "failed") {
+                        eprintln!("failed: {}", n.node);
+                    }
+                    exit::NODES_FAILED
+                }
+                _ => exit::OK,
+            })
+        }
+        Cmd::Status { p, json, check } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            let store = open_store(&cli.store)?;
+            let st = plan::status(&graph, &store, &pipeline.name, &workspace());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
+            } else {
+                let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
+                for s in &st {
+                    if s.reasons.is_empty() {
+                        println!("{:<7} {}", s.state, s.node);
+                    } else {
+                        println!("{:<7} {:<width$}  {}", s.state, s.node, s.reasons.join("; "));
+                    }
+                }
+                let fresh = st.iter().filter(|s| s.state == "fresh").count();
+                println!("{fresh} of {} nodes fresh", st.len());
+            }
+            Ok(if check && st.iter().any(|s| s.state != "fresh") { exit::STALE } else { exit::OK })
+        }
+        Cmd::Dag { p, format } => {
+            let (_, graph) = load(&p, registry)?;
+            print!("{}", graph.render(format));
+            Ok(exit::OK)
+        }
+        Cmd::Show { p, node } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            let Some(i) = graph.find(&node) else {
+                eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.file.display(), p.file.display());
+                return Err(exit::NOT_FOUND);
+            };
+            let store = open_store(&cli.store)?;
+            let n = graph.node(i);
+            println!("node    {}\nstage   {} (kind {} v{})", n.id, n.stage, n.kind.name(), n.kind.version());
+            for (k, v) in &n.params.0 {
+                println!("param   {k} = {v}");
+            }
+            for o in &n.outputs {
+                println!("output  {} ({})", o.name, o.file);
+            }
+            match store.get_ref(&pipeline.name, &n.id).and_then(|k| store.record(&k).ok().flatten()) {
+                Some(rec) => {
+                    println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
+                    for (name, obj) in &rec.outputs {
+                        println!("  {name}: {} ({} bytes)", store.object_path(obj).display(), obj.size);
+                    }
+                    if !rec.log.is_empty() {
+                        println!("log:\n{}", rec.log);
+                    }
+                }
+                None => println!("never run"),
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Gc { records } => {
+            let store = open_store(&cli.store)?;
+            let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
+            let stats = store.gc(records).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
+            println!(
+                "removed {} objects and {} records ({:.1} MB); kept {} objects",
+                stats.objects_removed,
+                stats.records_removed,
+                stats.bytes_freed as f64 / 1e6,
+                stats.objects_kept
+            );
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Validation diagnostics: every error of a pipeline file, each with its line, column and a hint.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::yaml::Pos;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    /// `None` for errors in command-line overrides (`--set`).
+    pub pos: Option<Pos>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// All errors found in one pipeline file, in file order.
+#[derive(Debug)]
+pub struct Diagnostics {
+    pub file: PathBuf,
+    pub source: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn new(file: PathBuf, source: String) -> Self {
+        Diagnostics { file, source, items: Vec::new() }
+    }
+
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
+        self.push(Diagnostic { pos: Some(pos), message: message.into(), hint });
+    }
+
+    pub fn push(&mut self, d: Diagnostic) {
+        if !self.items.contains(&d) {
+            self.items.push(d);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn sort(&mut self) {
+        self.items.sort();
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<&str> = self.source.lines().collect();
+        for (i, d) in self.items.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(f, "error: {}", d.message)?;
+            match d.pos {
+                Some(pos) => {
+                    writeln!(f, "  --> {}:{}:{}", self.file.display(), pos.line, pos.col)?;
+                    if let Some(text) = lines.get(pos.line.wrapping_sub(1)) {
+                        let gutter = pos.line.to_string().len();
+                        writeln!(f, "{:gutter$} |", "")?;
+                        writeln!(f, "{} | {}", pos.line, text)?;
+                        writeln!(f, "{:gutter$} | {:>col$}", "", "^", col = pos.col)?;
+                    }
+                }
+                None => writeln!(f, "  --> command line (--set)")?,
+            }
+            if let Some(h) = &d.hint {
+                writeln!(f, "  = hint: {h}")?;
+            }
+        }
+        let n = self.items.len();
+        write!(f, "{n} error{} in {}", if n == 1 { "" } else { "s" }, self.file.display())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// "did you mean `x`?" for the closest candidate within a small edit distance.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("tarin", ["train", "ingest"]), Some("did you mean `train`?".into()));
+        assert_eq!(did_you_mean("zzzzzz", ["train", "ingest"]), None);
+    }
+}

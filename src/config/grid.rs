@@ -1,0 +1,463 @@
+//! Grid expansion: stages x matrix axes -> concrete nodes with resolved, type-checked params.
+//!
+//! A stage's axes are the axes of its (non-gathered) upstream stages plus its own `matrix:`.
+//! A plain input binds to the one upstream node with the same coordinates on the upstream's
+//! axes; a `gather: true` input binds to every upstream node that agrees on the shared axes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use petgraph::graph::DiGraph;
+
+use super::diag::{did_you_mean, Diagnostics};
+use super::spec::{Entry, PipelineSpec, Source, StageSpec, COMMAND_LINE};
+use super::yaml::{Node, NodeKind, Pos};
+use crate::stage::{InputDecl, OutputSpec, Params, Registry, StageKind};
+use crate::value::Value;
+
+/// One concrete unit of work.
+#[derive(Clone)]
+pub struct NodeSpec {
+    /// `stage` or `stage[axis=value,...]`.
+    pub id: String,
+    pub stage: String,
+    pub kind: Arc<dyn StageKind>,
+    pub coords: Vec<(String, Value)>,
+    pub params: Params,
+    pub inputs: BTreeMap<String, Vec<InputRef>>,
+    pub outputs: Vec<OutputSpec>,
+    /// Output name -> workspace path it is copied to after the node completes.
+    pub publish: Vec<(String, PathBuf)>,
+}
+
+impl std::fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSpec").field("id", &self.id).field("kind", &self.kind.name()).finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputRef {
+    /// Output `output` of the node at index `node` (indices into the expanded node list).
+    Node { node: usize, output: String },
+    File(PathBuf),
+}
+
+pub fn node_id(stage: &str, coords: &[(String, Value)]) -> String {
+    if coords.is_empty() {
+        return stage.to_string();
+    }
+    let inner: Vec<String> = coords.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{stage}[{}]", inner.join(","))
+}
+
+/// Applies `--set stage.param=value` and `--set params.name=value` overrides.
+pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], d: &mut Diagnostics) {
+    for (target, raw) in overrides {
+        let value = match super::yaml::parse(raw) {
+            Ok((n, _)) if !matches!(n.kind, NodeKind::Map(_)) => Node { pos: COMMAND_LINE, ..n },
+            _ => Node { pos: COMMAND_LINE, kind: NodeKind::Scalar(Value::Str(raw.clone())) },
+        };
+        let Some((scope, param)) = target.split_once('.') else {
+            d.push(super::diag::Diagnostic {
+                pos: None,
+                message: format!("override `{target}={raw}` is not of the form `stage.param=value`"),
+                hint: Some("e.g. `--set train.mu2=0.5` or `--set params.epochs=3`".into()),
+            });
+            continue;
+        };
+        let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value };
+        let list = if scope == "params" {
+            Some(&mut spec.params)
+        } else {
+            spec.stages.iter_mut().find(|s| s.name == scope).map(|s| &mut s.params)
+        };
+        match list {
+            Some(list) => {
+                list.retain(|e| e.key != param);
+                list.push(entry);
+            }
+            None => {
+                let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+                d.push(super::diag::Diagnostic {
+                    pos: None,
+                    message: format!("override `{target}`: no stage named `{scope}`"),
+                    hint: did_you_mean(scope, names.iter().copied().chain(["params"]))
+                        .or_else(|| Some(format!("stages: {}", names.join(", ")))),
+                });
+            }
+        }
+    }
+}
+
+/// Stage indices in dependency order; reports unknown upstream stages and cycles.
+fn stage_order(spec: &PipelineSpec, d: &mut Diagnostics) -> Option<Vec<usize>> {
+    let index: HashMap<&str, usize> = spec.stages.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let mut g = DiGraph::<usize, ()>::new();
+    let nodes: Vec<_> = (0..spec.stages.len()).map(|i| g.add_node(i)).collect();
+    let mut ok = true;
+    for (i, s) in spec.stages.iter().enumerate() {
+        for input in &s.inputs {
+            if let Source::Output { stage, .. } = &input.source {
+                match index.get(stage.as_str()) {
+                    Some(&j) => {
+                        g.add_edge(nodes[j], nodes[i], ());
+                    }
+                    None => {
+                        ok = false;
+                        let hint = did_you_mean(stage, index.keys().copied())
+                            .unwrap_or_else(|| format!("stages: {}", spec.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")));
+                        d.error(input.pos, format!("input `{}` of stage `{}` refers to unknown stage `{stage}`", input.name, s.name), Some(hint));
+                    }
+                }
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&g) {
+        let cyclic = scc.len() > 1 || g.contains_edge(scc[0], scc[0]);
+        if cyclic {
+            ok = false;
+            // Walk the cycle in file order starting from its first stage, so the message reads as a path.
+            let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
+            members.sort();
+            let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+            let path = cycle_path(&g, &nodes, &members, &names);
+            let first = &spec.stages[members[0]];
+            d.error(first.pos, format!("dependency cycle: {path}"),
+                Some("a stage cannot depend on its own outputs; remove one of these inputs".into()));
+        }
+    }
+    if !ok {
+        return None;
+    }
+    petgraph::algo::toposort(&g, None).ok().map(|o| o.into_iter().map(|n| g[n]).collect())
+}
+
+fn cycle_path(g: &DiGraph<usize, ()>, nodes: &[petgraph::graph::NodeIndex], members: &[usize], names: &[&str]) -> String {
+    let start = members[0];
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = g
+            .neighbors(nodes[cur])
+            .map(|n| g[n])
+            .filter(|m| members.contains(m))
+            .filter(|m| *m == start || !path.contains(m))
+            .min_by_key(|m| (*m == start && path.len() < members.len(), *m));
+        match next {
+            Some(n) if n == start => break,
+            Some(n) => {
+                path.push(n);
+                cur = n;
+            }
+            None => break,
+        }
+    }
+    path.push(start);
+    path.iter().map(|i| format!("`{}`", names[*i])).collect::<Vec<_>>().join(" -> ")
+}
+
+/// References `${params.x}` and `${matrix.x}` resolved; `${inputs.*}`/`${outputs.*}` left for run time.
+fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, Value)]) -> Result<Value, String> {
+    match v {
+        Value::List(items) => items.iter().map(|x| substitute(x, globals, coords)).collect::<Result<_, _>>().map(Value::List),
+        Value::Str(s) if s.contains("${") => {
+            let lookup = |r: &str| -> Result<Option<Value>, String> {
+                let (ns, name) = r.split_once('.').unwrap_or((r, ""));
+                match ns {
+                    "params" => globals.get(name).cloned().map(Some).ok_or_else(|| {
+                        let hint = did_you_mean(name, globals.keys().map(String::as_str)).map(|h| format!(" ({h})")).unwrap_or_default();
+                        format!("`${{{r}}}`: no pipeline param `{name}`{hint}; declare it under the top-level `params:`")
+                    }),
+                    "matrix" => coords.iter().find(|(k, _)| k == name).map(|(_, v)| Some(v.clone())).ok_or_else(|| {
+                        let axes: Vec<&str> = coords.iter().map(|(k, _)| k.as_str()).collect();
+                        format!("`${{{r}}}`: this stage has no matrix axis `{name}` (axes: {})",
+                            if axes.is_empty() { "none".to_string() } else { axes.join(", ") })
+                    }),
+                    "inputs" | "outputs" => Ok(None),
+                    _ => Err(format!("`${{{r}}}`: unknown reference; use `${{params.NAME}}` or `${{matrix.AXIS}}`")),
+                }
+            };
+            // A string that is exactly one reference keeps the referenced value's type.
+            if let Some(r) = s.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
+                if !r.contains("${") && !r.contains('}') {
+                    return Ok(lookup(r)?.unwrap_or_else(|| v.clone()));
+                }
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    return Err(format!("unclosed `${{` in `{s}`"));
+                };
+                let r = &after[..end];
+                match lookup(r)? {
+                    Some(val) => out.push_str(&val.to_string()),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Ok(Value::Str(out))
+        }
+        _ => Ok(v.clone()),
+    }
+}
+
+fn entry_value(e: &Entry, d: &mut Diagnostics) -> Option<Value> {
+    let v = e.value.to_value();
+    if v.is_none() {
+        d.error(e.value.pos, format!("`{}` must be a scalar or a list, found a mapping", e.key), None);
+    }
+    v
+}
+
+fn at(pos: Pos) -> Option<Pos> {
+    (pos != COMMAND_LINE).then_some(pos)
+}
+
+fn err(d: &mut Diagnostics, pos: Pos, message: String, hint: Option<String>) {
+    d.push(super::diag::Diagnostic { pos: at(pos), message, hint });
+}
+
+/// Expands every stage into nodes; errors go to `d` (the returned list is partial when `d` is not empty).
+pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> Vec<NodeSpec> {
+    let mut seen = HashMap::new();
+    for s in &spec.stages {
+        if let Some(first) = seen.insert(s.name.as_str(), s.pos) {
+            d.error(s.pos, format!("duplicate stage name `{}` (first defined at line {})", s.name, first.line), None);
+        }
+    }
+    let mut globals = BTreeMap::new();
+    for e in &spec.params {
+        if let Some(v) = entry_value(e, d) {
+            globals.insert(e.key.clone(), v);
+        }
+    }
+    let kinds: Vec<Option<Arc<dyn StageKind>>> = spec
+        .stages
+        .iter()
+        .map(|s| {
+            let k = registry.get(&s.kind).cloned();
+            if k.is_none() && !s.kind.is_empty() {
+                let hint = did_you_mean(&s.kind, registry.names())
+                    .unwrap_or_else(|| format!("known kinds: {}", registry.names().join(", ")));
+                d.error(s.kind_pos, format!("unknown stage kind `{}`", s.kind), Some(hint));
+            }
+            k
+        })
+        .collect();
+    for (s, k) in spec.stages.iter().zip(&kinds) {
+        if let Some(k) = k {
+            check_stage_static(s, k.as_ref(), d);
+        }
+    }
+    let Some(order) = stage_order(spec, d) else { return Vec::new() };
+
+    let mut nodes: Vec<NodeSpec> = Vec::new();
+    let mut stage_nodes: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut stage_axes: HashMap<&str, Vec<(String, Vec<Value>)>> = HashMap::new();
+    for &si in &order {
+        let s = &spec.stages[si];
+        let Some(kind) = &kinds[si] else { continue };
+        // Axes: inherited from plain inputs, then our own.
+        let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+        for input in s.inputs.iter().filter(|i| !i.gather) {
+            let Source::Output { stage, .. } = &input.source else { continue };
+            for (name, values) in stage_axes.get(stage.as_str()).into_iter().flatten() {
+                match axes.iter().find(|(n, _)| n == name) {
+                    Some((_, existing)) if existing != values => err(d, input.pos,
+                        format!("stage `{}` joins axis `{name}` with different values from its inputs", s.name),
+                        Some("declare each matrix axis once upstream, or `gather: true` one of the inputs".into())),
+                    Some(_) => {}
+                    None => axes.push((name.clone(), values.clone())),
+                }
+            }
+        }
+        for a in &s.matrix {
+            if axes.iter().any(|(n, _)| *n == a.name) {
+                err(d, a.pos, format!("matrix axis `{}` of stage `{}` is already inherited from an upstream stage", a.name, s.name),
+                    Some("remove it here; the upstream's values already apply".into()));
+                continue;
+            }
+            axes.push((a.name.clone(), a.values.clone()));
+        }
+        let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+        for (name, values) in &axes {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((name.clone(), v.clone()));
+                    c
+                }))
+                .collect();
+        }
+        stage_axes.insert(s.name.as_str(), axes);
+        let mut mine = Vec::new();
+        for coords in combos {
+            if let Some(n) = expand_node(s, kind, coords, &globals, &nodes, &stage_nodes, d) {
+                mine.push(nodes.len());
+                nodes.push(n);
+            }
+        }
+        stage_nodes.insert(s.name.as_str(), mine);
+    }
+    nodes
+}
+
+/// Checks that do not depend on matrix coordinates: param names, input names, required inputs.
+fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) {
+    let specs = kind.params();
+    let names: Vec<&str> = specs.iter().map(|p| p.name).collect();
+    for e in &s.params {
+        if !names.contains(&e.key.as_str()) {
+            let hint = did_you_mean(&e.key, names.iter().copied())
+                .unwrap_or_else(|| format!("params of `{}`: {}", kind.name(), names.join(", ")));
+            err(d, e.pos, format!("unknown param `{}` for stage kind `{}`", e.key, kind.name()), Some(hint));
+        }
+    }
+    let axes: Vec<&str> = s.matrix.iter().map(|a| a.name.as_str()).collect();
+    for p in specs.iter().filter(|p| p.default.is_none()) {
+        if !s.params.iter().any(|e| e.key == p.name) && !axes.contains(&p.name) {
+            d.error(s.pos, format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
+                Some(format!("`{}`: {}", p.name, p.help)));
+        }
+    }
+    if let InputDecl::Named(decl) = kind.inputs() {
+        let allowed: Vec<&str> = decl.iter().map(|(n, _)| *n).collect();
+        for i in &s.inputs {
+            if !allowed.contains(&i.name.as_str()) {
+                let hint = did_you_mean(&i.name, allowed.iter().copied())
+                    .unwrap_or_else(|| format!("inputs of `{}`: {}", kind.name(), if allowed.is_empty() { "none".into() } else { allowed.join(", ") }));
+                d.error(i.pos, format!("unknown input `{}` for stage kind `{}`", i.name, kind.name()), Some(hint));
+            }
+        }
+        for (n, required) in decl {
+            if required && !s.inputs.iter().any(|i| i.name == n) {
+                d.error(s.pos, format!("stage `{}` is missing required input `{n}`", s.name),
+                    Some(format!("add `inputs: {{{n}: STAGE.OUTPUT}}`")));
+            }
+        }
+    }
+}
+
+fn expand_node(
+    s: &StageSpec,
+    kind: &Arc<dyn StageKind>,
+    coords: Vec<(String, Value)>,
+    globals: &BTreeMap<String, Value>,
+    nodes: &[NodeSpec],
+    stage_nodes: &HashMap<&str, Vec<usize>>,
+    d: &mut Diagnostics,
+) -> Option<NodeSpec> {
+    let before = d.items.len();
+    let specs = kind.params();
+    let mut params = BTreeMap::new();
+    for p in &specs {
+        let explicit = s.params.iter().find(|e| e.key == p.name);
+        let raw = match explicit {
+            Some(e) => {
+                let Some(v) = entry_value(e, d) else { continue };
+                match substitute(&v, globals, &coords) {
+                    Ok(v) => Some((v, e.value.pos)),
+                    Err(m) => {
+                        err(d, e.value.pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), None);
+                        continue;
+                    }
+                }
+            }
+            // A matrix coordinate binds a param of the same name.
+            None => coords.iter().find(|(k, _)| k == p.name).map(|(_, v)| (v.clone(), s.pos)).or(p.default.clone().map(|v| (v, s.pos))),
+        };
+        let Some((v, pos)) = raw else { continue };
+        if v == Value::Null && p.default == Some(Value::Null) {
+            params.insert(p.name.to_string(), Value::Null);
+            continue;
+        }
+        match p.ty.check(&v) {
+            Ok(v) => {
+                params.insert(p.name.to_string(), v);
+            }
+            Err(m) => err(d, pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), Some(format!("`{}`: {}", p.name, p.help))),
+        }
+    }
+    let params = Params(params);
+    let id = node_id(&s.name, &coords);
+    let outputs = match kind.outputs(&params) {
+        Ok(o) => o,
+        Err(m) => {
+            err(d, s.pos, format!("stage `{}`: {m}", s.name), None);
+            Vec::new()
+        }
+    };
+    let mut inputs = BTreeMap::new();
+    for i in &s.inputs {
+        let refs = match &i.source {
+            Source::File(path) => match substitute(&Value::Str(path.clone()), globals, &coords) {
+                Ok(Value::Str(p)) => vec![InputRef::File(PathBuf::from(p))],
+                Ok(_) => vec![InputRef::File(PathBuf::from(path))],
+                Err(m) => {
+                    err(d, i.pos, format!("input `{}`: {m}", i.name), None);
+                    continue;
+                }
+            },
+            Source::Output { stage, output } => {
+                let ups = stage_nodes.get(stage.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+                let matching: Vec<usize> = ups
+                    .iter()
+                    .copied()
+                    .filter(|&u| nodes[u].coords.iter().all(|(k, v)| coords.iter().all(|(k2, v2)| k != k2 || v == v2)))
+                    .collect();
+                if let Some(&u) = matching.first() {
+                    if !nodes[u].outputs.iter().any(|o| o.name == *output) {
+                        let outs: Vec<&str> = nodes[u].outputs.iter().map(|o| o.name.as_str()).collect();
+                        let hint = did_you_mean(output, outs.iter().copied())
+                            .unwrap_or_else(|| format!("outputs of `{stage}`: {}", if outs.is_empty() { "none".into() } else { outs.join(", ") }));
+                        err(d, i.pos, format!("input `{}` of stage `{}`: stage `{stage}` has no output `{output}`", i.name, s.name), Some(hint));
+                        continue;
+                    }
+                }
+                if matching.is_empty() {
+                    if !ups.is_empty() {
+                        err(d, i.pos, format!("input `{}` of stage `{}` matches no node of `{stage}` for {id}", i.name, s.name),
+                            Some("the matrix values of the two stages do not overlap".into()));
+                    }
+                    continue;
+                }
+                if !i.gather && matching.len() > 1 {
+                    unreachable!("plain inputs inherit every upstream axis, so at most one node matches");
+                }
+                matching.into_iter().map(|u| InputRef::Node { node: u, output: output.clone() }).collect()
+            }
+        };
+        inputs.insert(i.name.clone(), refs);
+    }
+    let mut publish = Vec::new();
+    for e in &s.publish {
+        if !outputs.iter().any(|o| o.name == e.key) {
+            let outs: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+            err(d, e.pos, format!("publish: stage `{}` has no output `{}`", s.name, e.key), Some(format!("outputs: {}", outs.join(", "))));
+            continue;
+        }
+        let raw = Value::Str(e.value.as_str().unwrap_or_default().to_string());
+        match substitute(&raw, globals, &coords) {
+            Ok(Value::Str(p)) => publish.push((e.key.clone(), PathBuf::from(p))),
+            Ok(_) => {}
+            Err(m) => err(d, e.value.pos, format!("publish `{}`: {m}", e.key), None),
+        }
+    }
+    (d.items.len() == before).then(|| NodeSpec {
+        id,
+        stage: s.name.clone(),
+        kind: kind.clone(),
+        coords,
+        params,
+        inputs,
+        outputs,
+        publish,
+    })
+}

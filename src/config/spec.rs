@@ -1,0 +1,284 @@
+//! The pipeline file's structure (stages, params, matrix, inputs), read from the marked YAML tree.
+
+use super::diag::{did_you_mean, Diagnostics};
+use super::yaml::{Node, NodeKind, Pos};
+use crate::value::Value;
+
+/// Where an override from the command line "sits" in the file: nowhere (line 0).
+pub const COMMAND_LINE: Pos = Pos { line: 0, col: 0 };
+
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub name: String,
+    /// Pipeline-wide params, referenced as `${params.NAME}`.
+    pub params: Vec<Entry>,
+    pub stages: Vec<StageSpec>,
+}
+
+/// A `key: value` pair with the key's position.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub pos: Pos,
+    pub value: Node,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: String,
+    pub kind_pos: Pos,
+    pub matrix: Vec<Axis>,
+    pub params: Vec<Entry>,
+    pub inputs: Vec<InputSpec>,
+    pub publish: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub name: String,
+    pub pos: Pos,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub name: String,
+    pub pos: Pos,
+    pub source: Source,
+    /// Collect every matching upstream node instead of exactly one (fan-in).
+    pub gather: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Output { stage: String, output: String },
+    File(String),
+}
+
+const TOP_KEYS: &[&str] = &["name", "description", "params", "stages"];
+const STAGE_KEYS: &[&str] = &["kind", "description", "params", "matrix", "inputs", "publish"];
+
+pub(crate) fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+}
+
+fn entries<'a>(node: &'a Node, what: &str, d: &mut Diagnostics) -> Vec<(String, Pos, &'a Node)> {
+    match &node.kind {
+        NodeKind::Map(items) => items
+            .iter()
+            .filter_map(|(k, v)| match k.as_str() {
+                Some(s) => Some((s.to_string(), k.pos, v)),
+                None => {
+                    d.error(k.pos, format!("{what} keys must be strings, found {}", k.type_name()), None);
+                    None
+                }
+            })
+            .collect(),
+        NodeKind::Scalar(Value::Null) => Vec::new(),
+        _ => {
+            d.error(node.pos, format!("{what} must be a mapping, found {}", node.type_name()), None);
+            Vec::new()
+        }
+    }
+}
+
+fn unknown_key(d: &mut Diagnostics, pos: Pos, key: &str, where_: &str, allowed: &[&str]) {
+    let hint = did_you_mean(key, allowed.iter().copied())
+        .unwrap_or_else(|| format!("allowed keys: {}", allowed.join(", ")));
+    d.error(pos, format!("unknown key `{key}` in {where_}"), Some(hint));
+}
+
+/// Reads the structure; semantic checks (kinds, params, references) happen in `grid`.
+pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> PipelineSpec {
+    let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new() };
+    let mut saw_stages = false;
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        d.error(root.pos, format!("a pipeline file must be a mapping, found {}", root.type_name()),
+            Some("start with `stages:`".into()));
+        return spec;
+    }
+    for (key, pos, value) in entries(root, "the pipeline", d) {
+        match key.as_str() {
+            "name" => match value.as_str() {
+                Some(s) => spec.name = s.to_string(),
+                None => d.error(value.pos, format!("`name` must be a string, found {}", value.type_name()), None),
+            },
+            "description" => {}
+            "params" => {
+                for (k, p, v) in entries(value, "`params`", d) {
+                    if !is_identifier(&k) {
+                        d.error(p, format!("invalid param name `{k}`"), Some("use letters, digits, `_` and `-`".into()));
+                    }
+                    spec.params.push(Entry { key: k, pos: p, value: v.clone() });
+                }
+            }
+            "stages" => {
+                saw_stages = true;
+                let stages = entries(value, "`stages`", d);
+                if stages.is_empty() && matches!(value.kind, NodeKind::Map(_) | NodeKind::Scalar(Value::Null)) {
+                    d.error(value.pos, "`stages` is empty", Some("declare at least one stage".into()));
+                }
+                for (name, p, v) in stages {
+                    if let Some(s) = parse_stage(name, p, v, d) {
+                        spec.stages.push(s);
+                    }
+                }
+            }
+            _ => unknown_key(d, pos, &key, "the pipeline", TOP_KEYS),
+        }
+    }
+    if !saw_stages {
+        d.error(root.pos, "the pipeline has no `stages:` section", Some("add `stages:` with at least one stage".into()));
+    }
+    spec
+}
+
+fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Option<StageSpec> {
+    if !is_identifier(&name) {
+        d.error(pos, format!("invalid stage name `{name}`"),
+            Some("stage names use letters, digits, `_` and `-`, and start with a letter".into()));
+    }
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        d.error(node.pos, format!("stage `{name}` must be a mapping, found {}", node.type_name()),
+            Some("give it at least `kind:`".into()));
+        return None;
+    }
+    let mut s = StageSpec {
+        name: name.clone(),
+        pos,
+        kind: String::new(),
+        kind_pos: pos,
+        matrix: Vec::new(),
+        params: Vec::new(),
+        inputs: Vec::new(),
+        publish: Vec::new(),
+    };
+    for (key, kpos, v) in entries(node, &format!("stage `{name}`"), d) {
+        match key.as_str() {
+            "kind" => match v.as_str() {
+                Some(k) => {
+                    s.kind = k.to_string();
+                    s.kind_pos = v.pos;
+                }
+                None => d.error(v.pos, format!("`kind` must be a string, found {}", v.type_name()), None),
+            },
+            "description" => {}
+            "params" => {
+                for (k, p, val) in entries(v, &format!("params of stage `{name}`"), d) {
+                    s.params.push(Entry { key: k, pos: p, value: val.clone() });
+                }
+            }
+            "matrix" => {
+                for (axis, p, vals) in entries(v, &format!("matrix of stage `{name}`"), d) {
+                    if !is_identifier(&axis) {
+                        d.error(p, format!("invalid matrix axis name `{axis}`"), None);
+                    }
+                    let values = match &vals.kind {
+                        NodeKind::Seq(items) => items
+                            .iter()
+                            .filter_map(|it| match &it.kind {
+                                NodeKind::Scalar(Value::Null) | NodeKind::Seq(_) | NodeKind::Map(_) => {
+                                    d.error(it.pos, format!("matrix values must be scalars, found {}", it.type_name()), None);
+                                    None
+                                }
+                                NodeKind::Scalar(x) => Some(x.clone()),
+                            })
+                            .collect::<Vec<_>>(),
+                        _ => {
+                            d.error(vals.pos, format!("matrix axis `{axis}` must be a list, found {}", vals.type_name()),
+                                Some(format!("write `{axis}: [a, b]`")));
+                            continue;
+                        }
+                    };
+                    if values.is_empty() {
+                        d.error(vals.pos, format!("matrix axis `{axis}` is empty"),
+                            Some("give it at least one value, or remove the axis".into()));
+                        continue;
+                    }
+                    for (i, x) in values.iter().enumerate() {
+                        if values[..i].contains(x) {
+                            d.error(vals.pos, format!("matrix axis `{axis}` repeats the value `{x}`"), None);
+                        }
+                    }
+                    s.matrix.push(Axis { name: axis, pos: p, values });
+                }
+            }
+            "inputs" => {
+                for (iname, p, val) in entries(v, &format!("inputs of stage `{name}`"), d) {
+                    if let Some(i) = parse_input(iname, p, val, d) {
+                        s.inputs.push(i);
+                    }
+                }
+            }
+            "publish" => {
+                for (out, p, val) in entries(v, &format!("publish of stage `{name}`"), d) {
+                    if val.as_str().is_none() {
+                        d.error(val.pos, format!("publish path must be a string, found {}", val.type_name()), None);
+                        continue;
+                    }
+                    s.publish.push(Entry { key: out, pos: p, value: val.clone() });
+                }
+            }
+            _ => unknown_key(d, kpos, &key, &format!("stage `{name}`"), STAGE_KEYS),
+        }
+    }
+    if s.kind.is_empty() {
+        d.error(pos, format!("stage `{name}` has no `kind`"), Some("add e.g. `kind: command`".into()));
+    }
+    Some(s)
+}
+
+fn parse_ref(text: &str, pos: Pos, d: &mut Diagnostics) -> Option<Source> {
+    match text.split_once('.') {
+        Some((stage, output)) if !stage.is_empty() && !output.is_empty() => {
+            Some(Source::Output { stage: stage.to_string(), output: output.to_string() })
+        }
+        _ => {
+            d.error(pos, format!("input reference `{text}` is not of the form `stage.output`"),
+                Some("name an upstream stage and one of its outputs, e.g. `ingest.dataset`, or use `{file: PATH}`".into()));
+            None
+        }
+    }
+}
+
+fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<InputSpec> {
+    match &v.kind {
+        NodeKind::Scalar(Value::Str(text)) => {
+            parse_ref(text, v.pos, d).map(|source| InputSpec { name, pos, source, gather: false })
+        }
+        NodeKind::Map(_) => {
+            let mut source = None;
+            let mut gather = false;
+            for (k, p, val) in entries(v, &format!("input `{name}`"), d) {
+                match (k.as_str(), val.as_str()) {
+                    ("from", Some(t)) => source = parse_ref(t, val.pos, d),
+                    ("file", Some(t)) => source = Some(Source::File(t.to_string())),
+                    ("gather", _) => match &val.kind {
+                        NodeKind::Scalar(Value::Bool(b)) => gather = *b,
+                        _ => d.error(val.pos, format!("`gather` must be true or false, found {}", val.type_name()), None),
+                    },
+                    ("from" | "file", None) => {
+                        d.error(val.pos, format!("`{k}` must be a string, found {}", val.type_name()), None)
+                    }
+                    _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather"]),
+                }
+            }
+            if source.is_none() {
+                d.error(v.pos, format!("input `{name}` names no source"),
+                    Some("write `from: stage.output` or `file: PATH`".into()));
+            }
+            if gather && matches!(source, Some(Source::File(_))) {
+                d.error(v.pos, format!("input `{name}`: `gather` applies to `from:` inputs only"), None);
+            }
+            source.map(|source| InputSpec { name, pos, source, gather })
+        }
+        _ => {
+            d.error(v.pos, format!("input `{name}` must be `stage.output` or a mapping, found {}", v.type_name()), None);
+            None
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! A YAML tree that remembers the line and column of every node, so validation can point into the file.
+//!
+//! serde_yaml (and its forks) stop at the first error and lose positions once deserialised; the
+//! validator needs every position to report all errors at once, so we build our own marked tree
+//! from yaml-rust2's event stream.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::value::Value;
+
+/// 1-based line and column in the source file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        Pos { line: m.line(), col: m.col() + 1 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub pos: Pos,
+    pub kind: NodeKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    Scalar(Value),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar(Value::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Human name of the node's type, for "expected X, found Y" messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Scalar(v) => v.type_name(),
+            NodeKind::Seq(_) => "list",
+            NodeKind::Map(_) => "mapping",
+        }
+    }
+
+    /// Converts a scalar or a list of scalars into a plain value.
+    pub fn to_value(&self) -> Option<Value> {
+        match &self.kind {
+            NodeKind::Scalar(v) => Some(v.clone()),
+            NodeKind::Seq(items) => items.iter().map(Node::to_value).collect::<Option<Vec<_>>>().map(Value::List),
+            NodeKind::Map(_) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ParseError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document. An empty document is an empty mapping. Duplicate keys do not stop
+/// the parse: they come back as the second element so they are reported with every other error.
+pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
+    let mut b = Builder::default();
+    let mut parser = Parser::new_from_str(src);
+    parser
+        .load(&mut b, false)
+        .map_err(|e| ParseError { pos: (*e.marker()).into(), message: e.info().to_string() })?;
+    let root = b.root.unwrap_or(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Map(Vec::new()) });
+    Ok((root, b.duplicates))
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<(Node, usize)>,
+    pending_key: Vec<Option<Node>>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    duplicates: Vec<ParseError>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let Some((parent, _)) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        match &mut parent.kind {
+            NodeKind::Seq(items) => items.push(node),
+            NodeKind::Map(entries) => {
+                let slot = self.pending_key.last_mut().expect("map has a key slot");
+                match slot.take() {
+                    None => *slot = Some(node),
+                    Some(key) => {
+                        let dup = entries.iter().any(|(k, _)| k.as_str().is_some() && k.as_str() == key.as_str());
+                        if dup {
+                            self.duplicates.push(ParseError {
+                                pos: key.pos,
+                                message: format!(
+                                    "duplicate key `{}`; each key may appear once in a mapping",
+                                    key.as_str().unwrap_or("?")
+                                ),
+                            });
+                        }
+                        entries.push((key, node));
+                    }
+                }
+            }
+            NodeKind::Scalar(_) => unreachable!("scalars have no children"),
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                let v = if style == TScalarStyle::Plain { Value::from_plain_scalar(&text) } else { Value::Str(text) };
+                self.push_value(Node { pos, kind: NodeKind::Scalar(v) }, anchor);
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push((Node { pos, kind: NodeKind::Seq(Vec::new()) }, anchor));
+                self.pending_key.push(None);
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack.push((Node { pos, kind: NodeKind::Map(Vec::new()) }, anchor));
+                self.pending_key.push(None);
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.pending_key.pop();
+                if let Some((node, anchor)) = self.stack.pop() {
+                    self.push_value(node, anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node { pos, kind: NodeKind::Scalar(Value::Null) });
+                self.push_value(Node { pos, ..node }, 0);
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let (n, _) = parse("a:\n  b: 1.5\n  c: [x, 'y']\n").unwrap();
+        let NodeKind::Map(m) = &n.kind else { panic!() };
+        let NodeKind::Map(inner) = &m[0].1.kind else { panic!() };
+        assert_eq!(inner[0].0.pos, Pos { line: 2, col: 3 });
+        assert!(matches!(inner[0].1.kind, NodeKind::Scalar(Value::Float(f)) if f == 1.5));
+        assert_eq!(inner[1].1.to_value(), Some(Value::List(vec![Value::Str("x".into()), Value::Str("y".into())])));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let (_, dups) = parse("a: 1\na: 2\n").unwrap();
+        assert_eq!(dups[0].pos, Pos { line: 2, col: 1 });
+    }
+
+    #[test]
+    fn quoted_numbers_stay_strings() {
+        let (n, _) = parse("'1'").unwrap();
+        assert!(matches!(n.kind, NodeKind::Scalar(Value::Str(_))));
+    }
+}

@@ -1,0 +1,270 @@
+//! The local scheduler: walks ready nodes on a rayon pool, restores cache hits, runs the rest.
+//!
+//! A node becomes ready when all its dependencies completed. A failure stops only its
+//! dependents (or everything with `fail_fast`); cancellation (Ctrl-C) starts nothing new and
+//! keeps every completed node, so the next run resumes.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::NodeSpec;
+use crate::graph::Graph;
+use crate::plan::{fingerprint, lookup, resolve_inputs, Lookup, Outputs};
+use crate::report::{Event, Reporter};
+use crate::stage::{RunContext, StageError};
+use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, Store};
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Nodes run at once.
+    pub jobs: usize,
+    /// CPU threads each node may use.
+    pub threads: usize,
+    pub fail_fast: bool,
+}
+
+pub struct Executor<'a> {
+    pub graph: &'a Graph,
+    pub store: &'a Store,
+    pub pipeline: &'a str,
+    pub workspace: PathBuf,
+    pub options: RunOptions,
+    pub reporter: &'a dyn Reporter,
+    pub cancel: Arc<AtomicBool>,
+}
+
+enum Outcome {
+    Done { state: &'static str, key: String, outputs: BTreeMap<String, ObjectRef> },
+    Failed { key: Option<String>, error: String, cancelled: bool },
+}
+
+struct Shared<'a> {
+    ex: &'a Executor<'a>,
+    outputs: Mutex<Outputs>,
+    pending: Vec<AtomicUsize>,
+    results: Mutex<Vec<Option<RunNode>>>,
+}
+
+impl<'a> Executor<'a> {
+    /// Runs every node that is not fresh; returns one entry per node, in dependency order.
+    pub fn run(&'a self) -> Vec<RunNode> {
+        let n = self.graph.len();
+        let shared = Shared {
+            ex: self,
+            outputs: Mutex::new(vec![None; n]),
+            pending: (0..n).map(|i| AtomicUsize::new(self.graph.dependencies(self.graph.index_of(i)).len())).collect(),
+            results: Mutex::new(vec![None; n]),
+        };
+        self.reporter.event(&Event::Planned { total: n });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.options.jobs.max(1))
+            .thread_name(|i| format!("pipe-job-{i}"))
+            .build()
+            .expect("thread pool starts");
+        pool.scope(|s| {
+            for &i in self.graph.order() {
+                if shared.pending[i.index()].load(Ordering::SeqCst) == 0 {
+                    let sh = &shared;
+                    s.spawn(move |s| visit(s, sh, i.index()));
+                }
+            }
+        });
+        let results = shared.results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(n);
+        let mut state_of: Vec<Option<String>> = results.iter().map(|r| r.as_ref().map(|r| r.state.clone())).collect();
+        for &i in self.graph.order() {
+            let idx = i.index();
+            let node = self.graph.node(i);
+            let rn = match &results[idx] {
+                Some(r) => r.clone(),
+                None => {
+                    let blocked = self.graph.dependencies(i).into_iter().find(|d| {
+                        matches!(state_of[d.index()].as_deref(), Some("failed") | Some("skipped"))
+                    });
+                    let (state, error) = match blocked {
+                        Some(d) => ("skipped", format!("upstream {} did not complete", self.graph.node(d).id)),
+                        None => ("cancelled", "not started: run interrupted".to_string()),
+                    };
+                    let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s: 0.0, key: None, error: Some(error) };
+                    self.reporter.event(&Event::NotRun { node: &node.id, state, reason: rn.error.as_deref().unwrap_or("") });
+                    rn
+                }
+            };
+            state_of[idx] = Some(rn.state.clone());
+            out.push(rn);
+        }
+        out
+    }
+}
+
+fn visit<'s, 'a: 's>(s: &rayon::Scope<'s>, sh: &'s Shared<'a>, i: usize) {
+    let ex = sh.ex;
+    if ex.cancel.load(Ordering::SeqCst) {
+        return;
+    }
+    let node = ex.graph.node(ex.graph.index_of(i));
+    let start = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| process(ex, node, &sh.outputs))).unwrap_or_else(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        Outcome::Failed { key: None, error: format!("stage panicked: {msg}"), cancelled: false }
+    });
+    let duration_s = start.elapsed().as_secs_f64();
+    let rn = match outcome {
+        Outcome::Done { state, key, outputs } => {
+            if let Some(err) = publish(ex, node, &outputs) {
+                ex.reporter.event(&Event::Warning { node: &node.id, message: &err });
+            }
+            sh.outputs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outputs);
+            ex.reporter.event(&if state == "ran" { Event::Ran { node: &node.id, seconds: duration_s } } else { Event::Cached { node: &node.id } });
+            for d in ex.graph.dependents(ex.graph.index_of(i)) {
+                if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
+                    s.spawn(move |s| visit(s, sh, d.index()));
+                }
+            }
+            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key: Some(key), error: None }
+        }
+        Outcome::Failed { key, error, cancelled } => {
+            if ex.options.fail_fast {
+                ex.cancel.store(true, Ordering::SeqCst);
+            }
+            let state = if cancelled { "cancelled" } else { "failed" };
+            if cancelled {
+                ex.reporter.event(&Event::NotRun { node: &node.id, state, reason: &error });
+            } else {
+                ex.reporter.event(&Event::Failed { node: &node.id, error: &error });
+            }
+            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key, error: Some(error) }
+        }
+    };
+    sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
+}
+
+fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outcome {
+    let inputs = {
+        let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
+        resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
+    };
+    let inputs = match inputs {
+        Ok(r) => r,
+        Err(error) => return Outcome::Failed { key: None, error, cancelled: false },
+    };
+    let fp = fingerprint(node, &inputs);
+    let key = fp.key();
+    match lookup(ex.store, &key) {
+        Lookup::Hit(rec) => {
+            if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
+                return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false };
+            }
+            return Outcome::Done { state: "cached", key, outputs: rec.outputs };
+        }
+        Lookup::Damaged { object, corrupt, output, .. } => {
+            let what = if corrupt { "is corrupt" } else { "is missing" };
+            let msg = match (corrupt, ex.store.quarantine(&object)) {
+                (true, Some(q)) => format!("object {} ({output}) {what}; moved to {}; recomputing", object.short(), q.display()),
+                _ => format!("object {} ({output}) {what}; recomputing", object.short()),
+            };
+            ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
+            tracing::warn!(node = %node.id, key = %key, object = %object.hash, "{msg}");
+            ex.store.remove_record(&key);
+        }
+        Lookup::BadRecord(e) => {
+            ex.reporter.event(&Event::Warning { node: &node.id, message: &e });
+            ex.store.remove_record(&key);
+        }
+        Lookup::Miss => {}
+    }
+    if ex.cancel.load(Ordering::SeqCst) {
+        return Outcome::Failed { key: Some(key), error: "interrupted before start".into(), cancelled: true };
+    }
+    ex.reporter.event(&Event::Started { node: &node.id });
+    tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
+    let scratch = match ex.store.scratch(&key) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
+    };
+    let ctx = RunContext::new(
+        node.id.clone(),
+        node.params.clone(),
+        inputs.paths,
+        inputs.sources.clone(),
+        node.coords.iter().cloned().collect(),
+        node.outputs.clone(),
+        scratch.clone(),
+        ex.workspace.clone(),
+        ex.options.threads,
+        ex.reporter.progress(&node.id),
+        ex.cancel.clone(),
+    );
+    let start = Instant::now();
+    let result = node.kind.run(&ctx);
+    let log = ctx.take_log();
+    ex.reporter.event(&Event::ProgressDone { node: &node.id });
+    let fail = |error: String, cancelled: bool| {
+        let _ = std::fs::remove_dir_all(&scratch);
+        let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        let error = if tail.is_empty() { error } else { format!("{error}\n--- last lines of the stage log ---\n{}", tail.join("\n")) };
+        Outcome::Failed { key: Some(key.clone()), error, cancelled }
+    };
+    match result {
+        Err(StageError::Cancelled) => return fail("interrupted".into(), true),
+        Err(e) => return fail(e.to_string(), false),
+        Ok(()) => {}
+    }
+    let mut objects = BTreeMap::new();
+    for o in &node.outputs {
+        let path = scratch.join(&o.file);
+        if !path.is_file() {
+            return fail(format!("stage did not write its declared output `{}` ({})", o.name, o.file), false);
+        }
+        match ex.store.put_file(&path) {
+            Ok(obj) => {
+                objects.insert(o.name.clone(), obj);
+            }
+            Err(e) => return fail(e.to_string(), false),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let record = NodeRecord {
+        key: key.clone(),
+        node: node.id.clone(),
+        stage: node.stage.clone(),
+        fingerprint: fp,
+        input_sources: inputs.sources,
+        outputs: objects.clone(),
+        duration_s: start.elapsed().as_secs_f64(),
+        finished_at: now(),
+        log,
+    };
+    if let Err(e) = ex.store.write_record(&record).and_then(|_| ex.store.set_ref(ex.pipeline, &node.id, &key)) {
+        return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false };
+    }
+    Outcome::Done { state: "ran", key, outputs: objects }
+}
+
+/// Copies published outputs into the workspace when their content differs.
+fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Option<String> {
+    for (name, dest) in &node.publish {
+        let obj = outputs.get(name)?;
+        let dest = ex.workspace.join(dest);
+        if same_content(&dest, obj) {
+            continue;
+        }
+        let bytes = match std::fs::read(ex.store.object_path(obj)) {
+            Ok(b) => b,
+            Err(e) => return Some(format!("publish {}: {e}", dest.display())),
+        };
+        if let Err(e) = write_atomic(&dest, &bytes) {
+            return Some(format!("publish {}: {e}", dest.display()));
+        }
+    }
+    None
+}
+
+fn same_content(path: &Path, obj: &ObjectRef) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == obj.size)
+        && crate::hash::hash_file(path).is_ok_and(|h| h == obj.hash)
+}

@@ -1,0 +1,154 @@
+//! The node DAG (petgraph): built from expanded nodes, then sealed; only a sealed graph runs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::config::{InputRef, NodeSpec};
+
+/// A graph still being built.
+pub struct GraphBuilder {
+    g: DiGraph<NodeSpec, String>,
+}
+
+/// A sealed, acyclic graph with its topological order.
+pub struct Graph {
+    g: DiGraph<NodeSpec, String>,
+    order: Vec<NodeIndex>,
+    by_id: HashMap<String, NodeIndex>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("dependency cycle through nodes: {}", nodes.join(" -> "))]
+pub struct CycleError {
+    pub nodes: Vec<String>,
+}
+
+impl GraphBuilder {
+    /// Adds every node and one edge per (input, upstream node); labels are input names.
+    pub fn from_nodes(nodes: Vec<NodeSpec>) -> Self {
+        let mut g = DiGraph::with_capacity(nodes.len(), nodes.len());
+        let idx: Vec<NodeIndex> = nodes.iter().map(|n| g.add_node(n.clone())).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            for (name, refs) in &n.inputs {
+                for r in refs {
+                    if let InputRef::Node { node, .. } = r {
+                        g.add_edge(idx[*node], idx[i], name.clone());
+                    }
+                }
+            }
+        }
+        GraphBuilder { g }
+    }
+
+    pub fn seal(self) -> Result<Graph, CycleError> {
+        let g = self.g;
+        // Nodes are expanded stage by stage in dependency order, so index order is usually already
+        // topological; keep it (stable, file-ordered output) and fall back to a sort otherwise.
+        let forward = g.edge_indices().all(|e| g.edge_endpoints(e).is_some_and(|(a, b)| a < b));
+        let order = if forward { Ok(g.node_indices().collect()) } else { petgraph::algo::toposort(&g, None) };
+        let order = order.map_err(|_| {
+            let scc = petgraph::algo::tarjan_scc(&g).into_iter().find(|c| c.len() > 1).unwrap_or_default();
+            CycleError { nodes: scc.iter().map(|n| g[*n].id.clone()).collect() }
+        })?;
+        let by_id = g.node_indices().map(|i| (g[i].id.clone(), i)).collect();
+        Ok(Graph { g, order, by_id })
+    }
+}
+
+impl Graph {
+    pub fn len(&self) -> usize {
+        self.g.node_count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.g.node_count() == 0
+    }
+    /// Nodes in dependency order.
+    pub fn order(&self) -> &[NodeIndex] {
+        &self.order
+    }
+    pub fn node(&self, i: NodeIndex) -> &NodeSpec {
+        &self.g[i]
+    }
+    pub fn find(&self, id: &str) -> Option<NodeIndex> {
+        self.by_id.get(id).copied()
+    }
+    /// Index of the node that expanded list entry `i` became (they are added in order).
+    pub fn index_of(&self, expanded: usize) -> NodeIndex {
+        NodeIndex::new(expanded)
+    }
+    pub fn dependents(&self, i: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        let mut seen = Vec::new();
+        self.g.neighbors_directed(i, Direction::Outgoing).filter(move |n| {
+            if seen.contains(n) {
+                false
+            } else {
+                seen.push(*n);
+                true
+            }
+        })
+    }
+    pub fn dependencies(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        let mut v: Vec<NodeIndex> = self.g.neighbors_directed(i, Direction::Incoming).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// `text`: one line per node with its inputs; `dot`: Graphviz; `mermaid`: a flowchart.
+    pub fn render(&self, format: RenderFormat) -> String {
+        let mut out = String::new();
+        let edges = || {
+            let mut e: Vec<(NodeIndex, NodeIndex, &str)> = self
+                .g
+                .edge_indices()
+                .filter_map(|e| self.g.edge_endpoints(e).map(|(a, b)| (a, b, self.g[e].as_str())))
+                .collect();
+            e.sort();
+            e.dedup();
+            e
+        };
+        match format {
+            RenderFormat::Text => {
+                for &i in &self.order {
+                    let n = &self.g[i];
+                    let deps: Vec<String> = self.dependencies(i).iter().map(|d| self.g[*d].id.clone()).collect();
+                    if deps.is_empty() {
+                        let _ = writeln!(out, "{} ({})", n.id, n.kind.name());
+                    } else {
+                        let _ = writeln!(out, "{} ({}) <- {}", n.id, n.kind.name(), deps.join(", "));
+                    }
+                }
+            }
+            RenderFormat::Dot => {
+                out.push_str("digraph pipeline {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+                for &i in &self.order {
+                    let _ = writeln!(out, "  n{} [label=\"{}\"];", i.index(), self.g[i].id.replace('"', "\\\""));
+                }
+                for (a, b, label) in edges() {
+                    let _ = writeln!(out, "  n{} -> n{} [label=\"{}\"];", a.index(), b.index(), label);
+                }
+                out.push_str("}\n");
+            }
+            RenderFormat::Mermaid => {
+                out.push_str("flowchart LR\n");
+                for &i in &self.order {
+                    let _ = writeln!(out, "  n{}[\"{}\"]", i.index(), self.g[i].id.replace('"', "#quot;"));
+                }
+                for (a, b, label) in edges() {
+                    let _ = writeln!(out, "  n{} -->|{}| n{}", a.index(), label, b.index());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    Text,
+    Dot,
+    Mermaid,
+}

@@ -1,0 +1,28 @@
+//! The `pipe` binary: parses arguments, installs logging and Ctrl-C handling, dispatches.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // First Ctrl-C: finish cleanly (no new nodes, running ones interrupted, finished ones kept).
+    // Second: leave at once; the store stays consistent because every write is atomic.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(pipe::exit::INTERRUPTED);
+        }
+        eprintln!("interrupt: stopping after running nodes are cancelled (Ctrl-C again to quit now)");
+    });
+    let cli = pipe::cli::Cli::parse();
+    let registry = pipe::kinds::builtin();
+    std::process::exit(pipe::cli::main(cli, &registry, cancel));
+}

@@ -1,0 +1,195 @@
+//! Deciding what is fresh: fingerprints of nodes, cache lookups, and `pipe status` with reasons.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::{InputRef, NodeSpec};
+use crate::graph::Graph;
+use crate::hash::{hash_file, Fingerprint, KEY_VERSION};
+use crate::store::{NodeRecord, ObjectRef, Store, Verify};
+
+/// The outputs of completed nodes, by expanded-node index.
+pub type Outputs = Vec<Option<BTreeMap<String, ObjectRef>>>;
+
+/// A node's resolved inputs: paths to read, content hashes, and upstream ids for messages.
+pub struct ResolvedInputs {
+    pub paths: BTreeMap<String, Vec<PathBuf>>,
+    pub hashes: BTreeMap<String, Vec<String>>,
+    pub sources: BTreeMap<String, Vec<String>>,
+}
+
+/// Resolves inputs from upstream outputs (which must all be known) and workspace files.
+pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: &Store, workspace: &Path) -> Result<ResolvedInputs, String> {
+    let mut r = ResolvedInputs { paths: BTreeMap::new(), hashes: BTreeMap::new(), sources: BTreeMap::new() };
+    for (name, refs) in &node.inputs {
+        let (mut paths, mut hashes, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+        for input in refs {
+            match input {
+                InputRef::Node { node: up, output } => {
+                    let up_id = &graph.node(graph.index_of(*up)).id;
+                    let obj = outputs[*up]
+                        .as_ref()
+                        .and_then(|o| o.get(output))
+                        .ok_or_else(|| format!("upstream {up_id} has no output `{output}`"))?;
+                    paths.push(store.object_path(obj));
+                    hashes.push(obj.hash.clone());
+                    sources.push(up_id.clone());
+                }
+                InputRef::File(p) => {
+                    let path = workspace.join(p);
+                    let h = hash_file(&path).map_err(|e| format!("input file {} ({name}): {e}", path.display()))?;
+                    paths.push(path.clone());
+                    hashes.push(h);
+                    sources.push(p.display().to_string());
+                }
+            }
+        }
+        r.paths.insert(name.clone(), paths);
+        r.hashes.insert(name.clone(), hashes);
+        r.sources.insert(name.clone(), sources);
+    }
+    Ok(r)
+}
+
+pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs) -> Fingerprint {
+    Fingerprint {
+        key_version: KEY_VERSION,
+        kind: node.kind.name().to_string(),
+        stage_version: node.kind.version(),
+        params: node.params.0.clone(),
+        inputs: inputs.hashes.clone(),
+        environment: node.kind.environment(&node.params),
+    }
+}
+
+/// What the store holds for a key.
+pub enum Lookup {
+    Hit(NodeRecord),
+    Miss,
+    /// The record exists but an object is gone or damaged.
+    Damaged { record: NodeRecord, object: ObjectRef, corrupt: bool, output: String },
+    /// The record file itself is unreadable.
+    BadRecord(String),
+}
+
+pub fn lookup(store: &Store, key: &str) -> Lookup {
+    let record = match store.record(key) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Lookup::Miss,
+        Err(e) => return Lookup::BadRecord(e.to_string()),
+    };
+    for (name, obj) in &record.outputs {
+        match store.verify(obj) {
+            Verify::Ok => {}
+            Verify::Missing => return Lookup::Damaged { object: obj.clone(), corrupt: false, output: name.clone(), record },
+            Verify::Corrupt { .. } => return Lookup::Damaged { object: obj.clone(), corrupt: true, output: name.clone(), record },
+        }
+    }
+    Lookup::Hit(record)
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct NodeStatus {
+    pub node: String,
+    pub stage: String,
+    /// `fresh`, `stale` or `missing`.
+    pub state: String,
+    pub reasons: Vec<String>,
+}
+
+/// Dependency levels: every node's level is one more than its deepest dependency.
+pub fn levels(graph: &Graph) -> Vec<Vec<usize>> {
+    let mut level = vec![0usize; graph.len()];
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for &i in graph.order() {
+        let l = graph.dependencies(i).iter().map(|d| level[d.index()] + 1).max().unwrap_or(0);
+        level[i.index()] = l;
+        if out.len() <= l {
+            out.resize_with(l + 1, Vec::new);
+        }
+        out[l].push(i.index());
+    }
+    out
+}
+
+/// The state of every node, in dependency order, computed level by level in parallel.
+pub fn status(graph: &Graph, store: &Store, pipeline: &str, workspace: &Path) -> Vec<NodeStatus> {
+    let n = graph.len();
+    let mut outputs: Outputs = vec![None; n];
+    let mut result: Vec<Option<NodeStatus>> = vec![None; n];
+    for level in levels(graph) {
+        let computed: Vec<(usize, NodeStatus, Option<BTreeMap<String, ObjectRef>>)> = level
+            .par_iter()
+            .map(|&i| {
+                let node = graph.node(graph.index_of(i));
+                let (st, outs) = node_status(graph, node, i, &outputs, &result, store, pipeline, workspace);
+                (i, st, outs)
+            })
+            .collect();
+        for (i, st, outs) in computed {
+            outputs[i] = outs;
+            result[i] = Some(st);
+        }
+    }
+    graph.order().iter().filter_map(|i| result[i.index()].clone()).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node_status(
+    graph: &Graph,
+    node: &NodeSpec,
+    i: usize,
+    outputs: &Outputs,
+    done: &[Option<NodeStatus>],
+    store: &Store,
+    pipeline: &str,
+    workspace: &Path,
+) -> (NodeStatus, Option<BTreeMap<String, ObjectRef>>) {
+    let mk = |state: &str, reasons: Vec<String>| NodeStatus {
+        node: node.id.clone(),
+        stage: node.stage.clone(),
+        state: state.to_string(),
+        reasons,
+    };
+    let not_fresh: Vec<String> = graph
+        .dependencies(graph.index_of(i))
+        .iter()
+        .filter(|d| done[d.index()].as_ref().is_none_or(|s| s.state != "fresh"))
+        .map(|d| format!("upstream {} is {}", graph.node(*d).id, done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str())))
+        .collect();
+    let previous = || store.get_ref(pipeline, &node.id);
+    if !not_fresh.is_empty() {
+        let state = if previous().is_some() { "stale" } else { "missing" };
+        return (mk(state, not_fresh), None);
+    }
+    let inputs = match resolve_inputs(graph, node, outputs, store, workspace) {
+        Ok(r) => r,
+        Err(e) => return (mk("missing", vec![e]), None),
+    };
+    let fp = fingerprint(node, &inputs);
+    let key = fp.key();
+    match lookup(store, &key) {
+        Lookup::Hit(rec) => (mk("fresh", Vec::new()), Some(rec.outputs)),
+        Lookup::Damaged { object, corrupt, output, .. } => {
+            let what = if corrupt { "corrupt" } else { "missing from the store" };
+            (mk("stale", vec![format!("object {} ({output}) {what}", object.short())]), None)
+        }
+        Lookup::BadRecord(e) => (mk("stale", vec![e]), None),
+        Lookup::Miss => match previous() {
+            None => (mk("missing", vec!["never run".to_string()]), None),
+            Some(old_key) => match store.record(&old_key) {
+                Ok(Some(old)) => {
+                    let mut reasons = fp.diff(&old.fingerprint, &inputs.sources);
+                    if reasons.is_empty() {
+                        reasons.push("cache entry removed (gc?)".to_string());
+                    }
+                    (mk("stale", reasons), None)
+                }
+                _ => (mk("stale", vec!["previous record removed (gc?)".to_string()]), None),
+            },
+        },
+    }
+}

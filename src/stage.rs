@@ -1,0 +1,315 @@
+//! The one small interface through which the engine sees a stage kind.
+//!
+//! A kind declares its name, version, typed params, inputs and outputs, and runs given a
+//! [`RunContext`]. The engine never looks inside; the kinds never look at the engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::value::Value;
+
+/// The declared type of a parameter; values are checked (and ints widened to floats) against it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamType {
+    Bool,
+    Int,
+    Float,
+    Str,
+    /// One of a fixed set of strings.
+    Choice(&'static [&'static str]),
+    List(Box<ParamType>),
+}
+
+impl std::fmt::Display for ParamType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamType::Bool => write!(f, "bool"),
+            ParamType::Int => write!(f, "int"),
+            ParamType::Float => write!(f, "float"),
+            ParamType::Str => write!(f, "string"),
+            ParamType::Choice(c) => write!(f, "one of {}", c.join(", ")),
+            ParamType::List(t) => write!(f, "list of {t}"),
+        }
+    }
+}
+
+impl ParamType {
+    /// Checks `v` against the type, returning the canonical value (ints widened to floats).
+    pub fn check(&self, v: &Value) -> Result<Value, String> {
+        let mismatch = || format!("expected {self}, found {} `{v}`", v.type_name());
+        match (self, v) {
+            (ParamType::Bool, Value::Bool(_)) | (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => {
+                Ok(v.clone())
+            }
+            (ParamType::Float, Value::Float(f)) if !f.is_finite() => Err(format!("expected a finite float, found `{v}`")),
+            (ParamType::Float, Value::Float(_)) => Ok(v.clone()),
+            (ParamType::Float, Value::Int(i)) => Ok(Value::Float(*i as f64)),
+            (ParamType::Choice(options), Value::Str(s)) if options.contains(&s.as_str()) => Ok(v.clone()),
+            (ParamType::Choice(options), Value::Str(s)) => {
+                Err(format!("`{s}` is not one of: {}", options.join(", ")))
+            }
+            (ParamType::List(t), Value::List(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| t.check(x).map_err(|e| format!("item {i}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::List),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub ty: ParamType,
+    /// `None` means the param is required.
+    pub default: Option<Value>,
+    pub help: &'static str,
+}
+
+impl ParamSpec {
+    pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
+        ParamSpec { name, ty, default: None, help }
+    }
+    pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
+        ParamSpec { name, ty, default: Some(default), help }
+    }
+}
+
+/// Which inputs a kind accepts.
+#[derive(Clone, Debug)]
+pub enum InputDecl {
+    /// Exactly these names; each entry says whether it is required.
+    Named(Vec<(&'static str, bool)>),
+    /// Any names (the generic `command` kind).
+    Any,
+}
+
+/// One file a stage produces: `name` is what pipelines reference (`stage.name`), `file` the file name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub file: String,
+}
+
+impl OutputSpec {
+    pub fn new(name: &str, file: &str) -> Self {
+        OutputSpec { name: name.to_string(), file: file.to_string() }
+    }
+}
+
+/// Resolved, type-checked params of one node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(pub BTreeMap<String, Value>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| **v != Value::Null)
+    }
+    pub fn str(&self, name: &str) -> Result<&str, StageError> {
+        self.get(name).and_then(Value::as_str).ok_or_else(|| StageError::param(name, "a string"))
+    }
+    pub fn f64(&self, name: &str) -> Result<f64, StageError> {
+        self.get(name).and_then(Value::as_f64).ok_or_else(|| StageError::param(name, "a number"))
+    }
+    pub fn i64(&self, name: &str) -> Result<i64, StageError> {
+        self.get(name).and_then(Value::as_i64).ok_or_else(|| StageError::param(name, "an integer"))
+    }
+    pub fn usize(&self, name: &str) -> Result<usize, StageError> {
+        let v = self.i64(name)?;
+        usize::try_from(v).map_err(|_| StageError::param(name, "a non-negative integer"))
+    }
+    pub fn bool(&self, name: &str) -> Result<bool, StageError> {
+        self.get(name).and_then(Value::as_bool).ok_or_else(|| StageError::param(name, "a bool"))
+    }
+    pub fn str_list(&self, name: &str) -> Result<Vec<String>, StageError> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::List(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| StageError::param(name, "a list of strings")))
+                .collect(),
+            Some(_) => Err(StageError::param(name, "a list of strings")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("param `{name}` must be {expected}")]
+    Param { name: String, expected: String },
+    #[error("interrupted")]
+    Cancelled,
+    #[error("{0}")]
+    Failed(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StageError {
+    pub fn param(name: &str, expected: &str) -> Self {
+        StageError::Param { name: name.to_string(), expected: expected.to_string() }
+    }
+    pub fn failed(msg: impl Into<String>) -> Self {
+        StageError::Failed(msg.into())
+    }
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StageError::Io { context: context.into(), source }
+    }
+}
+
+/// Progress of long work inside a node (epochs, batches); shown as a bar by the terminal reporter.
+pub trait Progress: Send + Sync {
+    fn set_length(&self, len: u64);
+    fn set_position(&self, pos: u64);
+    fn set_message(&self, msg: String);
+}
+
+/// A progress sink that shows nothing (tests, non-terminal runs).
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn set_length(&self, _: u64) {}
+    fn set_position(&self, _: u64) {}
+    fn set_message(&self, _: String) {}
+}
+
+/// Everything a running stage may use.
+pub struct RunContext {
+    pub node: String,
+    pub params: Params,
+    /// Input name -> object paths (one for a plain input, several for a gathered one). Read-only.
+    pub inputs: BTreeMap<String, Vec<PathBuf>>,
+    /// Input name -> node names the paths came from (same order as `inputs`).
+    pub input_nodes: BTreeMap<String, Vec<String>>,
+    /// Node coordinates (`dataset` -> `mnist`), for stages that label their outputs.
+    pub coords: BTreeMap<String, Value>,
+    pub outputs: Vec<OutputSpec>,
+    /// Private scratch directory; outputs are written here and moved into the store afterwards.
+    pub work_dir: PathBuf,
+    /// The directory `pipe` was started in (commands run there).
+    pub workspace: PathBuf,
+    /// CPU threads this node may use (`--threads`).
+    pub threads: usize,
+    pub progress: Arc<dyn Progress>,
+    pub cancel: Arc<AtomicBool>,
+    log: Mutex<String>,
+}
+
+impl RunContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: String,
+        params: Params,
+        inputs: BTreeMap<String, Vec<PathBuf>>,
+        input_nodes: BTreeMap<String, Vec<String>>,
+        coords: BTreeMap<String, Value>,
+        outputs: Vec<OutputSpec>,
+        work_dir: PathBuf,
+        workspace: PathBuf,
+        threads: usize,
+        progress: Arc<dyn Progress>,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        RunContext {
+            node,
+            params,
+            inputs,
+            input_nodes,
+            coords,
+            outputs,
+            work_dir,
+            workspace,
+            threads,
+            progress,
+            cancel,
+            log: Mutex::new(String::new()),
+        }
+    }
+
+    /// Path the stage must write output `name` to.
+    pub fn output(&self, name: &str) -> PathBuf {
+        let file = self.outputs.iter().find(|o| o.name == name).map(|o| o.file.as_str()).unwrap_or(name);
+        self.work_dir.join(file)
+    }
+
+    /// The single path of input `name`.
+    pub fn input(&self, name: &str) -> Result<&Path, StageError> {
+        match self.inputs.get(name).map(Vec::as_slice) {
+            Some([p]) => Ok(p),
+            Some(ps) => Err(StageError::failed(format!("input `{name}` has {} files, expected exactly 1", ps.len()))),
+            None => Err(StageError::failed(format!("missing input `{name}`"))),
+        }
+    }
+
+    /// All paths of a (possibly gathered) input, empty when absent.
+    pub fn input_all(&self, name: &str) -> &[PathBuf] {
+        self.inputs.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    pub fn check_cancelled(&self) -> Result<(), StageError> {
+        if self.is_cancelled() {
+            Err(StageError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends a line to the node's log (saved in its record).
+    pub fn log(&self, line: impl AsRef<str>) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.push_str(line.as_ref());
+        log.push('\n');
+    }
+
+    pub fn take_log(&self) -> String {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A stage kind as the engine sees it.
+pub trait StageKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Bump when the kind's code changes the meaning of its outputs: invalidates its cache entries.
+    fn version(&self) -> u32;
+    fn params(&self) -> Vec<ParamSpec>;
+    fn inputs(&self) -> InputDecl;
+    fn outputs(&self, params: &Params) -> Result<Vec<OutputSpec>, String>;
+    /// Extra fingerprint fields (library versions, device) that change what the stage computes.
+    fn environment(&self, _params: &Params) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    fn run(&self, ctx: &RunContext) -> Result<(), StageError>;
+}
+
+/// The kinds a pipeline may use, by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn StageKind>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn register(&mut self, kind: impl StageKind + 'static) -> &mut Self {
+        self.kinds.insert(kind.name(), Arc::new(kind));
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StageKind>> {
+        self.kinds.get(name)
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+}

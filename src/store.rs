@@ -1,0 +1,387 @@
+//! The content-addressed artifact store: immutable objects, node records, refs, run records, a lock.
+//!
+//! Layout under the store root (default `artifacts/`):
+//! `objects/<aa>/<blake3>[.ext]` immutable outputs; `nodes/<key>.json` one record per executed key;
+//! `refs/<pipeline>/<hash of node id>.json` the last key of each node (for "why is it stale?");
+//! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{hash_file, Fingerprint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("store {path}: invalid record ({message}); it will be ignored and recomputed")]
+    BadRecord { path: String, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.display().to_string(), source }
+}
+
+/// A stored object: content hash, extension and size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub hash: String,
+    pub ext: String,
+    pub size: u64,
+}
+
+impl ObjectRef {
+    pub fn short(&self) -> &str {
+        &self.hash[..12.min(self.hash.len())]
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub key: String,
+    pub node: String,
+    pub stage: String,
+    pub fingerprint: Fingerprint,
+    /// Upstream node ids per input, for messages only (not part of the key).
+    pub input_sources: BTreeMap<String, Vec<String>>,
+    pub outputs: BTreeMap<String, ObjectRef>,
+    pub duration_s: f64,
+    pub finished_at: f64,
+    pub log: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RefEntry {
+    pub node: String,
+    pub key: String,
+}
+
+/// The outcome of one node in one run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunNode {
+    pub node: String,
+    pub stage: String,
+    /// `ran`, `cached`, `failed`, `skipped` (upstream failed) or `cancelled`.
+    pub state: String,
+    pub duration_s: f64,
+    pub key: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub pipeline: String,
+    pub file: String,
+    pub started_at: f64,
+    pub duration_s: f64,
+    pub jobs: usize,
+    /// `ok`, `failed` or `interrupted`.
+    pub status: String,
+    pub nodes: Vec<RunNode>,
+}
+
+#[derive(Debug)]
+pub enum Verify {
+    Ok,
+    Missing,
+    Corrupt { actual: String },
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Held for the duration of a run or gc; released on drop (and by the OS if the process dies).
+pub struct StoreLock {
+    _file: File,
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Store {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        for sub in ["objects", "nodes", "refs", "runs", "tmp", "quarantine"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store's exclusive lock, calling `on_wait` once if another process holds it.
+    pub fn lock(&self, on_wait: impl FnOnce(&str)) -> Result<StoreLock, StoreError> {
+        let path = self.root.join("lock");
+        let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                on_wait(holder.trim());
+                file.lock().map_err(io_err(&path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        let _ = file.set_len(0);
+        let _ = write!(file, "pid {}", std::process::id());
+        Ok(StoreLock { _file: file })
+    }
+
+    pub fn object_path(&self, obj: &ObjectRef) -> PathBuf {
+        let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
+        self.root.join("objects").join(&obj.hash[..2]).join(name)
+    }
+
+    /// Moves a finished output file into the store (fsynced, renamed into place, made read-only).
+    pub fn put_file(&self, src: &Path) -> Result<ObjectRef, StoreError> {
+        let f = File::open(src).map_err(io_err(src))?;
+        f.sync_all().map_err(io_err(src))?;
+        let size = f.metadata().map_err(io_err(src))?.len();
+        drop(f);
+        let hash = hash_file(src).map_err(io_err(src))?;
+        let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
+        let obj = ObjectRef { hash, ext, size };
+        let dest = self.object_path(&obj);
+        if matches!(self.verify(&obj), Verify::Ok) {
+            let _ = fs::remove_file(src);
+            return Ok(obj);
+        }
+        let dir = dest.parent().expect("objects have a parent");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut perms = fs::metadata(src).map_err(io_err(src))?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(src, perms).map_err(io_err(src))?;
+        fs::rename(src, &dest).map_err(io_err(&dest))?;
+        sync_dir(dir);
+        Ok(obj)
+    }
+
+    /// Checks an object's size and hash.
+    pub fn verify(&self, obj: &ObjectRef) -> Verify {
+        let path = self.object_path(obj);
+        match fs::metadata(&path) {
+            Err(_) => return Verify::Missing,
+            Ok(m) if m.len() != obj.size => return Verify::Corrupt { actual: format!("{} bytes instead of {}", m.len(), obj.size) },
+            Ok(_) => {}
+        }
+        match hash_file(&path) {
+            Ok(h) if h == obj.hash => Verify::Ok,
+            Ok(h) => Verify::Corrupt { actual: h },
+            Err(_) => Verify::Missing,
+        }
+    }
+
+    /// Moves a corrupt object aside so it is never used again; returns where it went.
+    pub fn quarantine(&self, obj: &ObjectRef) -> Option<PathBuf> {
+        let src = self.object_path(obj);
+        let dest = self.root.join("quarantine").join(format!("{}.{}.{}", obj.hash, obj.ext, now() as u64));
+        fs::rename(&src, &dest).ok().map(|_| dest)
+    }
+
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.root.join("nodes").join(format!("{key}.json"))
+    }
+
+    pub fn record(&self, key: &str) -> Result<Option<NodeRecord>, StoreError> {
+        let path = self.record_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    pub fn write_record(&self, rec: &NodeRecord) -> Result<(), StoreError> {
+        let path = self.record_path(&rec.key);
+        let bytes = serde_json::to_vec_pretty(rec).expect("records serialise");
+        write_atomic(&path, &bytes).map_err(io_err(&path))
+    }
+
+    pub fn remove_record(&self, key: &str) {
+        let _ = fs::remove_file(self.record_path(key));
+    }
+
+    fn ref_path(&self, pipeline: &str, node: &str) -> PathBuf {
+        let h = blake3::hash(node.as_bytes()).to_hex();
+        self.root.join("refs").join(pipeline).join(format!("{}.json", &h[..32]))
+    }
+
+    /// The key this node had when it last completed in this pipeline.
+    pub fn get_ref(&self, pipeline: &str, node: &str) -> Option<String> {
+        let bytes = fs::read(self.ref_path(pipeline, node)).ok()?;
+        let r: RefEntry = serde_json::from_slice(&bytes).ok()?;
+        (r.node == node).then_some(r.key)
+    }
+
+    pub fn set_ref(&self, pipeline: &str, node: &str, key: &str) -> Result<(), StoreError> {
+        if self.get_ref(pipeline, node).as_deref() == Some(key) {
+            return Ok(());
+        }
+        let path = self.ref_path(pipeline, node);
+        let bytes = serde_json::to_vec(&RefEntry { node: node.to_string(), key: key.to_string() }).expect("refs serialise");
+        write_atomic(&path, &bytes).map_err(io_err(&path))
+    }
+
+    pub fn write_run(&self, run: &RunRecord) -> Result<PathBuf, StoreError> {
+        let bytes = serde_json::to_vec_pretty(run).expect("runs serialise");
+        let path = self.root.join("runs").join(format!("{}.json", run.run_id));
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        let latest = self.root.join("runs").join("latest.json");
+        write_atomic(&latest, &bytes).map_err(io_err(&latest))?;
+        Ok(path)
+    }
+
+    pub fn latest_run(&self) -> Option<RunRecord> {
+        serde_json::from_slice(&fs::read(self.root.join("runs").join("latest.json")).ok()?).ok()
+    }
+
+    /// A fresh scratch directory for one node execution.
+    pub fn scratch(&self, key: &str) -> Result<PathBuf, StoreError> {
+        // Unique per call: two nodes with identical keys may run at once.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = self.root.join("tmp").join(format!("{}-{}-{seq}", &key[..16.min(key.len())], std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).map_err(io_err(&p))?;
+        Ok(p)
+    }
+
+    /// Removes scratch left by killed runs. Call with the lock held.
+    pub fn clean_scratch(&self) {
+        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+            }
+        }
+    }
+
+    fn all_records(&self) -> Vec<NodeRecord> {
+        let Ok(entries) = fs::read_dir(self.root.join("nodes")) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
+            .collect()
+    }
+
+    fn current_keys(&self) -> HashSet<String> {
+        let mut keys = HashSet::new();
+        let Ok(pipes) = fs::read_dir(self.root.join("refs")) else { return keys };
+        for p in pipes.flatten() {
+            for e in fs::read_dir(p.path()).into_iter().flatten().flatten() {
+                if let Some(r) = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<RefEntry>(&b).ok()) {
+                    keys.insert(r.key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// Deletes unreferenced objects (and, with `records`, records no node currently points to).
+    /// Call with the lock held.
+    pub fn gc(&self, records: bool) -> Result<GcStats, StoreError> {
+        let mut stats = GcStats::default();
+        self.clean_scratch();
+        let mut recs = self.all_records();
+        if records {
+            let current = self.current_keys();
+            recs.retain(|r| {
+                let keep = current.contains(&r.key);
+                if !keep {
+                    self.remove_record(&r.key);
+                    stats.records_removed += 1;
+                }
+                keep
+            });
+        }
+        let live: HashSet<String> = recs.iter().flat_map(|r| r.outputs.values().map(|o| o.hash.clone())).collect();
+        for dir in fs::read_dir(self.root.join("objects")).into_iter().flatten().flatten() {
+            for e in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let hash = name.split('.').next().unwrap_or_default();
+                if !live.contains(hash) {
+                    stats.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    if fs::remove_file(e.path()).is_ok() {
+                        stats.objects_removed += 1;
+                    }
+                } else {
+                    stats.objects_kept += 1;
+                }
+            }
+        }
+        for e in fs::read_dir(self.root.join("quarantine")).into_iter().flatten().flatten() {
+            stats.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = fs::remove_file(e.path());
+        }
+        Ok(stats)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct GcStats {
+    pub objects_removed: usize,
+    pub objects_kept: usize,
+    pub records_removed: usize,
+    pub bytes_freed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_verify_corrupt_quarantine() {
+        let dir = std::env::temp_dir().join(format!("pipe-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let src = dir.join("x.txt");
+        fs::write(&src, b"hello").unwrap();
+        let obj = store.put_file(&src).unwrap();
+        assert_eq!(obj.ext, "txt");
+        assert!(matches!(store.verify(&obj), Verify::Ok));
+        let path = store.object_path(&obj);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        fs::write(&path, b"hellp").unwrap();
+        assert!(matches!(store.verify(&obj), Verify::Corrupt { .. }));
+        assert!(store.quarantine(&obj).is_some());
+        assert!(matches!(store.verify(&obj), Verify::Missing));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

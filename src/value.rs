@@ -1,0 +1,141 @@
+//! Parameter values: the typed scalars and lists that pipelines set, canonicalised for hashing.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<Value>),
+}
+
+impl Value {
+    /// YAML 1.2 core-schema typing of an unquoted scalar.
+    pub fn from_plain_scalar(s: &str) -> Value {
+        match s {
+            "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+            "true" | "True" | "TRUE" => return Value::Bool(true),
+            "false" | "False" | "FALSE" => return Value::Bool(false),
+            ".inf" | ".Inf" | "+.inf" => return Value::Float(f64::INFINITY),
+            "-.inf" | "-.Inf" => return Value::Float(f64::NEG_INFINITY),
+            ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+            _ => {}
+        }
+        if let Ok(i) = s.parse::<i64>() {
+            return Value::Int(i);
+        }
+        let numeric = s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+            && s.chars().any(|c| c.is_ascii_digit());
+        if numeric {
+            if let Ok(f) = s.parse::<f64>() {
+                return Value::Float(f);
+            }
+        }
+        Value::Str(s.to_string())
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::List(_) => "list",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The compact form used in node names (`mu2=0.5`) and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => {
+                if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
+                    write!(f, "{x:.1}")
+                } else {
+                    write!(f, "{x}")
+                }
+            }
+            Value::Str(s) => write!(f, "{s}"),
+            Value::List(items) => {
+                write!(f, "[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                write!(f, "]")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scalars_are_typed() {
+        assert_eq!(Value::from_plain_scalar("3"), Value::Int(3));
+        assert_eq!(Value::from_plain_scalar("1e-4"), Value::Float(1e-4));
+        assert_eq!(Value::from_plain_scalar("0.5"), Value::Float(0.5));
+        assert_eq!(Value::from_plain_scalar("mnist"), Value::Str("mnist".into()));
+        assert_eq!(Value::from_plain_scalar("e"), Value::Str("e".into()));
+        assert_eq!(Value::from_plain_scalar("true"), Value::Bool(true));
+        assert_eq!(Value::from_plain_scalar("~"), Value::Null);
+    }
+
+    #[test]
+    fn display_keeps_float_marker() {
+        assert_eq!(Value::Float(1.0).to_string(), "1.0");
+        assert_eq!(Value::Float(0.1).to_string(), "0.1");
+        assert_eq!(Value::Int(1).to_string(), "1");
+    }
+}
