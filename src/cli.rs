@@ -172,6 +172,8 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 cancel: cancel.clone(),
             };
             let nodes = ex.run();
+            let ids: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+            store.prune_refs(&pipeline.name, &ids);
             reporter.finish();
             let count = |s: &str| nodes.iter().filter(|n| n.state == s).count();
             let (ran, cached, failed, skipped, cancelled) =

@@ -256,6 +256,16 @@ impl Store {
         write_atomic(&path, &bytes).map_err(io_err(&path))
     }
 
+    /// Forgets nodes a pipeline no longer has, so `gc --records` can drop their records.
+    pub fn prune_refs(&self, pipeline: &str, nodes: &[&str]) {
+        let keep: HashSet<PathBuf> = nodes.iter().map(|n| self.ref_path(pipeline, n)).collect();
+        for e in fs::read_dir(self.root.join("refs").join(pipeline)).into_iter().flatten().flatten() {
+            if !keep.contains(&e.path()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     pub fn write_run(&self, run: &RunRecord) -> Result<PathBuf, StoreError> {
         let bytes = serde_json::to_vec_pretty(run).expect("runs serialise");
         let path = self.root.join("runs").join(format!("{}.json", run.run_id));

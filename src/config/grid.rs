@@ -13,7 +13,7 @@ use petgraph::graph::DiGraph;
 use super::diag::{did_you_mean, Diagnostics};
 use super::spec::{Entry, PipelineSpec, Source, StageSpec, COMMAND_LINE};
 use super::yaml::{Node, NodeKind, Pos};
-use crate::stage::{InputDecl, OutputSpec, Params, Registry, StageKind};
+use crate::stage::{InputDecl, OutputSpec, ParamType, Params, Registry, StageKind};
 use crate::value::Value;
 
 /// One concrete unit of work.
@@ -378,6 +378,11 @@ fn expand_node(
             params.insert(p.name.to_string(), Value::Null);
             continue;
         }
+        // `--set stage.name=true` for a string param means the string.
+        let v = match (&p.ty, &v) {
+            (ParamType::Str, Value::Bool(_) | Value::Int(_) | Value::Float(_)) if pos == COMMAND_LINE => Value::Str(v.to_string()),
+            _ => v,
+        };
         match p.ty.check(&v) {
             Ok(v) => {
                 params.insert(p.name.to_string(), v);
