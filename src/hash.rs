@@ -130,7 +130,7 @@ mod tests {
         );
         assert_eq!(f.key(), GOLDEN);
     }
-    const GOLDEN: &str = "GOLDEN_PLACEHOLDER";
+    const GOLDEN: &str = "358a6533dfd6cf3a7d095cce300f691aad0867959d9881efff273500691c8426";
 
     #[test]
     fn diff_names_fields() {

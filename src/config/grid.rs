@@ -320,13 +320,6 @@ fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) 
             err(d, e.pos, format!("unknown param `{}` for stage kind `{}`", e.key, kind.name()), Some(hint));
         }
     }
-    let axes: Vec<&str> = s.matrix.iter().map(|a| a.name.as_str()).collect();
-    for p in specs.iter().filter(|p| p.default.is_none()) {
-        if !s.params.iter().any(|e| e.key == p.name) && !axes.contains(&p.name) {
-            d.error(s.pos, format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
-                Some(format!("`{}`: {}", p.name, p.help)));
-        }
-    }
     if let InputDecl::Named(decl) = kind.inputs() {
         let allowed: Vec<&str> = decl.iter().map(|(n, _)| *n).collect();
         for i in &s.inputs {
@@ -388,6 +381,12 @@ fn expand_node(
                 params.insert(p.name.to_string(), v);
             }
             Err(m) => err(d, pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), Some(format!("`{}`: {}", p.name, p.help))),
+        }
+    }
+    for p in specs.iter().filter(|p| p.default.is_none() && !params.contains_key(p.name)) {
+        if !s.params.iter().any(|e| e.key == p.name) {
+            d.error(s.pos, format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
+                Some(format!("`{}`: {}", p.name, p.help)));
         }
     }
     let params = Params(params);
