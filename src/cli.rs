@@ -82,6 +82,16 @@ pub enum Cmd {
         /// Node id, e.g. `train[dataset=mnist,mu2=0.5]`.
         node: String,
     },
+    /// Run polars SQL on the results table (`results`), e.g.
+    /// `pipe query "SELECT dataset, mu2, avg(auc) FROM results GROUP BY dataset, mu2"`.
+    Query {
+        sql: String,
+        /// The results table written by the pipeline's `results` stage.
+        #[arg(long, default_value = "results/results.parquet")]
+        results: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::query::QueryFormat,
+    },
     /// Delete objects no record references (with --records, also records no node currently uses).
     Gc {
         #[arg(long)]
@@ -263,6 +273,19 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 None => println!("never run"),
             }
             Ok(exit::OK)
+        }
+        Cmd::Query { sql, results, format } => {
+            let run = crate::query::run(&sql, &results).and_then(|mut df| crate::query::render(&mut df, format));
+            match run {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(exit::NOT_FOUND)
+                }
+            }
         }
         Cmd::Gc { records } => {
             let store = open_store(&cli.store)?;

@@ -1,4 +1,7 @@
-//! The local scheduler: walks ready nodes on a rayon pool, restores cache hits, runs the rest.
+//! The local scheduler: `jobs` worker threads take ready nodes from a queue, restore cache hits
+//! and run the rest. (Plain threads, not a rayon pool: stages use rayon themselves, and a node
+//! running inside the scheduler's pool would let rayon's work stealing nest other nodes on its
+//! stack while it waits.)
 //!
 //! A node becomes ready when all its dependencies completed. A failure stops only its
 //! dependents (or everything with `fail_fast`); cancellation (Ctrl-C) starts nothing new and
@@ -8,7 +11,8 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::config::NodeSpec;
@@ -47,6 +51,44 @@ struct Shared<'a> {
     outputs: Mutex<Outputs>,
     pending: Vec<AtomicUsize>,
     results: Mutex<Vec<Option<RunNode>>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<usize>,
+    running: usize,
+}
+
+impl Shared<'_> {
+    fn push(&self, i: usize) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).ready.push_back(i);
+        self.wake.notify_one();
+    }
+
+    /// The next ready node, or None when nothing is ready or running (the run is over).
+    fn next(&self) -> Option<usize> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = q.ready.pop_front() {
+                q.running += 1;
+                return Some(i);
+            }
+            if q.running == 0 {
+                self.wake.notify_all();
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn finished(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.running -= 1;
+        drop(q);
+        self.wake.notify_all();
+    }
 }
 
 impl<'a> Executor<'a> {
@@ -58,19 +100,27 @@ impl<'a> Executor<'a> {
             outputs: Mutex::new(vec![None; n]),
             pending: (0..n).map(|i| AtomicUsize::new(self.graph.dependencies(self.graph.index_of(i)).len())).collect(),
             results: Mutex::new(vec![None; n]),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
         };
         self.reporter.event(&Event::Planned { total: n });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.options.jobs.max(1))
-            .thread_name(|i| format!("pipe-job-{i}"))
-            .build()
-            .expect("thread pool starts");
-        pool.scope(|s| {
-            for &i in self.graph.order() {
-                if shared.pending[i.index()].load(Ordering::SeqCst) == 0 {
-                    let sh = &shared;
-                    s.spawn(move |s| visit(s, sh, i.index()));
-                }
+        for &i in self.graph.order() {
+            if shared.pending[i.index()].load(Ordering::SeqCst) == 0 {
+                shared.push(i.index());
+            }
+        }
+        std::thread::scope(|s| {
+            for k in 0..self.options.jobs.max(1) {
+                let sh = &shared;
+                std::thread::Builder::new()
+                    .name(format!("pipe-job-{k}"))
+                    .spawn_scoped(s, move || {
+                        while let Some(i) = sh.next() {
+                            visit(sh, i);
+                            sh.finished();
+                        }
+                    })
+                    .expect("worker thread starts");
             }
         });
         let results = shared.results.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -101,9 +151,9 @@ impl<'a> Executor<'a> {
     }
 }
 
-fn visit<'s, 'a: 's>(s: &rayon::Scope<'s>, sh: &'s Shared<'a>, i: usize) {
+fn visit(sh: &Shared<'_>, i: usize) {
     let ex = sh.ex;
-    if ex.cancel.load(Ordering::SeqCst) {
+    if ex.cancel.load(Ordering::SeqCst) || sh.results.lock().unwrap_or_else(|e| e.into_inner())[i].is_some() {
         return;
     }
     let node = ex.graph.node(ex.graph.index_of(i));
@@ -122,7 +172,7 @@ fn visit<'s, 'a: 's>(s: &rayon::Scope<'s>, sh: &'s Shared<'a>, i: usize) {
             ex.reporter.event(&if state == "ran" { Event::Ran { node: &node.id, seconds: duration_s } } else { Event::Cached { node: &node.id } });
             for d in ex.graph.dependents(ex.graph.index_of(i)) {
                 if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
-                    s.spawn(move |s| visit(s, sh, d.index()));
+                    sh.push(d.index());
                 }
             }
             RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key: Some(key), error: None }
@@ -137,10 +187,51 @@ fn visit<'s, 'a: 's>(s: &rayon::Scope<'s>, sh: &'s Shared<'a>, i: usize) {
             } else {
                 ex.reporter.event(&Event::Failed { node: &node.id, error: &error });
             }
-            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key, error: Some(error) }
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key, error: Some(error) };
+            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
+            if !cancelled {
+                release_after_failure(sh, i);
+            }
+            return;
         }
     };
     sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
+}
+
+/// After node `i` failed (or was skipped): dependents that reach it only through partial
+/// (`allow_missing`) gathers may still run without it; every other dependent is skipped, and so on
+/// down the graph.
+fn release_after_failure(sh: &Shared<'_>, i: usize) {
+    let ex = sh.ex;
+    let failed_id = ex.graph.node(ex.graph.index_of(i)).id.clone();
+    for d in ex.graph.dependents(ex.graph.index_of(i)) {
+        let dn = ex.graph.node(d);
+        let partial_only = dn
+            .inputs
+            .iter()
+            .filter(|(_, refs)| refs.iter().any(|r| matches!(r, crate::config::InputRef::Node { node, .. } if *node == i)))
+            .all(|(name, _)| dn.partial_inputs.contains(name));
+        if partial_only {
+            if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
+                sh.push(d.index());
+            }
+            continue;
+        }
+        let newly = {
+            let mut results = sh.results.lock().unwrap_or_else(|e| e.into_inner());
+            if results[d.index()].is_some() {
+                false
+            } else {
+                let reason = format!("upstream {failed_id} did not complete");
+                ex.reporter.event(&Event::NotRun { node: &dn.id, state: "skipped", reason: &reason });
+                results[d.index()] = Some(RunNode { node: dn.id.clone(), stage: dn.stage.clone(), state: "skipped".into(), duration_s: 0.0, key: None, error: Some(reason) });
+                true
+            }
+        };
+        if newly {
+            release_after_failure(sh, d.index());
+        }
+    }
 }
 
 fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outcome {
@@ -191,6 +282,7 @@ fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outc
         node.params.clone(),
         inputs.paths,
         inputs.sources.clone(),
+        inputs.coords,
         node.coords.iter().cloned().collect(),
         node.outputs.clone(),
         scratch.clone(),
@@ -249,7 +341,11 @@ fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outc
 fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Option<String> {
     for (name, dest) in &node.publish {
         let obj = outputs.get(name)?;
-        let dest = ex.workspace.join(dest);
+        // A path ending in `/` is a folder: the output keeps its file name there.
+        let dest = match node.outputs.iter().find(|o| o.name == *name) {
+            Some(o) if dest.to_string_lossy().ends_with('/') => ex.workspace.join(dest).join(&o.file),
+            _ => ex.workspace.join(dest),
+        };
         if same_content(&dest, obj) {
             continue;
         }

@@ -11,6 +11,7 @@ pub mod graph;
 pub mod hash;
 pub mod kinds;
 pub mod plan;
+pub mod query;
 pub mod report;
 pub mod stage;
 pub mod store;

@@ -12,6 +12,12 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Query tables print in full, with every column.
+    for (k, v) in [("POLARS_FMT_MAX_ROWS", "200"), ("POLARS_FMT_MAX_COLS", "40"), ("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1"), ("POLARS_TABLE_WIDTH", "220")] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     // First Ctrl-C: finish cleanly (no new nodes, running ones interrupted, finished ones kept).

@@ -19,17 +19,22 @@ pub struct ResolvedInputs {
     pub paths: BTreeMap<String, Vec<PathBuf>>,
     pub hashes: BTreeMap<String, Vec<String>>,
     pub sources: BTreeMap<String, Vec<String>>,
+    pub coords: BTreeMap<String, Vec<BTreeMap<String, crate::value::Value>>>,
 }
 
 /// Resolves inputs from upstream outputs (which must all be known) and workspace files.
 pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: &Store, workspace: &Path) -> Result<ResolvedInputs, String> {
-    let mut r = ResolvedInputs { paths: BTreeMap::new(), hashes: BTreeMap::new(), sources: BTreeMap::new() };
+    let mut r = ResolvedInputs { paths: BTreeMap::new(), hashes: BTreeMap::new(), sources: BTreeMap::new(), coords: BTreeMap::new() };
     for (name, refs) in &node.inputs {
-        let (mut paths, mut hashes, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut paths, mut hashes, mut sources, mut coords) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for input in refs {
             match input {
+                // A partial (allow_missing) gather runs without upstream nodes that failed.
+                InputRef::Node { node: up, .. } if outputs[*up].is_none() && node.partial_inputs.contains(name) => {}
                 InputRef::Node { node: up, output } => {
-                    let up_id = &graph.node(graph.index_of(*up)).id;
+                    let up_node = graph.node(graph.index_of(*up));
+                    let up_id = &up_node.id;
+                    coords.push(up_node.coords.iter().cloned().collect());
                     let obj = outputs[*up]
                         .as_ref()
                         .and_then(|o| o.get(output))
@@ -50,6 +55,7 @@ pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: 
         r.paths.insert(name.clone(), paths);
         r.hashes.insert(name.clone(), hashes);
         r.sources.insert(name.clone(), sources);
+        r.coords.insert(name.clone(), coords);
     }
     Ok(r)
 }

@@ -188,6 +188,8 @@ pub struct RunContext {
     pub inputs: BTreeMap<String, Vec<PathBuf>>,
     /// Input name -> node names the paths came from (same order as `inputs`).
     pub input_nodes: BTreeMap<String, Vec<String>>,
+    /// Input name -> grid coordinates of each upstream node (same order as `inputs`; empty for files).
+    pub input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
     /// Node coordinates (`dataset` -> `mnist`), for stages that label their outputs.
     pub coords: BTreeMap<String, Value>,
     pub outputs: Vec<OutputSpec>,
@@ -209,6 +211,7 @@ impl RunContext {
         params: Params,
         inputs: BTreeMap<String, Vec<PathBuf>>,
         input_nodes: BTreeMap<String, Vec<String>>,
+        input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
         coords: BTreeMap<String, Value>,
         outputs: Vec<OutputSpec>,
         work_dir: PathBuf,
@@ -222,6 +225,7 @@ impl RunContext {
             params,
             inputs,
             input_nodes,
+            input_coords,
             coords,
             outputs,
             work_dir,

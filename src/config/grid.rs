@@ -26,6 +26,8 @@ pub struct NodeSpec {
     pub coords: Vec<(String, Value)>,
     pub params: Params,
     pub inputs: BTreeMap<String, Vec<InputRef>>,
+    /// Gathered inputs that tolerate failed upstream nodes (`allow_missing: true`).
+    pub partial_inputs: Vec<String>,
     pub outputs: Vec<OutputSpec>,
     /// Output name -> workspace path it is copied to after the node completes.
     pub publish: Vec<(String, PathBuf)>,
@@ -67,6 +69,32 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
             });
             continue;
         };
+        // `--set stage.matrix.AXIS=[a, b]` replaces (or adds) a matrix axis.
+        if let Some(axis) = param.strip_prefix("matrix.") {
+            let values = match value.to_value() {
+                Some(Value::List(v)) => v,
+                Some(v) => vec![v],
+                None => Vec::new(),
+            };
+            match spec.stages.iter_mut().find(|s| s.name == scope) {
+                Some(stage) if !values.is_empty() => match stage.matrix.iter_mut().find(|a| a.name == axis) {
+                    // Keep the axis's place, so node names keep their coordinate order.
+                    Some(a) => a.values = values,
+                    None => stage.matrix.push(super::spec::Axis { name: axis.to_string(), pos: COMMAND_LINE, values }),
+                },
+                Some(_) => d.push(super::diag::Diagnostic {
+                    pos: None,
+                    message: format!("override `{target}`: a matrix axis needs at least one value"),
+                    hint: Some(format!("e.g. `--set {target}=[0.5, 1.0]`")),
+                }),
+                None => d.push(super::diag::Diagnostic {
+                    pos: None,
+                    message: format!("override `{target}`: no stage named `{scope}`"),
+                    hint: None,
+                }),
+            }
+            continue;
+        }
         let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value };
         let list = if scope == "params" {
             Some(&mut spec.params)
@@ -461,6 +489,7 @@ fn expand_node(
         coords,
         params,
         inputs,
+        partial_inputs: s.inputs.iter().filter(|i| i.allow_missing).map(|i| i.name.clone()).collect(),
         outputs,
         publish,
     })

@@ -49,6 +49,8 @@ pub struct InputSpec {
     pub source: Source,
     /// Collect every matching upstream node instead of exactly one (fan-in).
     pub gather: bool,
+    /// With `gather`: run with the upstream nodes that completed, skipping failed ones.
+    pub allow_missing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,23 +250,25 @@ fn parse_ref(text: &str, pos: Pos, d: &mut Diagnostics) -> Option<Source> {
 fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<InputSpec> {
     match &v.kind {
         NodeKind::Scalar(Value::Str(text)) => {
-            parse_ref(text, v.pos, d).map(|source| InputSpec { name, pos, source, gather: false })
+            parse_ref(text, v.pos, d).map(|source| InputSpec { name, pos, source, gather: false, allow_missing: false })
         }
         NodeKind::Map(_) => {
             let mut source = None;
             let mut gather = false;
+            let mut allow_missing = false;
             for (k, p, val) in entries(v, &format!("input `{name}`"), d) {
                 match (k.as_str(), val.as_str()) {
                     ("from", Some(t)) => source = parse_ref(t, val.pos, d),
                     ("file", Some(t)) => source = Some(Source::File(t.to_string())),
-                    ("gather", _) => match &val.kind {
-                        NodeKind::Scalar(Value::Bool(b)) => gather = *b,
-                        _ => d.error(val.pos, format!("`gather` must be true or false, found {}", val.type_name()), None),
+                    ("gather" | "allow_missing", _) => match &val.kind {
+                        NodeKind::Scalar(Value::Bool(b)) if k == "gather" => gather = *b,
+                        NodeKind::Scalar(Value::Bool(b)) => allow_missing = *b,
+                        _ => d.error(val.pos, format!("`{k}` must be true or false, found {}", val.type_name()), None),
                     },
                     ("from" | "file", None) => {
                         d.error(val.pos, format!("`{k}` must be a string, found {}", val.type_name()), None)
                     }
-                    _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather"]),
+                    _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather", "allow_missing"]),
                 }
             }
             if source.is_none() {
@@ -274,7 +278,11 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
             if gather && matches!(source, Some(Source::File(_))) {
                 d.error(v.pos, format!("input `{name}`: `gather` applies to `from:` inputs only"), None);
             }
-            source.map(|source| InputSpec { name, pos, source, gather })
+            if allow_missing && !gather {
+                d.error(v.pos, format!("input `{name}`: `allow_missing` applies to gathered inputs only"),
+                    Some("add `gather: true`".into()));
+            }
+            source.map(|source| InputSpec { name, pos, source, gather, allow_missing })
         }
         _ => {
             d.error(v.pos, format!("input `{name}` must be `stage.output` or a mapping, found {}", v.type_name()), None);

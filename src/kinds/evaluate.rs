@@ -1,0 +1,100 @@
+//! `evaluate`: ROC AUC, AUPRC, and precision / recall / F1 at the threshold fitted on training
+//! data, plus the oracle best F1 over TEST thresholds (reported as such, for comparison with the
+//! published table). Outputs `metrics` (one row: the node's grid coordinates + metrics) and `roc`.
+
+use polars::prelude::*;
+use stages::eval::{metrics, ScoreTable};
+
+use super::ml::to_stage;
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
+use crate::value::Value;
+
+pub struct Evaluate;
+
+fn pe(e: PolarsError) -> StageError {
+    StageError::failed(e.to_string())
+}
+
+/// A one-row column from a grid coordinate, typed by its value.
+fn coord_column(name: &str, v: &Value) -> Column {
+    match v {
+        Value::Int(i) => Column::new(name.into(), [*i]),
+        Value::Float(f) => Column::new(name.into(), [*f]),
+        Value::Bool(b) => Column::new(name.into(), [*b]),
+        other => Column::new(name.into(), [other.to_string()]),
+    }
+}
+
+/// Last `seconds` value of a history table (training wall time).
+fn train_seconds(path: &std::path::Path) -> Result<f64, StageError> {
+    let df = stages::table::read_parquet(path).map_err(to_stage)?;
+    let s = df.column("seconds").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().last().unwrap_or(0.0);
+    Ok(s)
+}
+
+impl StageKind for Evaluate {
+    fn name(&self) -> &'static str {
+        "evaluate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> InputDecl {
+        InputDecl::Named(vec![("scores", true), ("threshold", true), ("history", false), ("ae_history", false)])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
+        Ok(vec![OutputSpec::new("metrics", "metrics.parquet"), OutputSpec::new("roc", "roc.parquet")])
+    }
+    fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
+        let table = ScoreTable::read(ctx.input("scores")?).map_err(to_stage)?;
+        let th = stages::table::read_parquet(ctx.input("threshold")?).map_err(to_stage)?;
+        let threshold = th.column("threshold").map_err(pe)?.f64().map_err(pe)?.get(0).unwrap_or(f64::NAN);
+        let method = th.column("method").map_err(pe)?.str().map_err(pe)?.get(0).unwrap_or("").to_string();
+        let test = table.rows("test");
+        let scores = ScoreTable::pick(&table.score, &test);
+        let labels = ScoreTable::pick(&table.label, &test);
+        let auc = metrics::roc_auc(&scores, &labels).map_err(to_stage)?;
+        let ap = metrics::average_precision(&scores, &labels).map_err(to_stage)?;
+        let c = metrics::classify(&scores, &labels, threshold).map_err(to_stage)?;
+        let (oracle, _) = metrics::oracle_f1(&scores, &labels).map_err(to_stage)?;
+        let fpr = c.fp as f64 / (c.fp + c.tn).max(1) as f64;
+        let mut seconds = 0.0;
+        for name in ["history", "ae_history"] {
+            if let Some(p) = ctx.input_all(name).first() {
+                seconds += train_seconds(p)?;
+            }
+        }
+        ctx.log(format!("AUC {auc:.4} AUPRC {ap:.4} F1@threshold {:.4} (oracle {oracle:.4})", c.f1));
+        let mut cols: Vec<Column> = vec![Column::new("node".into(), [ctx.node.as_str()])];
+        cols.extend(ctx.coords.iter().map(|(k, v)| coord_column(k, v)));
+        if !ctx.coords.contains_key("method") {
+            cols.push(Column::new("method".into(), [method.as_str()]));
+        }
+        cols.extend([
+            Column::new("auc".into(), [auc]),
+            Column::new("auprc".into(), [ap]),
+            Column::new("f1".into(), [c.f1]),
+            Column::new("precision".into(), [c.precision]),
+            Column::new("recall".into(), [c.recall]),
+            Column::new("fpr".into(), [fpr]),
+            Column::new("oracle_f1".into(), [oracle]),
+            Column::new("threshold".into(), [threshold]),
+            Column::new("n_test".into(), [test.len() as i64]),
+            Column::new("n_anomalies".into(), [labels.iter().sum::<i64>()]),
+            Column::new("train_seconds".into(), [seconds]),
+        ]);
+        let mut row = DataFrame::new(cols).map_err(pe)?;
+        stages::table::write_parquet(&mut row, &ctx.output("metrics")).map_err(to_stage)?;
+        let roc = metrics::roc_curve(&scores, &labels).map_err(to_stage)?;
+        let mut roc_df = DataFrame::new(vec![
+            Column::new("fpr".into(), roc.iter().map(|r| r.0).collect::<Vec<f64>>()),
+            Column::new("tpr".into(), roc.iter().map(|r| r.1).collect::<Vec<f64>>()),
+            Column::new("threshold".into(), roc.iter().map(|r| r.2).collect::<Vec<f64>>()),
+        ])
+        .map_err(pe)?;
+        stages::table::write_parquet(&mut roc_df, &ctx.output("roc")).map_err(to_stage)
+    }
+}

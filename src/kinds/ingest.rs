@@ -1,0 +1,88 @@
+//! `ingest`: locate and verify a dataset, preprocess it, split one class off as normal.
+//! Output `dataset` (safetensors: train_x, test_x, test_label, test_class, scale); tensors rather
+//! than Parquet because every consumer feeds them straight to libtorch.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use stages::data::{self, DatasetKind, Preprocess};
+
+use super::ml::to_stage;
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::value::Value;
+
+pub struct Ingest;
+
+fn data_dir(ctx_workspace: Option<&std::path::Path>, p: &Params) -> Option<PathBuf> {
+    let d = p.get("data_dir").and_then(Value::as_str).filter(|s| !s.is_empty())?;
+    Some(match ctx_workspace {
+        Some(w) => w.join(d),
+        None => PathBuf::from(d),
+    })
+}
+
+impl StageKind for Ingest {
+    fn name(&self) -> &'static str {
+        "ingest"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("dataset", ParamType::Choice(DatasetKind::NAMES), "mnist, fashion-mnist or cifar10"),
+            ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)"),
+            ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("gcn-l1-minmax".into()),
+                "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
+            ParamSpec::optional("data_dir", ParamType::Str, Value::Str(String::new()),
+                "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data)"),
+            ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)"),
+            ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)"),
+        ]
+    }
+    fn inputs(&self) -> InputDecl {
+        InputDecl::Named(vec![])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
+        Ok(vec![OutputSpec::new("dataset", "dataset.safetensors")])
+    }
+    /// The located files' names, sizes and modification times: replacing the data reruns ingest.
+    fn environment(&self, p: &Params) -> BTreeMap<String, String> {
+        let Some(kind) = p.get("dataset").and_then(Value::as_str).and_then(|s| DatasetKind::parse(s).ok()) else {
+            return BTreeMap::new();
+        };
+        let dir = data_dir(std::env::current_dir().ok().as_deref(), p);
+        match data::locate(kind, dir.as_deref()) {
+            Ok(found) => {
+                let mut stamp = blake3::Hasher::new();
+                for entry in std::fs::read_dir(&found).into_iter().flatten().flatten() {
+                    if let Ok(m) = entry.metadata() {
+                        let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos());
+                        stamp.update(format!("{:?} {} {:?}\n", entry.file_name(), m.len(), mtime).as_bytes());
+                    }
+                }
+                BTreeMap::from([("data".to_string(), found.display().to_string()), ("data_stamp".to_string(), stamp.finalize().to_hex()[..16].to_string())])
+            }
+            Err(_) => BTreeMap::from([("data".to_string(), "not found".to_string())]),
+        }
+    }
+    fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
+        let p = &ctx.params;
+        let kind = DatasetKind::parse(p.str("dataset")?).map_err(to_stage)?;
+        let normal = p.i64("normal_class")?;
+        let normal = u8::try_from(normal).ok().filter(|c| *c <= 9).ok_or_else(|| {
+            StageError::failed(format!("normal_class {normal} is out of range; {} has classes 0..=9", kind.title()))
+        })?;
+        let dir = data::locate(kind, data_dir(Some(&ctx.workspace), p).as_deref()).map_err(to_stage)?;
+        ctx.log(format!("reading {} from {}", kind.title(), dir.display()));
+        let raw = data::load_raw(kind, &dir).map_err(to_stage)?;
+        for f in &raw.unverified {
+            ctx.log(format!("warning: no checksum known for {f} (not official, no SHA256SUMS); loaded unverified"));
+            tracing::warn!(node = %ctx.node, file = %f, "loaded without checksum");
+        }
+        let pre = Preprocess::parse_for(p.str("preprocessing")?, kind).map_err(to_stage)?;
+        let split = data::one_class(&raw, normal, pre, p.usize("limit_train")?, p.usize("limit_test")?).map_err(to_stage)?;
+        ctx.log(format!("normal class {normal}: {} training images, {} test images", split.train_x.size()[0], split.test_x.size()[0]));
+        split.save(&ctx.output("dataset")).map_err(to_stage)
+    }
+}

@@ -1,0 +1,88 @@
+//! Shared glue for the Deep SVDD kinds: param specs, monitor bridge, error mapping.
+
+use std::collections::BTreeMap;
+
+use crate::stage::{ParamSpec, ParamType, Params, RunContext, StageError};
+use crate::value::Value;
+
+pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
+
+/// Optimiser params shared by pretrain_ae and train_svdd (defaults: Ruff et al.'s paper settings).
+pub fn train_params(epochs: i64) -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs"),
+        ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size"),
+        ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate"),
+        ParamSpec::optional("milestones", ParamType::List(Box::new(ParamType::Int)), Value::List(vec![Value::Int(50)]),
+            "epochs after which lr is multiplied by 0.1"),
+        ParamSpec::optional("weight_decay", ParamType::Float, Value::Float(0.5e-6), "Adam L2 weight decay"),
+        ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "seed of weight init and shuffling"),
+        ParamSpec::optional("leaky_slope", ParamType::Float, Value::Float(0.01), "leaky ReLU negative slope (code 0.01, paper 0.1)"),
+        ParamSpec::optional("device", ParamType::Choice(DEVICES), Value::Str("auto".into()), "cpu, cuda, or auto (cuda when present)"),
+    ]
+}
+
+pub fn train_config(p: &Params) -> Result<stages::train::TrainConfig, StageError> {
+    let milestones = match p.get("milestones") {
+        Some(Value::List(v)) => v.iter().filter_map(Value::as_i64).map(|m| m.max(0) as usize).collect(),
+        _ => Vec::new(),
+    };
+    Ok(stages::train::TrainConfig {
+        epochs: p.usize("epochs")?,
+        batch_size: p.usize("batch_size")?,
+        lr: p.f64("lr")?,
+        milestones,
+        weight_decay: p.f64("weight_decay")?,
+        seed: p.i64("seed")? as u64,
+        device: stages::device(p.str("device")?).map_err(to_stage)?,
+        leaky_slope: p.f64("leaky_slope")?,
+    })
+}
+
+/// The fingerprint fields of every tch-based kind: the libtorch version and the device kind
+/// (CPU and CUDA results differ in the last bits; the thread count does not change meaning).
+pub fn torch_environment(p: &Params) -> BTreeMap<String, String> {
+    let device = match p.get("device").and_then(Value::as_str) {
+        Some("cpu") => "cpu",
+        Some("cuda") => "cuda",
+        _ => {
+            if tch::Cuda::is_available() {
+                "cuda"
+            } else {
+                "cpu"
+            }
+        }
+    };
+    BTreeMap::from([("libtorch".to_string(), "2.13.0".to_string()), ("device".to_string(), device.to_string())])
+}
+
+pub fn to_stage(e: stages::Error) -> StageError {
+    match e {
+        stages::Error::Cancelled => StageError::Cancelled,
+        e => StageError::failed(e.to_string()),
+    }
+}
+
+/// Bridges the stage library's progress reports to the engine's bar, log and cancel flag.
+pub struct Bridge<'a>(pub &'a RunContext);
+
+impl stages::Monitor for Bridge<'_> {
+    fn epoch(&self, epoch: usize, epochs: usize, loss: f64) {
+        self.0.progress.set_length(epochs as u64);
+        self.0.progress.set_position(epoch as u64);
+        self.0.progress.set_message(format!("loss {loss:.5}"));
+        self.0.log(format!("epoch {epoch}/{epochs} loss {loss:.6}"));
+        tracing::debug!(node = %self.0.node, epoch, loss, "epoch");
+    }
+    fn log(&self, line: &str) {
+        self.0.log(line);
+    }
+    fn cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// Applies the node's CPU thread budget to libtorch's intra-op pool.
+pub fn set_threads(ctx: &RunContext) {
+    tch::set_num_threads(ctx.threads.max(1) as i32);
+}

@@ -1,0 +1,153 @@
+//! `plot`: one dataset's comparative figures from every model's results (gathered inputs):
+//! `<Dataset>_ROC_Curve.png/.svg` (baseline, best hybrid, adaptive; AUC in the legend),
+//! `<Dataset>_tSNE_Latent_Space.png` (one panel per trained model) and
+//! `<Dataset>_Grad_CAM_Comparative.png` (the same anomalous images under each model).
+
+use std::collections::BTreeMap;
+
+use stages::plot::{image_grid, png, roc, svg, tsne_panels, Curve, Scatter};
+use stages::report::{dataset_title, variant};
+use tch::Tensor;
+
+use super::explain::cell;
+use super::ml::to_stage;
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::value::Value;
+
+pub struct Plot;
+
+fn pe(e: polars::prelude::PolarsError) -> StageError {
+    StageError::failed(e.to_string())
+}
+
+/// Grid position of an upstream node: (normal_class, seed, mu2, method).
+#[derive(Clone, Debug, PartialEq)]
+struct Model {
+    class: i64,
+    seed: i64,
+    mu2: f64,
+    method: String,
+}
+
+fn model_of(c: &BTreeMap<String, Value>, method: Option<String>) -> Model {
+    Model {
+        class: c.get("normal_class").and_then(Value::as_i64).unwrap_or(0),
+        seed: c.get("seed").and_then(Value::as_i64).unwrap_or(0),
+        mu2: c.get("mu2").and_then(Value::as_f64).unwrap_or(0.0),
+        method: method.or_else(|| c.get("method").and_then(Value::as_str).map(str::to_string)).unwrap_or_else(|| "radius".into()),
+    }
+}
+
+fn first_run(models: &[Model]) -> (i64, i64) {
+    let class = models.iter().map(|m| m.class).min().unwrap_or(0);
+    let seed = models.iter().filter(|m| m.class == class).map(|m| m.seed).min().unwrap_or(0);
+    (class, seed)
+}
+
+impl StageKind for Plot {
+    fn name(&self) -> &'static str {
+        "plot"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::required("dataset", ParamType::Choice(stages::data::DatasetKind::NAMES), "dataset the figures show")]
+    }
+    fn inputs(&self) -> InputDecl {
+        InputDecl::Named(vec![("metrics", true), ("roc", true), ("embedding", true), ("gradcam", true)])
+    }
+    fn outputs(&self, p: &Params) -> Result<Vec<OutputSpec>, String> {
+        let t = dataset_title(p.get("dataset").and_then(Value::as_str).unwrap_or("dataset"));
+        Ok(vec![
+            OutputSpec::new("roc", &format!("{t}_ROC_Curve.png")),
+            OutputSpec::new("roc_svg", &format!("{t}_ROC_Curve.svg")),
+            OutputSpec::new("tsne", &format!("{t}_tSNE_Latent_Space.png")),
+            OutputSpec::new("gradcam", &format!("{t}_Grad_CAM_Comparative.png")),
+        ])
+    }
+    fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
+        let dataset = ctx.params.str("dataset")?;
+        let title = dataset_title(dataset);
+        let coords = |name: &str| ctx.input_coords.get(name).cloned().unwrap_or_default();
+        if ctx.input_all("metrics").is_empty() {
+            return Err(StageError::failed(format!("no evaluate node of {title} completed; nothing to plot (see the failures above)")));
+        }
+
+        // Metrics rows, paired with their ROC tables (both gathered from the same evaluate nodes).
+        let mut evals: Vec<(Model, f64, std::path::PathBuf)> = Vec::new();
+        let roc_nodes = ctx.input_nodes.get("roc").cloned().unwrap_or_default();
+        for ((path, c), node) in ctx.input_all("metrics").iter().zip(coords("metrics")).zip(ctx.input_nodes.get("metrics").cloned().unwrap_or_default()) {
+            let df = stages::table::read_parquet(path).map_err(to_stage)?;
+            let auc = df.column("auc").map_err(pe)?.f64().map_err(pe)?.get(0).unwrap_or(f64::NAN);
+            let method = df.column("method").map_err(pe)?.str().map_err(pe)?.get(0).map(str::to_string);
+            let Some(j) = roc_nodes.iter().position(|n| *n == node) else { continue };
+            evals.push((model_of(&c, method), auc, ctx.input_all("roc")[j].clone()));
+        }
+        let (class, seed) = first_run(&evals.iter().map(|e| e.0.clone()).collect::<Vec<_>>());
+        let run: Vec<&(Model, f64, std::path::PathBuf)> = evals.iter().filter(|e| e.0.class == class && e.0.seed == seed).collect();
+        let baseline = run.iter().find(|e| e.0.mu2 == 0.0 && e.0.method == "radius");
+        let hybrid = run.iter().filter(|e| e.0.mu2 > 0.0 && e.0.method == "radius").max_by(|a, b| a.1.total_cmp(&b.1));
+        let adaptive = run.iter().find(|e| e.0.mu2 == 0.0 && e.0.method == "mahalanobis");
+        let mut curves = Vec::new();
+        let mut chosen: Vec<Model> = Vec::new();
+        for (name, e) in [("baseline Deep SVDD", baseline), ("best hybrid", hybrid), ("adaptive (Mahalanobis)", adaptive)] {
+            let Some(e) = e else { continue };
+            let df = stages::table::read_parquet(&e.2).map_err(to_stage)?;
+            let fpr: Vec<f64> = df.column("fpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
+            let tpr: Vec<f64> = df.column("tpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
+            let label = if name == "best hybrid" { format!("hybrid mu2={} (AUC {:.4})", e.0.mu2, e.1) } else { format!("{name} (AUC {:.4})", e.1) };
+            curves.push(Curve { label, points: fpr.into_iter().zip(tpr).collect() });
+            chosen.push(e.0.clone());
+        }
+        let roc_title = format!("{title}: ROC, normal class {class} (seed {seed})");
+        png(&ctx.output("roc"), (900, 760), |r| roc(r, &roc_title, &curves)).map_err(to_stage)?;
+        svg(&ctx.output("roc_svg"), (900, 760), |r| roc(r, &roc_title, &curves)).map_err(to_stage)?;
+
+        // t-SNE: one panel per trained model (mu2), same class and seed.
+        let mut panels: Vec<(f64, Scatter)> = Vec::new();
+        for (path, c) in ctx.input_all("embedding").iter().zip(coords("embedding")) {
+            let m = model_of(&c, None);
+            if m.class != class || m.seed != seed || panels.iter().any(|(mu2, _)| *mu2 == m.mu2) {
+                continue;
+            }
+            let df = stages::table::read_parquet(path).map_err(to_stage)?;
+            let f = |n: &str| -> Result<Vec<f32>, StageError> { Ok(df.column(n).map_err(pe)?.f32().map_err(pe)?.into_iter().flatten().collect()) };
+            let (x, y) = (f("x")?, f("y")?);
+            let label: Vec<i64> = df.column("label").map_err(pe)?.i64().map_err(pe)?.into_iter().flatten().collect();
+            let auc = run.iter().find(|e| e.0.mu2 == m.mu2 && e.0.method == "radius").map(|e| e.1);
+            let name = variant(m.mu2, "radius");
+            let t = match auc {
+                Some(a) => format!("{name} (AUC {a:.3})"),
+                None => name,
+            };
+            panels.push((m.mu2, Scatter { title: t, points: x.into_iter().zip(y).map(|(a, b)| [a, b]).zip(label).collect() }));
+        }
+        panels.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let panels: Vec<Scatter> = panels.into_iter().map(|p| p.1).collect();
+        let rows = panels.len().div_ceil(3).max(1) as u32;
+        let tsne_title = format!("{title}: t-SNE of test latent codes, normal class {class}");
+        png(&ctx.output("tsne"), (1500, 60 + 470 * rows), |r| tsne_panels(r, &tsne_title, &panels)).map_err(to_stage)?;
+
+        // Grad-CAM: the fixed anomalous images under baseline, best hybrid and adaptive.
+        let mut grid = Vec::new();
+        for (path, c) in ctx.input_all("gradcam").iter().zip(coords("gradcam")) {
+            let m = model_of(&c, None);
+            let Some(pos) = chosen.iter().position(|x| *x == m) else { continue };
+            let t: BTreeMap<String, Tensor> = Tensor::read_safetensors(path).map_err(|e| StageError::failed(e.to_string()))?.into_iter().collect();
+            let (Some(images), Some(heat)) = (t.get("fixed_image"), t.get("fixed_heatmap")) else { continue };
+            if grid.is_empty() {
+                let originals = (0..images.size()[0]).map(|i| cell(&images.get(i), None)).collect::<Result<Vec<_>, _>>()?;
+                grid.push((usize::MAX, "input".to_string(), originals));
+            }
+            let cells = (0..images.size()[0]).map(|i| cell(&images.get(i), Some(&heat.get(i)))).collect::<Result<Vec<_>, _>>()?;
+            let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(m.mu2, &m.method) };
+            grid.push((pos, name, cells));
+        }
+        grid.sort_by_key(|g| if g.0 == usize::MAX { 0 } else { g.0 + 1 });
+        let rows: Vec<(String, Vec<stages::plot::Cell>)> = grid.into_iter().map(|(_, n, c)| (n, c)).collect();
+        let cam_title = format!("{title}: Grad-CAM of the anomaly score on the same anomalous test images");
+        let h = 70 + 150 * rows.len().max(1) as u32;
+        png(&ctx.output("gradcam"), (1150, h), |r| image_grid(r, &cam_title, &rows)).map_err(to_stage)
+    }
+}

@@ -1,0 +1,79 @@
+//! `report`: `report.md`, the published table's layout with our numbers (mean ± std over seeds)
+//! beside the published ones, and the all-classes comparison with Ruff et al. when run.
+
+use polars::prelude::*;
+use stages::report::{markdown, ResultRow};
+
+use super::ml::to_stage;
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
+
+pub struct Report;
+
+fn pe(e: PolarsError) -> StageError {
+    StageError::failed(e.to_string())
+}
+
+/// Reads the rows the report needs; absent grid columns take their defaults (class 0, seed 0, mu2 0).
+pub fn rows(df: &DataFrame) -> Result<Vec<ResultRow>, StageError> {
+    let n = df.height();
+    let f64s = |name: &str, default: f64| -> Result<Vec<f64>, StageError> {
+        match df.column(name) {
+            Ok(c) => Ok(c.cast(&DataType::Float64).map_err(pe)?.f64().map_err(pe)?.into_iter().map(|v| v.unwrap_or(default)).collect()),
+            Err(_) => Ok(vec![default; n]),
+        }
+    };
+    let i64s = |name: &str| -> Result<Vec<i64>, StageError> {
+        match df.column(name) {
+            Ok(c) => Ok(c.cast(&DataType::Int64).map_err(pe)?.i64().map_err(pe)?.into_iter().map(|v| v.unwrap_or(0)).collect()),
+            Err(_) => Ok(vec![0; n]),
+        }
+    };
+    let strs = |name: &str, default: &str| -> Result<Vec<String>, StageError> {
+        match df.column(name) {
+            Ok(c) => Ok(c.str().map_err(pe)?.into_iter().map(|v| v.unwrap_or(default).to_string()).collect()),
+            Err(_) => Ok(vec![default.to_string(); n]),
+        }
+    };
+    let (dataset, method) = (strs("dataset", "?")?, strs("method", "radius")?);
+    let (class, seed, mu2) = (i64s("normal_class")?, i64s("seed")?, f64s("mu2", 0.0)?);
+    let (auc, oracle, f1) = (f64s("auc", f64::NAN)?, f64s("oracle_f1", f64::NAN)?, f64s("f1", f64::NAN)?);
+    let (precision, recall, auprc) = (f64s("precision", f64::NAN)?, f64s("recall", f64::NAN)?, f64s("auprc", f64::NAN)?);
+    Ok((0..n)
+        .map(|i| ResultRow {
+            dataset: dataset[i].clone(),
+            normal_class: class[i],
+            mu2: mu2[i],
+            method: method[i].clone(),
+            seed: seed[i],
+            auc: auc[i],
+            oracle_f1: oracle[i],
+            f1: f1[i],
+            precision: precision[i],
+            recall: recall[i],
+            auprc: auprc[i],
+        })
+        .collect())
+}
+
+impl StageKind for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> InputDecl {
+        InputDecl::Named(vec![("results", true)])
+    }
+    fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
+        Ok(vec![OutputSpec::new("markdown", "report.md")])
+    }
+    fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
+        let df = stages::table::read_parquet(ctx.input("results")?).map_err(to_stage)?;
+        let md = markdown(&rows(&df)?);
+        std::fs::write(ctx.output("markdown"), md).map_err(|e| StageError::io("write report.md", e))
+    }
+}

@@ -1,0 +1,384 @@
+//! Datasets for one-class anomaly detection: locate and verify the files, decode them, preprocess,
+//! split one class off as "normal", and save the result as one safetensors file.
+
+pub mod cifar;
+pub mod idx;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tch::{Kind, Tensor};
+
+use crate::{io_err, Error, Result};
+use idx::Images;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    Mnist,
+    FashionMnist,
+    Cifar10,
+}
+
+impl DatasetKind {
+    pub const NAMES: &'static [&'static str] = &["mnist", "fashion-mnist", "cifar10"];
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "mnist" => Ok(DatasetKind::Mnist),
+            "fashion-mnist" | "fashion_mnist" | "fmnist" => Ok(DatasetKind::FashionMnist),
+            "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
+            _ => Err(Error::Data(format!("unknown dataset `{s}`; use one of {}", Self::NAMES.join(", ")))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+        }
+    }
+
+    /// Display name used in reports and plot titles.
+    pub fn title(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => "MNIST",
+            DatasetKind::FashionMnist => "Fashion-MNIST",
+            DatasetKind::Cifar10 => "CIFAR-10",
+        }
+    }
+
+    /// Folder names searched under a data root.
+    fn folders(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::Mnist => &["mnist", "MNIST"],
+            DatasetKind::FashionMnist => &["fashion-mnist", "fashion_mnist", "FashionMNIST"],
+            DatasetKind::Cifar10 => &["cifar10", "cifar-10", "cifar-10-batches-bin"],
+        }
+    }
+
+    /// Files a complete copy must hold (without `.gz`).
+    pub fn files(self) -> Vec<&'static str> {
+        match self {
+            DatasetKind::Mnist | DatasetKind::FashionMnist => {
+                vec!["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+            }
+            DatasetKind::Cifar10 => cifar::TRAIN_FILES.iter().copied().chain([cifar::TEST_FILE]).collect(),
+        }
+    }
+
+    pub fn channels(self) -> i64 {
+        if self == DatasetKind::Cifar10 {
+            3
+        } else {
+            1
+        }
+    }
+}
+
+/// sha256 of the DECOMPRESSED official files (gzip headers differ between mirrors).
+pub fn official_sha256(kind: DatasetKind, file: &str) -> Option<&'static str> {
+    let t: &[(&str, &str)] = match kind {
+        DatasetKind::Mnist => &[
+            ("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            ("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            ("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            ("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        ],
+        DatasetKind::FashionMnist => &[
+            ("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            ("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            ("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            ("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        ],
+        DatasetKind::Cifar10 => &[],
+    };
+    t.iter().find(|(f, _)| *f == file).map(|(_, h)| *h)
+}
+
+/// Where datasets are looked for, in order: the explicit `data_dir`, `$PIPE_DATA_DIR`,
+/// `~/.cache/pipe/data` (where `pipe data fetch` writes), `/usr/share/datasets` (Debian's
+/// `dataset-fashion-mnist`), and `../shared/data` (the team's shared checkout).
+pub fn search_roots(data_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Some(d) = data_dir {
+        roots.push(d.to_path_buf());
+        return roots;
+    }
+    if let Some(d) = std::env::var_os("PIPE_DATA_DIR") {
+        roots.push(PathBuf::from(d));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join(".cache/pipe/data"));
+    }
+    roots.push(PathBuf::from("/usr/share/datasets"));
+    roots.push(PathBuf::from("../shared/data"));
+    roots
+}
+
+/// Finds the folder holding every file of `kind` (each plain or `.gz`).
+pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf> {
+    let roots = search_roots(data_dir);
+    let mut tried = Vec::new();
+    for root in &roots {
+        for dir in std::iter::once(root.clone()).chain(kind.folders().iter().map(|f| root.join(f))) {
+            if kind.files().iter().all(|f| file_in(&dir, f).is_some()) {
+                return Ok(dir);
+            }
+            tried.push(dir.display().to_string());
+        }
+    }
+    Err(Error::Data(format!(
+        "{} not found; looked in: {}. Set the stage's `data_dir` param or PIPE_DATA_DIR, or run `pipe data fetch {}`",
+        kind.title(),
+        tried.join(", "),
+        kind.name()
+    )))
+}
+
+fn file_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+}
+
+/// Reads a file, decompressing gzip (detected by its magic bytes, whatever the extension).
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(io_err(path))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| {
+            Error::Data(format!("{}: gzip stream is damaged or truncated ({e}); download it again", path.display()))
+        })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Checksums a folder declares for its files in `SHA256SUMS` (sha256sum format, decompressed bytes).
+fn declared_sums(dir: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("SHA256SUMS")) else { return BTreeMap::new() };
+    text.lines()
+        .filter_map(|l| {
+            let (h, f) = l.split_once(char::is_whitespace)?;
+            Some((f.trim().trim_start_matches('*').trim_end_matches(".gz").to_string(), h.to_lowercase()))
+        })
+        .collect()
+}
+
+/// Reads one file and verifies its decompressed bytes; returns the bytes and whether a checksum was known.
+fn read_verified(kind: DatasetKind, dir: &Path, name: &str, sums: &BTreeMap<String, String>) -> Result<(Vec<u8>, bool)> {
+    let path = file_in(dir, name).ok_or_else(|| Error::Data(format!("{}: missing {name}", dir.display())))?;
+    let bytes = read_maybe_gz(&path)?;
+    let expected = sums.get(name).map(String::as_str).or_else(|| official_sha256(kind, name));
+    if let Some(want) = expected {
+        let got = hex(&Sha256::digest(&bytes));
+        if got != want {
+            return Err(Error::Data(format!(
+                "{}: checksum mismatch (sha256 of the decompressed bytes is {got}, expected {want}); the file is damaged or a different version: download it again",
+                path.display()
+            )));
+        }
+    }
+    Ok((bytes, expected.is_some()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The whole dataset as decoded images and labels.
+pub struct Raw {
+    pub kind: DatasetKind,
+    pub dir: PathBuf,
+    pub train: Images,
+    pub train_labels: Vec<u8>,
+    pub test: Images,
+    pub test_labels: Vec<u8>,
+    /// Files loaded without a known checksum (neither official nor in SHA256SUMS).
+    pub unverified: Vec<String>,
+}
+
+pub fn load_raw(kind: DatasetKind, dir: &Path) -> Result<Raw> {
+    let sums = declared_sums(dir);
+    let mut unverified = Vec::new();
+    let mut read = |name: &str| -> Result<Vec<u8>> {
+        let (b, known) = read_verified(kind, dir, name, &sums)?;
+        if !known {
+            unverified.push(name.to_string());
+        }
+        Ok(b)
+    };
+    let (train, train_labels, test, test_labels) = match kind {
+        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            let p = |f: &str| dir.join(f);
+            let train = idx::read_images(&p("train-images-idx3-ubyte"), &read("train-images-idx3-ubyte")?)?;
+            let train_labels = idx::read_labels(&p("train-labels-idx1-ubyte"), &read("train-labels-idx1-ubyte")?)?;
+            let test = idx::read_images(&p("t10k-images-idx3-ubyte"), &read("t10k-images-idx3-ubyte")?)?;
+            let test_labels = idx::read_labels(&p("t10k-labels-idx1-ubyte"), &read("t10k-labels-idx1-ubyte")?)?;
+            (train, train_labels, test, test_labels)
+        }
+        DatasetKind::Cifar10 => {
+            let mut pixels = Vec::new();
+            let mut labels = Vec::new();
+            for f in cifar::TRAIN_FILES {
+                let (img, l) = cifar::read_batch(&dir.join(f), &read(f)?)?;
+                pixels.extend(img.pixels);
+                labels.extend(l);
+            }
+            let train = Images { n: labels.len(), rows: 32, cols: 32, pixels };
+            let (test, test_labels) = cifar::read_batch(&dir.join(cifar::TEST_FILE), &read(cifar::TEST_FILE)?)?;
+            (train, labels, test, test_labels)
+        }
+    };
+    for (what, img, labels) in [("train", &train, &train_labels), ("test", &test, &test_labels)] {
+        if img.n != labels.len() {
+            return Err(Error::Data(format!(
+                "{}: {what} images ({}) and labels ({}) differ in count; the files do not belong together",
+                dir.display(),
+                img.n,
+                labels.len()
+            )));
+        }
+    }
+    Ok(Raw { kind, dir: dir.to_path_buf(), train, train_labels, test, test_labels, unverified })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preprocess {
+    /// Pixels / 255.
+    Unit,
+    /// Ruff et al.: per-image global contrast normalisation (L1), then min-max scaling with the
+    /// min and max of the normal class's training images after GCN.
+    GcnL1MinMax,
+}
+
+impl Preprocess {
+    pub const NAMES: &'static [&'static str] = &["gcn-l1-minmax", "unit", "auto"];
+    /// `auto` is each dataset's published protocol: GCN + min-max for MNIST and CIFAR-10 (Ruff et
+    /// al.), plain [0, 1] for Fashion-MNIST (the re-experiment).
+    pub fn parse_for(s: &str, kind: DatasetKind) -> Result<Self> {
+        match (s, kind) {
+            ("auto", DatasetKind::FashionMnist) => Ok(Preprocess::Unit),
+            ("auto", _) => Ok(Preprocess::GcnL1MinMax),
+            _ => Self::parse(s),
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "unit" => Ok(Preprocess::Unit),
+            "gcn-l1-minmax" => Ok(Preprocess::GcnL1MinMax),
+            _ => Err(Error::Data(format!("unknown preprocessing `{s}`; use one of {}", Self::NAMES.join(", ")))),
+        }
+    }
+}
+
+/// Global contrast normalisation with the L1 norm, per image: (x - mean) / mean(|x - mean|).
+pub fn gcn_l1(x: &Tensor) -> Tensor {
+    let n = x.size()[0];
+    let flat = x.view([n, -1]);
+    let centred = &flat - flat.mean_dim(1, true, Kind::Float);
+    let scale = centred.abs().mean_dim(1, true, Kind::Float).clamp_min(1e-12);
+    (centred / scale).view_as(x)
+}
+
+/// The prepared one-class dataset.
+pub struct OneClass {
+    /// Normal-class training images, [N, C, H, W] float.
+    pub train_x: Tensor,
+    /// Full test split, [M, C, H, W].
+    pub test_x: Tensor,
+    /// 0 = normal, 1 = anomaly.
+    pub test_label: Tensor,
+    /// Original class of each test image.
+    pub test_class: Tensor,
+    /// Min and max used for scaling (GCN) or [0, 1].
+    pub scale: Tensor,
+}
+
+fn to_tensor(img: &Images, channels: i64, take: &[usize]) -> Tensor {
+    let per = (img.rows * img.cols) * channels as usize;
+    let mut buf = Vec::with_capacity(take.len() * per);
+    for &i in take {
+        buf.extend_from_slice(&img.pixels[i * per..(i + 1) * per]);
+    }
+    Tensor::from_slice(&buf)
+        .view([take.len() as i64, channels, img.rows as i64, img.cols as i64])
+        .to_kind(Kind::Float)
+        / 255.0
+}
+
+/// Splits off `normal_class` for training; the whole test split is labelled normal 0 / anomaly 1.
+/// `limit_train`/`limit_test` (0 = all) keep the first images, for quick runs.
+pub fn one_class(raw: &Raw, normal_class: u8, pre: Preprocess, limit_train: usize, limit_test: usize) -> Result<OneClass> {
+    if normal_class > 9 {
+        return Err(Error::Data(format!("normal_class {normal_class} is out of range; {} has classes 0..=9", raw.kind.title())));
+    }
+    let mut train_idx: Vec<usize> = (0..raw.train.n).filter(|&i| raw.train_labels[i] == normal_class).collect();
+    if train_idx.is_empty() {
+        return Err(Error::Data(format!("{}: no training images of class {normal_class}", raw.dir.display())));
+    }
+    if limit_train > 0 {
+        train_idx.truncate(limit_train);
+    }
+    let mut test_idx: Vec<usize> = (0..raw.test.n).collect();
+    if limit_test > 0 {
+        test_idx.truncate(limit_test);
+    }
+    let c = raw.kind.channels();
+    let mut train_x = to_tensor(&raw.train, c, &train_idx);
+    let mut test_x = to_tensor(&raw.test, c, &test_idx);
+    let scale = match pre {
+        Preprocess::Unit => Tensor::from_slice(&[0.0f32, 1.0]),
+        Preprocess::GcnL1MinMax => {
+            train_x = gcn_l1(&train_x);
+            test_x = gcn_l1(&test_x);
+            let (lo, hi) = (train_x.min(), train_x.max());
+            let range = (&hi - &lo).clamp_min(1e-12);
+            train_x = (&train_x - &lo) / &range;
+            test_x = (&test_x - &lo) / &range;
+            Tensor::stack(&[lo, hi], 0)
+        }
+    };
+    let classes: Vec<i64> = test_idx.iter().map(|&i| raw.test_labels[i] as i64).collect();
+    let labels: Vec<i64> = classes.iter().map(|&k| i64::from(k != normal_class as i64)).collect();
+    if !labels.contains(&0) || !labels.contains(&1) {
+        return Err(Error::Data(format!(
+            "the test split (first {} images) lacks {}; raise limit_test",
+            test_idx.len(),
+            if labels.contains(&0) { "anomalies" } else { "normal images" }
+        )));
+    }
+    Ok(OneClass { train_x, test_x, test_label: Tensor::from_slice(&labels), test_class: Tensor::from_slice(&classes), scale })
+}
+
+impl OneClass {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        Tensor::write_safetensors(
+            &[
+                ("train_x", &self.train_x),
+                ("test_x", &self.test_x),
+                ("test_label", &self.test_label),
+                ("test_class", &self.test_class),
+                ("scale", &self.scale),
+            ],
+            path,
+        )?;
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut m: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        let mut take = |k: &str| {
+            m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())))
+        };
+        Ok(OneClass {
+            train_x: take("train_x")?,
+            test_x: take("test_x")?,
+            test_label: take("test_label")?,
+            test_class: take("test_class")?,
+            scale: take("scale")?,
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! Report figures with plotters: ROC curves, t-SNE panels and Grad-CAM overlays, as PNG (and SVG
+//! for the line plots). Text uses the bundled DejaVu Sans, so no system fonts are needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::{io_err, Error, Result};
+
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn fonts() {
+    REGISTER.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            let _ = plotters::style::register_font("sans-serif", style, FONT);
+        }
+    });
+}
+
+fn perr<E: std::fmt::Debug>(e: E) -> Error {
+    Error::Data(format!("plot: {e:?}"))
+}
+
+/// Distinct, colour-blind-safe colours (Okabe-Ito).
+pub const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+/// Renders into an RGB buffer and writes a PNG.
+pub fn png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
+    fonts();
+    let mut buf = vec![255u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        draw(&root)?;
+        root.present().map_err(perr)?;
+    }
+    write_png(path, size, &buf)
+}
+
+pub fn svg(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<()> {
+    fonts();
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(perr)?;
+    draw(&root)?;
+    root.present().map_err(perr)
+}
+
+pub fn write_png(path: &Path, size: (u32, u32), rgb: &[u8]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(io_err(path))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), size.0, size.1);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(perr)?;
+    w.write_image_data(rgb).map_err(perr)?;
+    Ok(())
+}
+
+/// One ROC curve with its legend label.
+pub struct Curve {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+pub fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curves: &[Curve]) -> Result<()> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 24))
+        .margin(18)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..1.0f64)
+        .map_err(perr)?;
+    chart
+        .configure_mesh()
+        .x_desc("False positive rate")
+        .y_desc("True positive rate")
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(perr)?;
+    chart
+        .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 6, 4, RGBColor(150, 150, 150).stroke_width(1)))
+        .map_err(perr)?
+        .label("chance (AUC 0.5)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(150, 150, 150)));
+    for (i, c) in curves.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(c.points.iter().copied(), color.stroke_width(3)))
+            .map_err(perr)?
+            .label(c.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(perr)?;
+    Ok(())
+}
+
+/// One t-SNE panel: 2-D points with a normal (0) / anomaly (1) label.
+pub struct Scatter {
+    pub title: String,
+    pub points: Vec<([f32; 2], i64)>,
+}
+
+pub fn tsne_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, panels: &[Scatter]) -> Result<()> {
+    let root = root.titled(title, ("sans-serif", 26)).map_err(perr)?;
+    let cols = panels.len().clamp(1, 3);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let areas = root.split_evenly((rows, cols));
+    for (area, p) in areas.iter().zip(panels) {
+        let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+        for ([x, y], _) in &p.points {
+            x0 = x0.min(*x);
+            x1 = x1.max(*x);
+            y0 = y0.min(*y);
+            y1 = y1.max(*y);
+        }
+        let pad_x = (x1 - x0).max(1e-6) * 0.05;
+        let pad_y = (y1 - y0).max(1e-6) * 0.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&p.title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d((x0 - pad_x)..(x1 + pad_x), (y0 - pad_y)..(y1 + pad_y))
+            .map_err(perr)?;
+        chart
+            .configure_mesh()
+            .x_desc("t-SNE 1")
+            .y_desc("t-SNE 2")
+            .label_style(("sans-serif", 11))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(perr)?;
+        // Anomalies first, normals on top: the normal cluster is what a one-class model learns.
+        for (label, name, color) in [(1, "anomaly (other classes)", RGBColor(213, 94, 0)), (0, "normal", RGBColor(0, 114, 178))] {
+            chart
+                .draw_series(
+                    p.points.iter().filter(|(_, l)| *l == label).map(|([x, y], _)| Circle::new((*x, *y), 2, color.mix(0.55).filled())),
+                )
+                .map_err(perr)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(perr)?;
+    }
+    Ok(())
+}
+
+/// A perceptually uniform colormap (viridis anchors, linear in between).
+pub fn viridis(t: f64) -> [f64; 3] {
+    const A: [[f64; 3]; 5] = [[68., 1., 84.], [59., 82., 139.], [33., 145., 140.], [94., 201., 98.], [253., 231., 37.]];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    [0, 1, 2].map(|c| A[i][c] + (A[i + 1][c] - A[i][c]) * f)
+}
+
+/// "jet"-style map (blue -> red), the convention for Grad-CAM overlays.
+pub fn jet(t: f64) -> [f64; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let f = |x: f64| (1.5 - (4.0 * t - x).abs()).clamp(0.0, 1.0) * 255.0;
+    [f(3.0), f(2.0), f(1.0)]
+}
+
+/// One image as RGB rows: `pixels` [C][H][W] in [0, 1] (C = 1 or 3), optional heatmap [H][W].
+pub struct Cell {
+    pub channels: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pixels: Vec<f32>,
+    pub heat: Option<Vec<f32>>,
+}
+
+impl Cell {
+    fn rgb(&self, y: usize, x: usize) -> RGBColor {
+        let px = |c: usize| self.pixels[c * self.h * self.w + y * self.w + x].clamp(0.0, 1.0) as f64 * 255.0;
+        let base = if self.channels == 3 { [px(0), px(1), px(2)] } else { [px(0); 3] };
+        let out = match &self.heat {
+            Some(h) => {
+                let v = h[y * self.w + x] as f64;
+                let c = jet(v);
+                let a = 0.45;
+                [0, 1, 2].map(|i| base[i] * (1.0 - a) + c[i] * a)
+            }
+            None => base,
+        };
+        RGBColor(out[0] as u8, out[1] as u8, out[2] as u8)
+    }
+}
+
+/// A grid of images: one row per label, same columns (images) in every row.
+pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, rows: &[(String, Vec<Cell>)]) -> Result<()> {
+    let root = root.titled(title, ("sans-serif", 24)).map_err(perr)?;
+    let (w, h) = root.dim_in_pixel();
+    let label_w = 190i32;
+    let ncols = rows.iter().map(|r| r.1.len()).max().unwrap_or(1).max(1) as i32;
+    let nrows = rows.len().max(1) as i32;
+    let cell = (((w as i32 - label_w - 10) / ncols).min((h as i32 - 10) / nrows) - 6).max(8);
+    for (r, (label, cells)) in rows.iter().enumerate() {
+        let y0 = 5 + r as i32 * (cell + 6);
+        root.draw(&Text::new(label.clone(), (8, y0 + cell / 2 - 8), ("sans-serif", 16).into_font())).map_err(perr)?;
+        for (c, img) in cells.iter().enumerate() {
+            let x0 = label_w + c as i32 * (cell + 6);
+            let sx = cell as f64 / img.w as f64;
+            let sy = cell as f64 / img.h as f64;
+            for y in 0..img.h {
+                for x in 0..img.w {
+                    let (a, b) = ((x0 + (x as f64 * sx) as i32, y0 + (y as f64 * sy) as i32), (x0 + ((x + 1) as f64 * sx) as i32, y0 + ((y + 1) as f64 * sy) as i32));
+                    root.draw(&Rectangle::new([a, b], img.rgb(y, x).filled())).map_err(perr)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The user's main job end to end on the bundled data: run quick.yaml, change mu2 of one variant,
+//! rerun; assert exactly which nodes re-ran and that the plots and report changed accordingly.
+
+mod common;
+use common::Workspace;
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn quick_pipeline_reruns_only_the_edited_variant() {
+    let ws = Workspace::new("quick");
+    let yaml = std::fs::read_to_string(repo().join("pipelines/quick.yaml")).unwrap();
+    ws.write("pipelines/quick.yaml", &yaml);
+    let data = format!("params.data_dir={}", repo().join("data/bundled").display());
+    let base = ["run", "pipelines/quick.yaml", "--set", &data, "--set", "params.ae_epochs=2", "--set", "params.svdd_epochs=2", "--set", "tsne.epochs=250", "--set", "tsne.max_points=400"];
+    ws.ok(&base);
+    assert_eq!(ws.nodes_in("failed").len(), 0);
+    let first_ran = ws.nodes_in("ran");
+    assert_eq!(first_ran.len(), 56, "{first_ran:?}");
+    let plots = ["MNIST_ROC_Curve.png", "MNIST_ROC_Curve.svg", "MNIST_tSNE_Latent_Space.png", "MNIST_Grad_CAM_Comparative.png", "Fashion-MNIST_ROC_Curve.png", "Fashion-MNIST_tSNE_Latent_Space.png", "Fashion-MNIST_Grad_CAM_Comparative.png"];
+    let snapshot = |ws: &Workspace| -> Vec<Vec<u8>> {
+        plots.iter().map(|p| std::fs::read(ws.dir.join("Deliverables/Plots/Comparative").join(p)).unwrap()).collect()
+    };
+    let before = snapshot(&ws);
+    for bytes in &before {
+        assert!(bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"<svg"), "plots are PNG / SVG files");
+    }
+    let report_before = ws.read("Deliverables/report.md");
+    assert!(report_before.contains("| hybrid mu1=1, mu2=2.0 |") && !report_before.contains("mu2=1.0 | 0.9863 / 0.9879 | 0."));
+
+    // Edit: the mu2 = 2.0 variant becomes mu2 = 1.0.
+    let mut edited: Vec<&str> = base.to_vec();
+    edited.extend(["--set", "train.matrix.mu2=[0.0, 0.5, 1.0]"]);
+    ws.ok(&edited);
+    let mut expected: Vec<String> = Vec::new();
+    for d in ["mnist", "fashion-mnist"] {
+        let c = format!("dataset={d},normal_class=0,seed=0,mu2=1.0");
+        expected.push(format!("train[{c}]"));
+        expected.push(format!("tsne[{c}]"));
+        for m in ["radius", "mahalanobis"] {
+            for stage in ["threshold", "evaluate", "explain"] {
+                expected.push(format!("{stage}[{c},method={m}]"));
+            }
+        }
+        expected.push(format!("plot[dataset={d}]"));
+    }
+    expected.extend(["results".to_string(), "report".to_string()]);
+    expected.sort();
+    assert_eq!(ws.nodes_in("ran"), expected);
+    let cached = ws.nodes_in("cached");
+    for n in ["ingest[dataset=mnist,normal_class=0]", "pretrain[dataset=mnist,normal_class=0,seed=0]", "train[dataset=fashion-mnist,normal_class=0,seed=0,mu2=0.5]"] {
+        assert!(cached.contains(&n.to_string()), "{n} must be cached: {cached:?}");
+    }
+    assert_eq!(cached.len() + expected.len(), 56);
+
+    let after = snapshot(&ws);
+    for (i, p) in plots.iter().enumerate() {
+        if p.contains("ROC") || p.contains("Grad_CAM") || p.contains("tSNE") {
+            assert_ne!(before[i], after[i], "{p} must change with the new variant");
+        }
+    }
+    let report = ws.read("Deliverables/report.md");
+    assert_ne!(report, report_before);
+    let line = report.lines().find(|l| l.starts_with("| hybrid mu1=1, mu2=1.0 |")).unwrap();
+    assert!(!line.contains("not run"), "{line}");
+    let line = report.lines().find(|l| l.starts_with("| hybrid mu1=1, mu2=2.0 |")).unwrap();
+    assert!(line.contains("not run"), "{line}");
+
+    // The results table answers SQL.
+    let out = ws.pipe(&["query", "SELECT dataset, mu2, method, auc FROM results WHERE mu2 = 1.0 ORDER BY dataset, method", "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "dataset,mu2,method,auc");
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines[1].starts_with("fashion-mnist,1.0,mahalanobis,"));
+}
