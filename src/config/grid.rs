@@ -159,7 +159,17 @@ fn stage_order(spec: &PipelineSpec, d: &mut Diagnostics) -> Option<Vec<usize>> {
     if !ok {
         return None;
     }
-    petgraph::algo::toposort(&g, None).ok().map(|o| o.into_iter().map(|n| g[n]).collect())
+    // Stable order: the first stage in file order whose inputs are all placed (Kahn).
+    let mut placed = vec![false; spec.stages.len()];
+    let mut order = Vec::with_capacity(spec.stages.len());
+    while order.len() < spec.stages.len() {
+        let next = (0..spec.stages.len()).find(|&i| {
+            !placed[i] && g.neighbors_directed(nodes[i], petgraph::Direction::Incoming).all(|n| placed[g[n]])
+        })?;
+        placed[next] = true;
+        order.push(next);
+    }
+    Some(order)
 }
 
 fn cycle_path(g: &DiGraph<usize, ()>, nodes: &[petgraph::graph::NodeIndex], members: &[usize], names: &[&str]) -> String {

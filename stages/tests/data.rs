@@ -99,7 +99,7 @@ fn truncated_idx_is_a_clear_error() {
 #[test]
 fn truncated_gzip_is_a_clear_error() {
     let d = tmp("truncgz");
-    write_mnist(&d, 20, 20, true, false);
+    write_mnist(&d, 20, 20, true, true);
     let p = d.join("t10k-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();

@@ -167,13 +167,19 @@ fn declared_sums(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Reads one file and verifies its decompressed bytes; returns the bytes and whether a checksum was known.
-fn read_verified(kind: DatasetKind, dir: &Path, name: &str, sums: &BTreeMap<String, String>) -> Result<(Vec<u8>, bool)> {
+/// Reads one file (decompressed).
+fn read_file(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
     let path = file_in(dir, name).ok_or_else(|| Error::Data(format!("{}: missing {name}", dir.display())))?;
     let bytes = read_maybe_gz(&path)?;
+    Ok((path, bytes))
+}
+
+/// Verifies decompressed bytes against SHA256SUMS or the official checksum; returns whether one was known.
+/// Called after parsing, so a truncated or mislabelled file gets the more specific message.
+fn verify(kind: DatasetKind, path: &Path, name: &str, bytes: &[u8], sums: &BTreeMap<String, String>) -> Result<bool> {
     let expected = sums.get(name).map(String::as_str).or_else(|| official_sha256(kind, name));
     if let Some(want) = expected {
-        let got = hex(&Sha256::digest(&bytes));
+        let got = hex(&Sha256::digest(bytes));
         if got != want {
             return Err(Error::Data(format!(
                 "{}: checksum mismatch (sha256 of the decompressed bytes is {got}, expected {want}); the file is damaged or a different version: download it again",
@@ -181,7 +187,7 @@ fn read_verified(kind: DatasetKind, dir: &Path, name: &str, sums: &BTreeMap<Stri
             )));
         }
     }
-    Ok((bytes, expected.is_some()))
+    Ok(expected.is_some())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -203,32 +209,48 @@ pub struct Raw {
 pub fn load_raw(kind: DatasetKind, dir: &Path) -> Result<Raw> {
     let sums = declared_sums(dir);
     let mut unverified = Vec::new();
-    let mut read = |name: &str| -> Result<Vec<u8>> {
-        let (b, known) = read_verified(kind, dir, name, &sums)?;
-        if !known {
+    let mut check = |path: &Path, name: &str, bytes: &[u8]| -> Result<()> {
+        if !verify(kind, path, name, bytes, &sums)? {
             unverified.push(name.to_string());
         }
-        Ok(b)
+        Ok(())
     };
     let (train, train_labels, test, test_labels) = match kind {
         DatasetKind::Mnist | DatasetKind::FashionMnist => {
-            let p = |f: &str| dir.join(f);
-            let train = idx::read_images(&p("train-images-idx3-ubyte"), &read("train-images-idx3-ubyte")?)?;
-            let train_labels = idx::read_labels(&p("train-labels-idx1-ubyte"), &read("train-labels-idx1-ubyte")?)?;
-            let test = idx::read_images(&p("t10k-images-idx3-ubyte"), &read("t10k-images-idx3-ubyte")?)?;
-            let test_labels = idx::read_labels(&p("t10k-labels-idx1-ubyte"), &read("t10k-labels-idx1-ubyte")?)?;
+            let mut images = |name: &str| -> Result<Images> {
+                let (path, bytes) = read_file(dir, name)?;
+                let img = idx::read_images(&path, &bytes)?;
+                check(&path, name, &bytes)?;
+                Ok(img)
+            };
+            let train = images("train-images-idx3-ubyte")?;
+            let test = images("t10k-images-idx3-ubyte")?;
+            let mut labels = |name: &str| -> Result<Vec<u8>> {
+                let (path, bytes) = read_file(dir, name)?;
+                let l = idx::read_labels(&path, &bytes)?;
+                check(&path, name, &bytes)?;
+                Ok(l)
+            };
+            let train_labels = labels("train-labels-idx1-ubyte")?;
+            let test_labels = labels("t10k-labels-idx1-ubyte")?;
             (train, train_labels, test, test_labels)
         }
         DatasetKind::Cifar10 => {
+            let mut batch = |name: &str| -> Result<(Images, Vec<u8>)> {
+                let (path, bytes) = read_file(dir, name)?;
+                let b = cifar::read_batch(&path, &bytes)?;
+                check(&path, name, &bytes)?;
+                Ok(b)
+            };
             let mut pixels = Vec::new();
             let mut labels = Vec::new();
             for f in cifar::TRAIN_FILES {
-                let (img, l) = cifar::read_batch(&dir.join(f), &read(f)?)?;
+                let (img, l) = batch(f)?;
                 pixels.extend(img.pixels);
                 labels.extend(l);
             }
             let train = Images { n: labels.len(), rows: 32, cols: 32, pixels };
-            let (test, test_labels) = cifar::read_batch(&dir.join(cifar::TEST_FILE), &read(cifar::TEST_FILE)?)?;
+            let (test, test_labels) = batch(cifar::TEST_FILE)?;
             (train, labels, test, test_labels)
         }
     };
