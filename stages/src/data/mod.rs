@@ -2,6 +2,7 @@
 //! split one class off as "normal", and save the result as one safetensors file.
 
 pub mod cifar;
+pub mod fetch;
 pub mod idx;
 
 use std::collections::BTreeMap;
