@@ -6,10 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 30
-torch.set_num_threads(threads)
-torch.manual_seed(0)
 
 
 class MnistAE(nn.Module):
@@ -57,19 +53,24 @@ class CifarAE(nn.Module):
         return torch.sigmoid(x)
 
 
-for name, net, shape in [("mnist_lenet", MnistAE(), (200, 1, 28, 28)), ("cifar_lenet", CifarAE(), (200, 3, 32, 32))]:
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=0.5e-6)
-    x = torch.rand(shape)
+if __name__ == "__main__":
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    for name, net, shape in [("mnist_lenet", MnistAE(), (200, 1, 28, 28)), ("cifar_lenet", CifarAE(), (200, 3, 32, 32))]:
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=0.5e-6)
+        x = torch.rand(shape)
 
-    def step():
-        opt.zero_grad()
-        loss = torch.sum((net(x) - x) ** 2, dim=tuple(range(1, x.dim()))).mean()
-        loss.backward()
-        opt.step()
+        def step():
+            opt.zero_grad()
+            loss = torch.sum((net(x) - x) ** 2, dim=tuple(range(1, x.dim()))).mean()
+            loss.backward()
+            opt.step()
 
-    for _ in range(5):
-        step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    print(f"pytorch {name} threads={threads} batch=200: {steps * 200 / (time.perf_counter() - t):.0f} img/s")
+        for _ in range(5):
+            step()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        print(f"pytorch {name} threads={threads} batch=200: {steps * 200 / (time.perf_counter() - t):.0f} img/s")

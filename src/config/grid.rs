@@ -296,6 +296,7 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
     let Some(order) = stage_order(spec, d) else { return Vec::new() };
 
     let mut nodes: Vec<NodeSpec> = Vec::new();
+    let mut index = UpstreamIndex::default();
     let mut stage_nodes: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut stage_axes: HashMap<&str, Vec<(String, Vec<Value>)>> = HashMap::new();
     for &si in &order {
@@ -337,7 +338,7 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         stage_axes.insert(s.name.as_str(), axes);
         let mut mine = Vec::new();
         for coords in combos {
-            if let Some(n) = expand_node(s, kind, coords, &globals, &nodes, &stage_nodes, d) {
+            if let Some(n) = expand_node(&mut index, s, kind, coords, &globals, &nodes, &stage_nodes, d) {
                 mine.push(nodes.len());
                 nodes.push(n);
             }
@@ -376,7 +377,35 @@ fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) 
     }
 }
 
+/// Upstream nodes by their coordinates on the axes shared with a downstream node, built once per
+/// (stage, shared axes): matching is then a hash lookup, not a scan (grids of 10,000+ nodes).
+#[derive(Default)]
+struct UpstreamIndex {
+    by_axes: HashMap<(String, Vec<String>), HashMap<String, Vec<usize>>>,
+}
+
+impl UpstreamIndex {
+    fn matching(&mut self, stage: &str, ups: &[usize], nodes: &[NodeSpec], coords: &[(String, Value)]) -> Vec<usize> {
+        let Some(&first) = ups.first() else { return Vec::new() };
+        let shared: Vec<String> =
+            nodes[first].coords.iter().map(|(k, _)| k.clone()).filter(|k| coords.iter().any(|(c, _)| c == k)).collect();
+        let key_of = |c: &[(String, Value)]| -> String {
+            shared.iter().map(|a| c.iter().find(|(k, _)| k == a).map(|(_, v)| format!("{a}={v:?};")).unwrap_or_default()).collect()
+        };
+        let table = self.by_axes.entry((stage.to_string(), shared.clone())).or_insert_with(|| {
+            let mut t: HashMap<String, Vec<usize>> = HashMap::new();
+            for &u in ups {
+                t.entry(key_of(&nodes[u].coords)).or_default().push(u);
+            }
+            t
+        });
+        table.get(&key_of(coords)).cloned().unwrap_or_default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn expand_node(
+    index: &mut UpstreamIndex,
     s: &StageSpec,
     kind: &Arc<dyn StageKind>,
     coords: Vec<(String, Value)>,
@@ -449,11 +478,7 @@ fn expand_node(
             },
             Source::Output { stage, output } => {
                 let ups = stage_nodes.get(stage.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-                let matching: Vec<usize> = ups
-                    .iter()
-                    .copied()
-                    .filter(|&u| nodes[u].coords.iter().all(|(k, v)| coords.iter().all(|(k2, v2)| k != k2 || v == v2)))
-                    .collect();
+                let matching = index.matching(stage, ups, nodes, &coords);
                 if let Some(&u) = matching.first() {
                     if !nodes[u].outputs.iter().any(|o| o.name == *output) {
                         let outs: Vec<&str> = nodes[u].outputs.iter().map(|o| o.name.as_str()).collect();
