@@ -226,7 +226,13 @@ stages:
 "#,
     );
     let child = ws.cmd(&["run", "p.yaml", "--jobs", "1"]).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // Interrupt once the first node has finished (its record is in the store), however loaded the machine.
+    let nodes = ws.store().join("nodes");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&nodes).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(t0.elapsed().as_secs() < 60, "no node finished within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     unsafe_kill(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
