@@ -1,4 +1,4 @@
-//! `explain`: Grad-CAM of the anomaly score for (a) a FIXED set of anomalous test images, the same
+//! `explain`: Grad-CAM (default: its HiResCAM variant) of the anomaly score for (a) a FIXED set of anomalous test images, the same
 //! under every model (the first image of each anomalous class), and (b) the k most and k least
 //! anomalous test images under this model. Outputs `heatmaps` (safetensors: indices, images,
 //! heatmaps, scores) and `overlay` (PNG grid).
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use stages::data::OneClass;
 use stages::eval::ScoreTable;
-use stages::explain::{grad_cam, Scorer};
+use stages::explain::{grad_cam, CamMethod, Scorer};
 use stages::models::Arch;
 use stages::plot::{image_grid, png, Cell};
 use stages::train::svdd::SvddModel;
@@ -38,13 +38,16 @@ impl StageKind for Explain {
     fn name(&self) -> &'static str {
         "explain"
     }
+    /// 2: activations after the last conv's BatchNorm; HiResCAM by default.
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("k", ParamType::Int, Value::Int(6), "most / least anomalous test images to explain"),
             ParamSpec::optional("fixed", ParamType::Int, Value::Int(6), "fixed anomalous images (first of each anomalous class)"),
+            ParamSpec::optional("method", ParamType::Choice(&["hirescam", "gradcam"]), Value::Str("hirescam".into()),
+                "hirescam (gradient x activation per location) or gradcam (channel-averaged gradient weights)"),
             ParamSpec::optional("device", ParamType::Choice(ml::DEVICES), Value::Str("auto".into()), "cpu, cuda or auto"),
         ]
     }
@@ -61,6 +64,7 @@ impl StageKind for Explain {
         ml::set_threads(ctx);
         let p = &ctx.params;
         let device = stages::device(p.str("device")?).map_err(to_stage)?;
+        let method = if p.str("method")? == "gradcam" { CamMethod::GradCam } else { CamMethod::HiResCam };
         let data = OneClass::load(ctx.input("data")?).map_err(to_stage)?;
         let arch = Arch::for_channels(data.test_x.size()[1]);
         let model = SvddModel::load(ctx.input("model")?, arch, device).map_err(to_stage)?;
@@ -93,7 +97,7 @@ impl StageKind for Explain {
         for (name, idx) in [("fixed", &fixed), ("top", &top), ("bottom", &bottom)] {
             let index = Tensor::from_slice(idx);
             let images = data.test_x.index_select(0, &index);
-            let (heat, scores) = grad_cam(&model, &images, &scorer).map_err(to_stage)?;
+            let (heat, scores) = grad_cam(&model, &images, &scorer, method).map_err(to_stage)?;
             let label = match name {
                 "fixed" => "fixed anomalies".to_string(),
                 "top" => format!("{k} most anomalous"),
@@ -109,7 +113,7 @@ impl StageKind for Explain {
             named.push((format!("{name}_score"), Tensor::from_slice(&scores)));
         }
         Tensor::write_safetensors(&named, ctx.output("heatmaps")).map_err(te)?;
-        let title = format!("Grad-CAM of the anomaly score: {}", ctx.node);
+        let title = format!("{} of the anomaly score: {}", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" }, ctx.node);
         png(&ctx.output("overlay"), (1100, 560), |root| image_grid(root, &title, &rows)).map_err(to_stage)
     }
 }

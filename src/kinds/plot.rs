@@ -146,7 +146,7 @@ impl StageKind for Plot {
         }
         grid.sort_by_key(|g| if g.0 == usize::MAX { 0 } else { g.0 + 1 });
         let rows: Vec<(String, Vec<stages::plot::Cell>)> = grid.into_iter().map(|(_, n, c)| (n, c)).collect();
-        let cam_title = format!("{title}: Grad-CAM of the anomaly score on the same anomalous test images");
+        let cam_title = format!("{title}: Grad-CAM (HiResCAM) of the anomaly score, same anomalous test images");
         let h = 70 + 150 * rows.len().max(1) as u32;
         png(&ctx.output("gradcam"), (1150, h), |r| image_grid(r, &cam_title, &rows)).map_err(to_stage)
     }

@@ -44,8 +44,8 @@ impl super::Encoder for Encoder {
         let x = leaky(&apply_bn(&self.bn2d1, &x, train), self.slope).max_pool2d_default(2);
         let x = apply(&self.conv2, &x);
         let x = leaky(&apply_bn(&self.bn2d2, &x, train), self.slope).max_pool2d_default(2);
-        let a = apply(&self.conv3, &x);
-        let x = leaky(&apply_bn(&self.bn2d3, &a, train), self.slope).max_pool2d_default(2);
+        let a = apply_bn(&self.bn2d3, &apply(&self.conv3, &x), train);
+        let x = leaky(&a, self.slope).max_pool2d_default(2);
         let z = apply(&self.fc1, &x.flatten(1, -1));
         (a, z)
     }

@@ -35,8 +35,8 @@ impl super::Encoder for Encoder {
     fn forward_features(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let x = apply(&self.conv1, x);
         let x = leaky(&apply_bn(&self.bn1, &x, train), self.slope).max_pool2d_default(2);
-        let a = apply(&self.conv2, &x);
-        let x = leaky(&apply_bn(&self.bn2, &a, train), self.slope).max_pool2d_default(2);
+        let a = apply_bn(&self.bn2, &apply(&self.conv2, &x), train);
+        let x = leaky(&a, self.slope).max_pool2d_default(2);
         let z = apply(&self.fc1, &x.flatten(1, -1));
         (a, z)
     }

@@ -44,7 +44,7 @@ impl Arch {
 
 /// An encoder phi: images -> latent codes, exposing the last conv layer for Grad-CAM.
 pub trait Encoder: Send {
-    /// Returns (last conv activations before BatchNorm, latent code).
+    /// Returns (last conv layer's BatchNorm output, before the leaky ReLU; latent code).
     fn forward_features(&self, x: &Tensor, train: bool) -> (Tensor, Tensor);
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.forward_features(x, train).1
