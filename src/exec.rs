@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -55,15 +54,17 @@ struct Shared<'a> {
     wake: Condvar,
 }
 
+/// Ready nodes, taken last-in first-out: a finished node's dependents run next (depth first), so
+/// each grid cell reaches its results early instead of every cell training before any evaluates.
 #[derive(Default)]
 struct Queue {
-    ready: VecDeque<usize>,
+    ready: Vec<usize>,
     running: usize,
 }
 
 impl Shared<'_> {
     fn push(&self, i: usize) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).ready.push_back(i);
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).ready.push(i);
         self.wake.notify_one();
     }
 
@@ -71,7 +72,7 @@ impl Shared<'_> {
     fn next(&self) -> Option<usize> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = q.ready.pop_front() {
+            if let Some(i) = q.ready.pop() {
                 q.running += 1;
                 return Some(i);
             }
@@ -104,7 +105,8 @@ impl<'a> Executor<'a> {
             wake: Condvar::new(),
         };
         self.reporter.event(&Event::Planned { total: n });
-        for &i in self.graph.order() {
+        // Roots in reverse, so the first in file order is taken first.
+        for &i in self.graph.order().iter().rev() {
             if shared.pending[i.index()].load(Ordering::SeqCst) == 0 {
                 shared.push(i.index());
             }
