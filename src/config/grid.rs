@@ -430,8 +430,14 @@ fn expand_node(
                     }
                 }
             }
-            // A matrix coordinate binds a param of the same name.
-            None => coords.iter().find(|(k, _)| k == p.name).map(|(_, v)| (v.clone(), s.pos)).or(p.default.clone().map(|v| (v, s.pos))),
+            // An axis of the stage's OWN matrix binds a param of the same name. (Inherited axes do
+            // not: a `method` axis upstream must not silently set this stage's `method`; write
+            // `param: "${matrix.AXIS}"` to pass one on.)
+            None => coords
+                .iter()
+                .find(|(k, _)| k == p.name && s.matrix.iter().any(|a| a.name == *k))
+                .map(|(_, v)| (v.clone(), s.pos))
+                .or(p.default.clone().map(|v| (v, s.pos))),
         };
         let Some((v, pos)) = raw else { continue };
         if v == Value::Null && p.default == Some(Value::Null) {

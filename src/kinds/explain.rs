@@ -46,7 +46,7 @@ impl StageKind for Explain {
         vec![
             ParamSpec::optional("k", ParamType::Int, Value::Int(6), "most / least anomalous test images to explain"),
             ParamSpec::optional("fixed", ParamType::Int, Value::Int(6), "fixed anomalous images (first of each anomalous class)"),
-            ParamSpec::optional("method", ParamType::Choice(&["hirescam", "gradcam"]), Value::Str("hirescam".into()),
+            ParamSpec::optional("cam", ParamType::Choice(&["hirescam", "gradcam"]), Value::Str("hirescam".into()),
                 "hirescam (gradient x activation per location) or gradcam (channel-averaged gradient weights)"),
             ParamSpec::optional("device", ParamType::Choice(ml::DEVICES), Value::Str("auto".into()), "cpu, cuda or auto"),
         ]
@@ -64,7 +64,7 @@ impl StageKind for Explain {
         ml::set_threads(ctx);
         let p = &ctx.params;
         let device = stages::device(p.str("device")?).map_err(to_stage)?;
-        let method = if p.str("method")? == "gradcam" { CamMethod::GradCam } else { CamMethod::HiResCam };
+        let method = if p.str("cam")? == "gradcam" { CamMethod::GradCam } else { CamMethod::HiResCam };
         let data = OneClass::load(ctx.input("data")?).map_err(to_stage)?;
         let arch = Arch::for_channels(data.test_x.size()[1]);
         let model = SvddModel::load(ctx.input("model")?, arch, device).map_err(to_stage)?;
