@@ -41,7 +41,7 @@ fn main() {
     let is: Vec<String> = (0..ni).map(|i| i.to_string()).collect();
     let js: Vec<String> = (0..nj).map(|j| j.to_string()).collect();
     let yaml = format!(
-        "stages:\n  first:\n    kind: touch\n    matrix:\n      i: [{}]\n      j: [{}]\n  second:\n    kind: touch\n    inputs: {{up: first.out}}\n",
+        "stages:\n  first:\n    kind: touch\n    matrix:\n      i: [{}]\n      j: [{}]\n  second:\n    kind: touch\n    inputs: {{up: first.out}}\n    params: {{i: \"${{matrix.i}}\", j: \"${{matrix.j}}\"}}\n",
         is.join(", "),
         js.join(", ")
     );

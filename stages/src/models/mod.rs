@@ -59,9 +59,14 @@ pub trait Decoder: Send {
     fn forward(&self, z: &Tensor, train: bool) -> Tensor;
 }
 
-/// Leaky ReLU with an arbitrary negative slope (< 1).
+/// Leaky ReLU with an arbitrary negative slope (< 1). libtorch's fused kernel for the default
+/// 0.01 (tch exposes no other slope); max(x, slope * x) otherwise: the same function.
 pub fn leaky(x: &Tensor, slope: f64) -> Tensor {
-    x.maximum(&(x * slope))
+    if slope == 0.01 {
+        x.leaky_relu()
+    } else {
+        x.maximum(&(x * slope))
+    }
 }
 
 pub fn conv(p: nn::Path, cin: i64, cout: i64, pad: i64) -> nn::Conv2D {
