@@ -4,14 +4,11 @@
 
 use polars::prelude::*;
 
-use super::ml::to_stage;
+use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
 
 pub struct Concat;
 
-fn pe(e: PolarsError) -> StageError {
-    StageError::failed(e.to_string())
-}
 
 /// Vertical concatenation over the union of columns (first-seen order), nulls where missing.
 pub fn concat_diagonal(frames: Vec<DataFrame>) -> Result<DataFrame, PolarsError> {

@@ -5,15 +5,12 @@
 use polars::prelude::*;
 use stages::eval::{metrics, ScoreTable};
 
-use super::ml::to_stage;
+use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 pub struct Evaluate;
 
-fn pe(e: PolarsError) -> StageError {
-    StageError::failed(e.to_string())
-}
 
 /// A one-row column from a grid coordinate, typed by its value.
 fn coord_column(name: &str, v: &Value) -> Column {

@@ -56,6 +56,10 @@ pub fn torch_environment(p: &Params) -> BTreeMap<String, String> {
     BTreeMap::from([("libtorch".to_string(), "2.13.0".to_string()), ("device".to_string(), device.to_string())])
 }
 
+pub fn pe(e: polars::prelude::PolarsError) -> StageError {
+    StageError::failed(e.to_string())
+}
+
 pub fn to_stage(e: stages::Error) -> StageError {
     match e {
         stages::Error::Cancelled => StageError::Cancelled,

@@ -10,15 +10,12 @@ use stages::report::{dataset_title, variant};
 use tch::Tensor;
 
 use super::explain::cell;
-use super::ml::to_stage;
+use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 pub struct Plot;
 
-fn pe(e: polars::prelude::PolarsError) -> StageError {
-    StageError::failed(e.to_string())
-}
 
 /// Grid position of an upstream node: (normal_class, seed, mu2, method).
 #[derive(Clone, Debug, PartialEq)]

@@ -4,14 +4,11 @@
 use polars::prelude::*;
 use stages::report::{markdown, ResultRow};
 
-use super::ml::to_stage;
+use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
 
 pub struct Report;
 
-fn pe(e: PolarsError) -> StageError {
-    StageError::failed(e.to_string())
-}
 
 /// Reads the rows the report needs; absent grid columns take their defaults (class 0, seed 0, mu2 0).
 pub fn rows(df: &DataFrame) -> Result<Vec<ResultRow>, StageError> {
