@@ -20,7 +20,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     let first_ran = ws.nodes_in("ran");
     assert_eq!(first_ran.len(), 56, "{first_ran:?}");
     let plots = ["MNIST_ROC_Curve.png", "MNIST_ROC_Curve.svg", "MNIST_tSNE_Latent_Space.png", "MNIST_Grad_CAM_Comparative.png", "Fashion-MNIST_ROC_Curve.png", "Fashion-MNIST_tSNE_Latent_Space.png", "Fashion-MNIST_Grad_CAM_Comparative.png"];
-    let read = |ws: &Workspace, p: &str| std::fs::read(ws.dir.join("Deliverables/Plots/Comparative").join(p)).unwrap();
+    let read = |ws: &Workspace, p: &str| std::fs::read(ws.dir.join("Deliverables/quick/Plots/Comparative").join(p)).unwrap();
     for p in plots {
         let bytes = read(&ws, p);
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(b"<svg"), "{p} is a PNG / SVG file");
@@ -33,7 +33,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     }
     let snapshot = |ws: &Workspace| -> Vec<String> { plots.iter().map(|p| blake3::hash(&read(ws, p)).to_hex().to_string()).collect() };
     let before = snapshot(&ws);
-    let report_before = ws.read("Deliverables/report.md");
+    let report_before = ws.read("Deliverables/quick/report.md");
     assert!(report_before.contains("| hybrid mu1=1, mu2=2.0 |") && !report_before.contains("mu2=1.0 | 0.9863 / 0.9879 | 0."));
 
     // Edit: the mu2 = 2.0 variant becomes mu2 = 1.0.
@@ -70,7 +70,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
             assert_ne!(before[i], after[i], "{p} must change with the new variant");
         }
     }
-    let report = ws.read("Deliverables/report.md");
+    let report = ws.read("Deliverables/quick/report.md");
     assert_ne!(report, report_before);
     let line = report.lines().find(|l| l.starts_with("| hybrid mu1=1, mu2=1.0 |")).unwrap();
     assert!(!line.contains("not run"), "{line}");
@@ -78,7 +78,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     assert!(line.contains("not run"), "{line}");
 
     // The results table answers SQL.
-    let out = ws.pipe(&["query", "SELECT dataset, mu2, method, auc FROM results WHERE mu2 = 1.0 ORDER BY dataset, method", "--format", "csv"]);
+    let out = ws.pipe(&["query", "SELECT dataset, mu2, method, auc FROM results WHERE mu2 = 1.0 ORDER BY dataset, method", "--format", "csv", "--results", "results/quick.parquet"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();

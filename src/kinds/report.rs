@@ -56,8 +56,9 @@ impl StageKind for Report {
     fn name(&self) -> &'static str {
         "report"
     }
+    /// 2: the header no longer names one results file.
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![]
