@@ -60,9 +60,7 @@ def auc(scores, labels):
 
 
 def encode(net, x):
-    x = F.max_pool2d(F.leaky_relu(net.bn1(net.conv1(x))), 2)
-    x = F.max_pool2d(F.leaky_relu(net.bn2(net.conv2(x))), 2)
-    return net.fc1(x.flatten(1))
+    return net.encoder(x)
 
 
 def batches(n, bs=200):
@@ -83,7 +81,7 @@ def run(mu2, mahalanobis):
     with torch.no_grad():
         c = encode(net, train).mean(0)
     c[(c.abs() < 0.1) & (c < 0)] = -0.1; c[(c.abs() < 0.1) & (c >= 0)] = 0.1
-    params = list(net.parameters()) if mu2 > 0 else [p for n, p in net.named_parameters() if not n.startswith(("deconv", "bn3", "bn4"))]
+    params = list(net.parameters()) if mu2 > 0 else [p for n, p in net.named_parameters() if not n.startswith("decoder.")]
     opt = torch.optim.Adam(params, lr=1e-4, weight_decay=0.5e-6)
     net.train()
     for _ in range(svdd_epochs):

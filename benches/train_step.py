@@ -8,24 +8,41 @@ import torch.nn.functional as F
 
 
 
-class MnistAE(nn.Module):
+class MnistEncoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 8, 5, bias=False, padding=2); self.bn1 = nn.BatchNorm2d(8, eps=1e-4, affine=False)
         self.conv2 = nn.Conv2d(8, 4, 5, bias=False, padding=2); self.bn2 = nn.BatchNorm2d(4, eps=1e-4, affine=False)
         self.fc1 = nn.Linear(4 * 7 * 7, 32, bias=False)
-        self.deconv1 = nn.ConvTranspose2d(2, 4, 5, bias=False, padding=2); self.bn3 = nn.BatchNorm2d(4, eps=1e-4, affine=False)
-        self.deconv2 = nn.ConvTranspose2d(4, 8, 5, bias=False, padding=3); self.bn4 = nn.BatchNorm2d(8, eps=1e-4, affine=False)
-        self.deconv3 = nn.ConvTranspose2d(8, 1, 5, bias=False, padding=2)
 
     def forward(self, x):
         x = F.max_pool2d(F.leaky_relu(self.bn1(self.conv1(x))), 2)
         x = F.max_pool2d(F.leaky_relu(self.bn2(self.conv2(x))), 2)
-        x = self.fc1(x.flatten(1)).view(x.size(0), 2, 4, 4)
-        x = F.interpolate(F.leaky_relu(x), scale_factor=2)
+        return self.fc1(x.flatten(1))
+
+
+class MnistDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.deconv1 = nn.ConvTranspose2d(2, 4, 5, bias=False, padding=2); self.bn3 = nn.BatchNorm2d(4, eps=1e-4, affine=False)
+        self.deconv2 = nn.ConvTranspose2d(4, 8, 5, bias=False, padding=3); self.bn4 = nn.BatchNorm2d(8, eps=1e-4, affine=False)
+        self.deconv3 = nn.ConvTranspose2d(8, 1, 5, bias=False, padding=2)
+
+    def forward(self, z):
+        x = F.interpolate(F.leaky_relu(z.view(z.size(0), 2, 4, 4)), scale_factor=2)
         x = F.interpolate(F.leaky_relu(self.bn3(self.deconv1(x))), scale_factor=2)
         x = F.interpolate(F.leaky_relu(self.bn4(self.deconv2(x))), scale_factor=2)
         return torch.sigmoid(self.deconv3(x))
+
+
+class MnistAE(nn.Module):
+    """Submodule names = pipe's tensor names (encoder.conv1.weight, ...)."""
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.decoder = MnistEncoder(), MnistDecoder()
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
 
 
 class CifarAE(nn.Module):

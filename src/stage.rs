@@ -122,9 +122,6 @@ impl Params {
         let v = self.i64(name)?;
         usize::try_from(v).map_err(|_| StageError::param(name, "a non-negative integer"))
     }
-    pub fn bool(&self, name: &str) -> Result<bool, StageError> {
-        self.get(name).and_then(Value::as_bool).ok_or_else(|| StageError::param(name, "a bool"))
-    }
     pub fn str_list(&self, name: &str) -> Result<Vec<String>, StageError> {
         match self.get(name) {
             None => Ok(Vec::new()),

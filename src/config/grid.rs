@@ -501,9 +501,6 @@ fn expand_node(
                     }
                     continue;
                 }
-                if !i.gather && matching.len() > 1 {
-                    unreachable!("plain inputs inherit every upstream axis, so at most one node matches");
-                }
                 matching.into_iter().map(|u| InputRef::Node { node: u, output: output.clone() }).collect()
             }
         };

@@ -64,7 +64,7 @@ impl StageKind for FitThreshold {
         let table = ScoreTable::read(ctx.input("scores")?).map_err(to_stage)?;
         let train = table.rows("train");
         // Only the training rows are passed: the fit cannot see a test label or test score.
-        let (fitted, _) = threshold::fit(method, cutoff, &ScoreTable::pick(&table.score, &train), &table.z_rows(&train)).map_err(to_stage)?;
+        let fitted = threshold::fit(method, cutoff, &ScoreTable::pick(&table.score, &train), &table.z_rows(&train)).map_err(to_stage)?;
         let scores: Vec<f64> = match &fitted.gaussian {
             Some((mean, precision)) => Vec::<f64>::try_from(threshold::mahalanobis(&table.z, mean, precision)).map_err(|e| StageError::failed(e.to_string()))?,
             None => table.score.clone(),

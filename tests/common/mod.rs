@@ -1,7 +1,7 @@
 //! Helpers for integration tests: a scratch workspace and the real `pipe` binary.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub struct Workspace {
@@ -103,6 +103,3 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
     v
 }
 
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}

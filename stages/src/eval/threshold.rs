@@ -75,7 +75,7 @@ pub fn mahalanobis(z: &Tensor, mean: &Tensor, precision: &Tensor) -> Tensor {
 }
 
 /// Fits the method on TRAINING scores and latent codes; never sees test data.
-pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor) -> Result<(Fitted, Vec<f64>)> {
+pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor) -> Result<Fitted> {
     if train_scores.len() < 2 {
         return Err(Error::Data("need at least 2 training scores to fit a threshold".into()));
     }
@@ -95,7 +95,7 @@ pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tenso
                     return Err(Error::Data("cutoff `chi2` applies to method `mahalanobis` only; use `quantile`".into()))
                 }
             };
-            Ok((Fitted { threshold, gaussian: None, shrinkage: 0.0 }, train_scores.to_vec()))
+            Ok(Fitted { threshold, gaussian: None, shrinkage: 0.0 })
         }
         Method::Mahalanobis { shrinkage } => {
             let z = train_z.to_kind(Kind::Double);
@@ -121,7 +121,7 @@ pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tenso
                 Cutoff::ChiSquare(l) => chi2_quantile(level_ok(l)?, d as f64),
                 Cutoff::Boundary => return Err(Error::Data("cutoff `boundary` applies to method `radius` only".into())),
             };
-            Ok((Fitted { threshold, gaussian: Some((mean, precision)), shrinkage: s }, scores))
+            Ok(Fitted { threshold, gaussian: Some((mean, precision)), shrinkage: s })
         }
     }
 }
