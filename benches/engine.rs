@@ -67,6 +67,7 @@ fn main() {
             options: RunOptions { jobs, threads: 1, fail_fast: false },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
+            dispatch: None,
         };
         let t = Instant::now();
         let nodes = ex.run();

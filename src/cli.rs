@@ -19,9 +19,13 @@ use crate::store::{now, RunRecord, Store};
 #[derive(Parser, Debug)]
 #[command(name = "pipe", version, about = "Incremental, content-addressed, parallel pipelines for ML experiment grids")]
 pub struct Cli {
-    /// Artifact store directory.
-    #[arg(long, global = true, env = "PIPE_STORE", default_value = "artifacts")]
-    pub store: PathBuf,
+    /// Artifact store: a directory, `s3://BUCKET/PREFIX` (endpoint and credentials from the AWS_*
+    /// variables or ~/.aws) or `file:///DIR` (a shared directory), the last two cached in --cache.
+    #[arg(long, global = true, env = "PIPE_STORE", default_value = "artifacts", value_name = "DIR|URL")]
+    pub store: String,
+    /// This machine's cache in front of a remote store.
+    #[arg(long, global = true, env = "PIPE_CACHE", default_value = "artifacts")]
+    pub cache: PathBuf,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -56,6 +60,29 @@ pub enum Cmd {
         /// Also list cached nodes.
         #[arg(short, long)]
         verbose: bool,
+        /// Where nodes run: here, or one Slurm job each (`sbatch`; `--jobs` caps the jobs in
+        /// flight, `--threads` is each job's --cpus-per-task).
+        #[arg(long, value_enum, default_value = "local")]
+        executor: ExecutorKind,
+        /// Slurm partition for the jobs.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Extra `sbatch` option for every job, e.g. `--sbatch-arg=--time=2:00:00` (repeatable).
+        #[arg(long = "sbatch-arg", allow_hyphen_values = true, value_name = "OPTION")]
+        sbatch_args: Vec<String>,
+    },
+    /// Run one node of a pipeline (what a Slurm job of `pipe run --executor slurm` runs).
+    #[command(hide = true)]
+    Worker {
+        #[command(flatten)]
+        p: PipelineArgs,
+        #[arg(long)]
+        node: String,
+        /// The key the submitter computed; the job refuses to run under another.
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// Every node's state (fresh / stale / missing) and why.
     Status {
@@ -102,6 +129,12 @@ pub enum Cmd {
         #[arg(long)]
         records: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,11 +229,29 @@ fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32>
     Ok((pipeline, graph))
 }
 
-fn open_store(path: &Path) -> Result<Store, i32> {
-    Store::open(path).map_err(|e| {
-        eprintln!("error: {e}\n  = hint: check that the store directory is writable, or pass --store DIR");
+fn is_url(store: &str) -> bool {
+    store.contains("://")
+}
+
+/// The store named by --store (and --cache in front of a remote one).
+fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
+    let dir = if is_url(cli_store) { cache } else { Path::new(cli_store) };
+    let store = Store::open(dir).map_err(|e| {
+        eprintln!("error: {e}\n  = hint: check that the directory is writable, or pass --store DIR / --cache DIR");
         exit::STORE
-    })
+    })?;
+    if !is_url(cli_store) {
+        return Ok(store);
+    }
+    let remote = crate::remote::Remote::open(cli_store).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    Ok(store.with_remote(remote))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { workspace().join(p) }
 }
 
 fn workspace() -> PathBuf {
@@ -216,9 +267,9 @@ pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
 
 fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i32> {
     match cli.command {
-        Cmd::Run { p, jobs, threads, fail_fast, dry_run, verbose } => {
+        Cmd::Run { p, jobs, threads, fail_fast, dry_run, verbose, executor, partition, sbatch_args } => {
             let (pipeline, graph) = load(&p, registry)?;
-            let store = open_store(&cli.store)?;
+            let store = open_store(&cli.store, &cli.cache)?;
             if dry_run {
                 let st = plan::status(&graph, &store, &pipeline.name, &workspace());
                 let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh").collect();
@@ -229,10 +280,27 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 return Ok(exit::OK);
             }
             let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            let jobs = jobs.unwrap_or(cpus).max(1);
-            let threads = threads.unwrap_or((cpus / jobs).max(1));
+            let slurm = match executor {
+                ExecutorKind::Local => None,
+                ExecutorKind::Slurm => {
+                    let exe = std::env::current_exe().map_err(|e| {
+                        eprintln!("error: cannot locate the pipe binary for the Slurm jobs: {e}");
+                        exit::USAGE
+                    })?;
+                    let store_arg = if is_url(&cli.store) { cli.store.clone() } else { absolute(Path::new(&cli.store)).display().to_string() };
+                    let s = crate::slurm::Slurm::new(exe, p.file.clone(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
+                    s.check().map_err(|e| {
+                        eprintln!("error: {e}");
+                        exit::USAGE
+                    })?;
+                    Some(s)
+                }
+            };
+            // Slurm: up to 64 jobs in flight, one CPU each unless --threads says otherwise.
+            let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
+            let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
             let _lock = store
-                .lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", cli.store.display()))
+                .lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe()))
                 .map_err(|e| {
                     eprintln!("error: {e}");
                     exit::STORE
@@ -249,8 +317,12 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 options: RunOptions { jobs, threads, fail_fast },
                 reporter: &reporter,
                 cancel: cancel.clone(),
+                dispatch: slurm.as_ref().map(|s| s as &dyn crate::exec::Dispatch),
             };
             let nodes = ex.run();
+            if let Some(s) = &slurm {
+                s.cancel_all();
+            }
             let ids: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
             store.prune_refs(&pipeline.name, &ids);
             reporter.finish();
@@ -289,9 +361,52 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 _ => exit::OK,
             })
         }
+        Cmd::Worker { p, node, key, threads } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            let store = open_store(&cli.store, &cli.cache)?;
+            let failed = |error: String| {
+                eprintln!("error: {node}: {error}");
+                let marker = crate::slurm::TaskFailure { node: node.clone(), error };
+                if let Err(e) = store.put_meta(&crate::slurm::failure_rel(&key), &serde_json::to_vec_pretty(&marker).expect("serialises")) {
+                    eprintln!("error: could not record the failure: {e}");
+                }
+                exit::NODES_FAILED
+            };
+            let Some(i) = graph.find(&node) else {
+                return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.file.display())));
+            };
+            let task: crate::slurm::Task = match store.get_meta(&crate::slurm::task_rel(&key)) {
+                Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}")))?,
+                Ok(None) => return Err(failed(format!("no task {} in {}", crate::slurm::task_rel(&key), store.describe()))),
+                Err(e) => return Err(failed(e.to_string())),
+            };
+            let mut outputs = vec![None; graph.len()];
+            for (id, outs) in task.upstream {
+                let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
+                outputs[j.index()] = Some(outs);
+            }
+            let ex = Executor {
+                graph: &graph,
+                store: &store,
+                pipeline: &pipeline.name,
+                workspace: workspace(),
+                options: RunOptions { jobs: 1, threads, fail_fast: false },
+                reporter: &crate::report::Silent,
+                cancel,
+                dispatch: None,
+            };
+            let t0 = Instant::now();
+            match crate::exec::run_node(&ex, i.index(), outputs, &key) {
+                Ok(state) => {
+                    println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
+                    Ok(exit::OK)
+                }
+                Err(e) => Err(failed(e)),
+            }
+        }
         Cmd::Status { p, json, check } => {
             let (pipeline, graph) = load(&p, registry)?;
-            let store = open_store(&cli.store)?;
+            let store = open_store(&cli.store, &cli.cache)?;
             let st = plan::status(&graph, &store, &pipeline.name, &workspace());
             if json {
                 println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
@@ -320,7 +435,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.file.display(), p.file.display());
                 return Err(exit::NOT_FOUND);
             };
-            let store = open_store(&cli.store)?;
+            let store = open_store(&cli.store, &cli.cache)?;
             let n = graph.node(i);
             println!("node    {}\nstage   {} (kind {} v{})", n.id, n.stage, n.kind.name(), n.kind.version());
             for (k, v) in &n.params.0 {
@@ -358,7 +473,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
         }
         Cmd::Data { action } => data(action),
         Cmd::Gc { records } => {
-            let store = open_store(&cli.store)?;
+            let store = open_store(&cli.store, &cli.cache)?;
             let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
                 eprintln!("error: {e}");
                 exit::STORE

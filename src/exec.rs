@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use crate::config::NodeSpec;
 use crate::graph::Graph;
-use crate::plan::{fingerprint, lookup, resolve_inputs, Lookup, Outputs};
+use crate::hash::Fingerprint;
+use crate::plan::{fingerprint, lookup, resolve_inputs, Lookup, Outputs, ResolvedInputs};
 use crate::report::{Event, Reporter};
 use crate::stage::{RunContext, StageError};
 use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, Store};
@@ -30,6 +31,20 @@ pub struct RunOptions {
     pub fail_fast: bool,
 }
 
+/// Why a node dispatched elsewhere did not complete.
+pub struct Failure {
+    pub error: String,
+    /// The run was interrupted (Ctrl-C), as opposed to the node failing.
+    pub cancelled: bool,
+}
+
+/// Runs nodes somewhere else (a cluster job per node) instead of in this process.
+pub trait Dispatch: Sync {
+    /// Runs `node`, whose key is `key`, given its upstream nodes' outputs (by node id); returns its
+    /// record once the store has it. Blocks until then.
+    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure>;
+}
+
 pub struct Executor<'a> {
     pub graph: &'a Graph,
     pub store: &'a Store,
@@ -38,6 +53,8 @@ pub struct Executor<'a> {
     pub options: RunOptions,
     pub reporter: &'a dyn Reporter,
     pub cancel: Arc<AtomicBool>,
+    /// Where cache misses run: None for this process, or e.g. Slurm.
+    pub dispatch: Option<&'a dyn Dispatch>,
 }
 
 enum Outcome {
@@ -160,7 +177,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
     }
     let node = ex.graph.node(ex.graph.index_of(i));
     let start = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| process(ex, node, &sh.outputs))).unwrap_or_else(|p| {
+    let outcome = catch_unwind(AssertUnwindSafe(|| process(ex, i, &sh.outputs))).unwrap_or_else(|p| {
         let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
         Outcome::Failed { key: None, error: format!("stage panicked: {msg}"), cancelled: false }
     });
@@ -236,24 +253,84 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
     }
 }
 
-fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outcome {
+/// Runs node `i` in this process, given its upstream outputs (a cluster job's side of
+/// [`Dispatch`]). `expect_key` guards against the pipeline having changed since submission.
+/// Returns `ran` or `cached`.
+pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expect_key: &str) -> Result<&'static str, String> {
+    let node = ex.graph.node(ex.graph.index_of(i));
+    // Inputs come from the shared store: fetch (and verify) them into this machine's cache.
+    for obj in outputs.iter().flatten().flat_map(|o| o.values()) {
+        match ex.store.verify(obj) {
+            crate::store::Verify::Ok => {}
+            crate::store::Verify::Missing => return Err(format!("input object {} is missing from {}", obj.short(), ex.store.describe())),
+            crate::store::Verify::Corrupt { actual } => return Err(format!("input object {} is corrupt in {} (hash {actual})", obj.short(), ex.store.describe())),
+            crate::store::Verify::Unavailable(e) => return Err(e),
+        }
+    }
+    let outputs = Mutex::new(outputs);
+    let (inputs, fp, key) = match prepare(ex, node, &outputs) {
+        Ok(p) => p,
+        Err(Outcome::Done { state, .. }) => return Ok(state),
+        Err(Outcome::Failed { error, .. }) => return Err(error),
+    };
+    if key != expect_key {
+        return Err(format!(
+            "{} now has key {key}, not the submitted {expect_key}: the pipeline file, a param or an input file changed since `pipe run` submitted it; run it again",
+            node.id
+        ));
+    }
+    match execute(ex, node, inputs, fp, key) {
+        Outcome::Done { state, .. } => Ok(state),
+        Outcome::Failed { error, .. } => Err(error),
+    }
+}
+
+fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
+    let node = ex.graph.node(ex.graph.index_of(i));
+    let (inputs, fp, key) = match prepare(ex, node, outputs) {
+        Ok(p) => p,
+        Err(done_or_failed) => return done_or_failed,
+    };
+    let Some(dispatch) = ex.dispatch else { return execute(ex, node, inputs, fp, key) };
+    let upstream: BTreeMap<String, BTreeMap<String, ObjectRef>> = {
+        let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
+        ex.graph
+            .dependencies(ex.graph.index_of(i))
+            .into_iter()
+            .filter_map(|d| Some((ex.graph.node(d).id.clone(), outs[d.index()].clone()?)))
+            .collect()
+    };
+    ex.reporter.event(&Event::Started { node: &node.id });
+    match dispatch.dispatch(ex, node, &key, &upstream) {
+        Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
+            Ok(()) => Outcome::Done { state: "ran", key, outputs: rec.outputs },
+            Err(e) => Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
+        },
+        Err(f) => Outcome::Failed { key: Some(key), error: f.error, cancelled: f.cancelled },
+    }
+}
+
+/// Resolves inputs and looks the key up: Ok when the node must run, Err(outcome) for a cache hit
+/// or a failure.
+fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
     let inputs = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
         resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
     };
     let inputs = match inputs {
         Ok(r) => r,
-        Err(error) => return Outcome::Failed { key: None, error, cancelled: false },
+        Err(error) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
     };
     let fp = fingerprint(node, &inputs);
     let key = fp.key();
     match lookup(ex.store, &key) {
         Lookup::Hit(rec) => {
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
-                return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false };
+                return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });
             }
-            return Outcome::Done { state: "cached", key, outputs: rec.outputs };
+            return Err(Outcome::Done { state: "cached", key, outputs: rec.outputs });
         }
+        Lookup::Unavailable(error) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
         Lookup::Damaged { object, corrupt, output, .. } => {
             let what = if corrupt { "is corrupt" } else { "is missing" };
             let msg = match (corrupt, ex.store.quarantine(&object)) {
@@ -271,8 +348,13 @@ fn process(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Outc
         Lookup::Miss => {}
     }
     if ex.cancel.load(Ordering::SeqCst) {
-        return Outcome::Failed { key: Some(key), error: "interrupted before start".into(), cancelled: true };
+        return Err(Outcome::Failed { key: Some(key), error: "interrupted before start".into(), cancelled: true });
     }
+    Ok((inputs, fp, key))
+}
+
+/// Runs a node here: scratch directory, the stage, outputs into the store, then its record.
+fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Fingerprint, key: String) -> Outcome {
     ex.reporter.event(&Event::Started { node: &node.id });
     tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
     let scratch = match ex.store.scratch(&key) {
@@ -350,6 +432,9 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
         };
         if same_content(&dest, obj) {
             continue;
+        }
+        if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
+            return Some(format!("publish {}: {e}", dest.display()));
         }
         let bytes = match std::fs::read(ex.store.object_path(obj)) {
             Ok(b) => b,

@@ -79,12 +79,15 @@ pub enum Lookup {
     Damaged { record: NodeRecord, object: ObjectRef, corrupt: bool, output: String },
     /// The record file itself is unreadable.
     BadRecord(String),
+    /// The remote store could not be read (network, credentials): not a reason to recompute.
+    Unavailable(String),
 }
 
 pub fn lookup(store: &Store, key: &str) -> Lookup {
     let record = match store.record(key) {
         Ok(Some(r)) => r,
         Ok(None) => return Lookup::Miss,
+        Err(e @ crate::store::StoreError::Remote { .. }) => return Lookup::Unavailable(e.to_string()),
         Err(e) => return Lookup::BadRecord(e.to_string()),
     };
     for (name, obj) in &record.outputs {
@@ -92,6 +95,7 @@ pub fn lookup(store: &Store, key: &str) -> Lookup {
             Verify::Ok => {}
             Verify::Missing => return Lookup::Damaged { object: obj.clone(), corrupt: false, output: name.clone(), record },
             Verify::Corrupt { .. } => return Lookup::Damaged { object: obj.clone(), corrupt: true, output: name.clone(), record },
+            Verify::Unavailable(e) => return Lookup::Unavailable(e),
         }
     }
     Lookup::Hit(record)
@@ -183,7 +187,7 @@ fn node_status(
             let what = if corrupt { "corrupt" } else { "missing from the store" };
             (mk("stale", vec![format!("object {} ({output}) {what}", object.short())]), None)
         }
-        Lookup::BadRecord(e) => (mk("stale", vec![e]), None),
+        Lookup::BadRecord(e) | Lookup::Unavailable(e) => (mk("stale", vec![e]), None),
         Lookup::Miss => match previous() {
             None => (mk("missing", vec!["never run".to_string()]), None),
             Some(old_key) => match store.record(&old_key) {

@@ -3,7 +3,12 @@
 //! Layout under the store root (default `artifacts/`):
 //! `objects/<aa>/<blake3>[.ext]` immutable outputs; `nodes/<key>.json` one record per executed key;
 //! `refs/<pipeline>/<hash of node id>.json` the last key of each node (for "why is it stale?");
-//! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`.
+//! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`;
+//! `tasks/<key>.json` work handed to another machine, `tasks/<key>.failed.json` its failure.
+//!
+//! With a [`Remote`] (S3, or a shared directory) the local directory becomes a read-through cache:
+//! records, refs and objects missing here are fetched from the remote (objects verified by hash), and
+//! everything written here is also uploaded, objects before the record that names them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -13,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{hash_file, Fingerprint};
+use crate::remote::Remote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,6 +26,8 @@ pub enum StoreError {
     Io { path: String, source: io::Error },
     #[error("store {path}: invalid record ({message}); it will be ignored and recomputed")]
     BadRecord { path: String, message: String },
+    #[error("remote store {url}: {what}: {message}\n  = hint: {hint}")]
+    Remote { url: String, what: String, message: String, hint: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -90,10 +98,15 @@ pub enum Verify {
     Ok,
     Missing,
     Corrupt { actual: String },
+    /// Not here, and the remote could not be read.
+    Unavailable(String),
 }
 
 pub struct Store {
     root: PathBuf,
+    remote: Option<Remote>,
+    /// Objects found corrupt on the remote: uploaded again even though one of that size is there.
+    remote_corrupt: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Held for the duration of a run or gc; released on drop (and by the OS if the process dies).
@@ -109,7 +122,10 @@ pub fn now() -> f64 {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), std::process::id()));
+    // Unique per call: two threads may write the same path at once (e.g. fetching one object).
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.{}-{seq}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), std::process::id()));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -133,11 +149,65 @@ impl Store {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(Store { root })
+        Ok(Store { root, remote: None, remote_corrupt: Default::default() })
+    }
+
+    /// Puts `remote` behind this (now cache) directory.
+    pub fn with_remote(mut self, remote: Remote) -> Store {
+        self.remote = Some(remote);
+        self
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
+    /// Where the artifacts live, for messages.
+    pub fn describe(&self) -> String {
+        match &self.remote {
+            Some(r) => format!("{} (cache {})", r.url(), self.root.display()),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    fn object_rel(obj: &ObjectRef) -> String {
+        let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
+        format!("objects/{}/{name}", &obj.hash[..2])
+    }
+
+    /// Small JSON documents beside the records (`tasks/...`): written here and to the remote.
+    pub fn put_meta(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.root.join(rel);
+        write_atomic(&path, bytes).map_err(io_err(&path))?;
+        match &self.remote {
+            Some(r) => r.put(rel, bytes.to_vec()),
+            None => Ok(()),
+        }
+    }
+
+    /// A document written by [`Store::put_meta`], here or on the remote (not cached: it may change).
+    pub fn get_meta(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(b) => return Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        match &self.remote {
+            Some(r) => Ok(r.get(rel)?.map(|b| b.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    pub fn remove_meta(&self, rel: &str) {
+        let _ = fs::remove_file(self.root.join(rel));
+        if let Some(r) = &self.remote {
+            let _ = r.delete(rel);
+        }
     }
 
     /// Takes the store's exclusive lock, calling `on_wait` once if another process holds it.
@@ -159,8 +229,45 @@ impl Store {
     }
 
     pub fn object_path(&self, obj: &ObjectRef) -> PathBuf {
-        let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
-        self.root.join("objects").join(&obj.hash[..2]).join(name)
+        self.root.join(Self::object_rel(obj))
+    }
+
+    /// Uploads a local object unless the remote already holds one of the same size (content
+    /// addressing: same name, same bytes; a repeated upload would be harmless, only slower).
+    fn upload(&self, obj: &ObjectRef) -> Result<(), StoreError> {
+        let Some(r) = &self.remote else { return Ok(()) };
+        let rel = Self::object_rel(obj);
+        let known_bad = self.remote_corrupt.lock().unwrap_or_else(|e| e.into_inner()).remove(&obj.hash);
+        if !known_bad && r.size(&rel)? == Some(obj.size) {
+            return Ok(());
+        }
+        r.put_file(&rel, &self.object_path(obj))
+    }
+
+    /// Downloads an object from the remote into the cache, checking its hash first.
+    fn download(&self, obj: &ObjectRef) -> Verify {
+        let Some(r) = &self.remote else { return Verify::Missing };
+        let bytes = match r.get(&Self::object_rel(obj)) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Verify::Missing,
+            Err(e) => return Verify::Unavailable(e.to_string()),
+        };
+        let actual = blake3::hash(&bytes).to_hex().to_string();
+        if actual != obj.hash || bytes.len() as u64 != obj.size {
+            tracing::warn!(object = %obj.hash, %actual, "remote object is corrupt; it will be recomputed and replaced");
+            self.remote_corrupt.lock().unwrap_or_else(|e| e.into_inner()).insert(obj.hash.clone());
+            return Verify::Corrupt { actual };
+        }
+        let dest = self.object_path(&obj.clone());
+        if let Err(e) = write_atomic(&dest, &bytes) {
+            return Verify::Unavailable(format!("{}: {e}", dest.display()));
+        }
+        if let Ok(m) = fs::metadata(&dest) {
+            let mut perms = m.permissions();
+            perms.set_readonly(true);
+            let _ = fs::set_permissions(&dest, perms);
+        }
+        Verify::Ok
     }
 
     /// Moves a finished output file into the store (fsynced, renamed into place, made read-only).
@@ -173,8 +280,9 @@ impl Store {
         let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
         let obj = ObjectRef { hash, ext, size };
         let dest = self.object_path(&obj);
-        if matches!(self.verify(&obj), Verify::Ok) {
+        if matches!(self.verify_local(&obj), Verify::Ok) {
             let _ = fs::remove_file(src);
+            self.upload(&obj)?;
             return Ok(obj);
         }
         let dir = dest.parent().expect("objects have a parent");
@@ -184,11 +292,19 @@ impl Store {
         fs::set_permissions(src, perms).map_err(io_err(src))?;
         fs::rename(src, &dest).map_err(io_err(&dest))?;
         sync_dir(dir);
+        self.upload(&obj)?;
         Ok(obj)
     }
 
-    /// Checks an object's size and hash.
+    /// Checks an object's size and hash; one missing here is fetched from the remote, if any.
     pub fn verify(&self, obj: &ObjectRef) -> Verify {
+        match self.verify_local(obj) {
+            Verify::Missing => self.download(obj),
+            v => v,
+        }
+    }
+
+    fn verify_local(&self, obj: &ObjectRef) -> Verify {
         let path = self.object_path(obj);
         match fs::metadata(&path) {
             Err(_) => return Verify::Missing,
@@ -217,7 +333,20 @@ impl Store {
         let path = self.record_path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match &self.remote {
+                None => return Ok(None),
+                Some(r) => match r.get(&format!("nodes/{key}.json"))? {
+                    None => return Ok(None),
+                    Some(b) => {
+                        let rec: NodeRecord = serde_json::from_slice(&b).map_err(|e| StoreError::BadRecord {
+                            path: format!("{}/nodes/{key}.json", r.url()),
+                            message: e.to_string(),
+                        })?;
+                        write_atomic(&path, &b).map_err(io_err(&path))?;
+                        return Ok(Some(rec));
+                    }
+                },
+            },
             Err(e) => return Err(io_err(&path)(e)),
         };
         serde_json::from_slice(&bytes)
@@ -225,35 +354,52 @@ impl Store {
             .map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })
     }
 
+    /// Writes a node's record (here, then on the remote: after its objects, which `put_file` uploaded).
     pub fn write_record(&self, rec: &NodeRecord) -> Result<(), StoreError> {
         let path = self.record_path(&rec.key);
         let bytes = serde_json::to_vec_pretty(rec).expect("records serialise");
-        write_atomic(&path, &bytes).map_err(io_err(&path))
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        match &self.remote {
+            Some(r) => r.put(&format!("nodes/{}.json", rec.key), bytes),
+            None => Ok(()),
+        }
     }
 
     pub fn remove_record(&self, key: &str) {
         let _ = fs::remove_file(self.record_path(key));
     }
 
-    fn ref_path(&self, pipeline: &str, node: &str) -> PathBuf {
+    fn ref_rel(pipeline: &str, node: &str) -> String {
         let h = blake3::hash(node.as_bytes()).to_hex();
-        self.root.join("refs").join(pipeline).join(format!("{}.json", &h[..32]))
+        format!("refs/{pipeline}/{}.json", &h[..32])
     }
 
-    /// The key this node had when it last completed in this pipeline.
+    fn ref_path(&self, pipeline: &str, node: &str) -> PathBuf {
+        self.root.join(Self::ref_rel(pipeline, node))
+    }
+
+    /// The key this node had when it last completed in this pipeline (here, else on the remote).
     pub fn get_ref(&self, pipeline: &str, node: &str) -> Option<String> {
-        let bytes = fs::read(self.ref_path(pipeline, node)).ok()?;
+        let bytes = match fs::read(self.ref_path(pipeline, node)) {
+            Ok(b) => b,
+            Err(_) => self.remote.as_ref()?.get(&Self::ref_rel(pipeline, node)).ok()??.to_vec(),
+        };
         let r: RefEntry = serde_json::from_slice(&bytes).ok()?;
         (r.node == node).then_some(r.key)
     }
 
     pub fn set_ref(&self, pipeline: &str, node: &str, key: &str) -> Result<(), StoreError> {
-        if self.get_ref(pipeline, node).as_deref() == Some(key) {
+        let path = self.ref_path(pipeline, node);
+        let local = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<RefEntry>(&b).ok());
+        if local.is_some_and(|r| r.node == node && r.key == key) {
             return Ok(());
         }
-        let path = self.ref_path(pipeline, node);
         let bytes = serde_json::to_vec(&RefEntry { node: node.to_string(), key: key.to_string() }).expect("refs serialise");
-        write_atomic(&path, &bytes).map_err(io_err(&path))
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        match &self.remote {
+            Some(r) => r.put(&Self::ref_rel(pipeline, node), bytes),
+            None => Ok(()),
+        }
     }
 
     /// Forgets nodes a pipeline no longer has, so `gc --records` can drop their records.
@@ -272,6 +418,9 @@ impl Store {
         write_atomic(&path, &bytes).map_err(io_err(&path))?;
         let latest = self.root.join("runs").join("latest.json");
         write_atomic(&latest, &bytes).map_err(io_err(&latest))?;
+        if let Some(r) = &self.remote {
+            r.put(&format!("runs/{}.json", run.run_id), bytes)?;
+        }
         Ok(path)
     }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (libtorch, Python's safetensors, Slurm, munge,
+# s3s-fs), starts the loopback Slurm cluster and S3 server, runs the whole test suite, and stops
+# every daemon it started. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-libtorch.sh
+# The Python round trip of the weights files uses PyPI's safetensors (reads with numpy).
+python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
+scripts/install-cluster-tools.sh
+export PIPE_CLUSTER_DIR=${PIPE_CLUSTER_DIR:-/tmp/pipe-cluster-$$}
+trap 'scripts/cluster-down.sh' EXIT
+scripts/cluster-up.sh
+# shellcheck disable=SC1091
+. "$PIPE_CLUSTER_DIR/env"
+cargo test --workspace "$@"

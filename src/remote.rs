@@ -1,0 +1,226 @@
+//! A remote tier for the artifact store, through the `object_store` crate: S3 and S3-compatible
+//! servers (`s3://bucket/prefix`) or a shared directory (`file:///path`).
+//!
+//! The remote holds the same layout as the local store (`objects/`, `nodes/`, `refs/`, `runs/`,
+//! `tasks/`). Objects are content-addressed, so uploading one twice is harmless and nothing relies on
+//! conditional puts (which some S3 servers ignore); a node record is uploaded only after its objects,
+//! so a record on the remote always points at complete objects.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
+
+use crate::store::StoreError;
+
+pub struct Remote {
+    url: String,
+    inner: Arc<dyn ObjectStore>,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
+    let msg = e.to_string();
+    let hint = if msg.contains("403") || msg.contains("InvalidAccessKeyId") || msg.contains("SignatureDoesNotMatch") || msg.contains("AccessDenied") {
+        "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile in ~/.aws/credentials)"
+    } else if msg.contains("NoSuchBucket") {
+        "the bucket does not exist: create it, or fix the bucket name in the store URL"
+    } else if msg.contains("error sending request") || msg.contains("connect") || msg.contains("timed out") || msg.contains("dns") {
+        "the endpoint is unreachable: check AWS_ENDPOINT_URL (or endpoint_url in ~/.aws/config) and that the server is up"
+    } else {
+        "check the store URL, endpoint and credentials"
+    };
+    StoreError::Remote { url: url.to_string(), what: what.to_string(), message: msg, hint: hint.to_string() }
+}
+
+/// `[profile]` sections of an AWS-style INI file.
+fn ini_section(text: &str, wanted: &[String]) -> Vec<(String, String)> {
+    let mut in_section = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            in_section = wanted.iter().any(|w| w == name.trim());
+        } else if in_section {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Settings from `~/.aws/credentials` and `~/.aws/config` (profile `AWS_PROFILE`, else `default`),
+/// used where the environment has none.
+fn aws_files() -> Vec<(String, String)> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let creds = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").map(Into::into).unwrap_or_else(|| home.join(".aws/credentials"));
+    let config = std::env::var_os("AWS_CONFIG_FILE").map(Into::into).unwrap_or_else(|| home.join(".aws/config"));
+    let mut out = Vec::new();
+    if let Ok(t) = std::fs::read_to_string::<std::path::PathBuf>(creds) {
+        out.extend(ini_section(&t, std::slice::from_ref(&profile)));
+    }
+    if let Ok(t) = std::fs::read_to_string::<std::path::PathBuf>(config) {
+        out.extend(ini_section(&t, &[format!("profile {profile}"), profile.clone()]));
+    }
+    out
+}
+
+impl Remote {
+    /// Opens `s3://bucket[/prefix]` or `file:///dir` and checks that it answers (a clear error
+    /// within seconds for wrong credentials, a missing bucket or an unreachable endpoint).
+    pub fn open(url: &str) -> Result<Remote, StoreError> {
+        let bad = |message: &str| StoreError::Remote {
+            url: url.to_string(),
+            what: "open".into(),
+            message: message.to_string(),
+            hint: "use s3://BUCKET/PREFIX or file:///DIR".into(),
+        };
+        let (inner, prefix): (Arc<dyn ObjectStore>, String) = if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name"));
+            }
+            // Fail in seconds, not minutes: short connect timeout, few retries.
+            let client = ClientOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(300));
+            let retry = RetryConfig {
+                backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+            };
+            let mut b = AmazonS3Builder::from_env().with_client_options(client).with_retry(retry).with_bucket_name(bucket);
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let files = aws_files();
+            let file = |k: &str| files.iter().find(|(fk, _)| fk == k).map(|(_, v)| v.clone());
+            if env("AWS_ACCESS_KEY_ID").is_none() {
+                if let (Some(id), Some(secret)) = (file("aws_access_key_id"), file("aws_secret_access_key")) {
+                    b = b.with_access_key_id(id).with_secret_access_key(secret);
+                    if let Some(t) = file("aws_session_token") {
+                        b = b.with_token(t);
+                    }
+                }
+            }
+            if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+                b = b.with_region(file("region").unwrap_or_else(|| "us-east-1".into()));
+            }
+            let endpoint = env("AWS_ENDPOINT_URL").or_else(|| env("AWS_ENDPOINT")).or_else(|| file("endpoint_url"));
+            if let Some(ep) = &endpoint {
+                b = b.with_endpoint(ep);
+            }
+            // Plain http only when asked for: an http:// endpoint or AWS_ALLOW_HTTP=true.
+            let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) || env("AWS_ALLOW_HTTP").is_some_and(|v| v == "true");
+            let s3 = b.with_allow_http(allow_http).build().map_err(|e| remote_err(url, "configure", e))?;
+            (Arc::new(s3), prefix.trim_matches('/').to_string())
+        } else if let Some(dir) = url.strip_prefix("file://") {
+            std::fs::create_dir_all(dir).map_err(|e| remote_err(url, "create", e))?;
+            (Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| remote_err(url, "open", e))?), String::new())
+        } else {
+            return Err(bad("unknown scheme"));
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pipe-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| remote_err(url, "start the I/O runtime", e))?;
+        let remote = Remote { url: url.to_string(), inner, prefix, rt };
+        let probe = remote.path("objects");
+        remote.rt.block_on(remote.inner.list_with_delimiter(Some(&probe))).map_err(|e| remote_err(url, "list objects/", e))?;
+        Ok(remote)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rel: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// The bytes at `rel`, or None when there is no such object.
+    pub fn get(&self, rel: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(rel);
+        let got = self.rt.block_on(async {
+            match self.inner.get(&path).await {
+                Ok(r) => r.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        got.map_err(|e| remote_err(&self.url, &format!("get {rel}"), e))
+    }
+
+    /// The size of the object at `rel`, or None when there is none.
+    pub fn size(&self, rel: &str) -> Result<Option<u64>, StoreError> {
+        match self.rt.block_on(self.inner.head(&self.path(rel))) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote_err(&self.url, &format!("head {rel}"), e)),
+        }
+    }
+
+    pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.rt
+            .block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(|e| remote_err(&self.url, &format!("put {rel}"), e))
+    }
+
+    pub fn put_file(&self, rel: &str, path: &Path) -> Result<(), StoreError> {
+        let bytes = std::fs::read(path).map_err(|e| remote_err(&self.url, &format!("read {}", path.display()), e))?;
+        self.put(rel, bytes)
+    }
+
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match self.rt.block_on(self.inner.delete(&self.path(rel))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote_err(&self.url, &format!("delete {rel}"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_from_ini() {
+        let text = "[default]\naws_access_key_id = A\n[other]\naws_access_key_id=B\nAWS_Secret_Access_Key = S\n";
+        assert_eq!(ini_section(text, &["other".into()]), vec![("aws_access_key_id".into(), "B".into()), ("aws_secret_access_key".into(), "S".into())]);
+        assert_eq!(ini_section(text, &["default".into()]), vec![("aws_access_key_id".into(), "A".into())]);
+    }
+
+    #[test]
+    fn file_remote_round_trip() {
+        let dir = std::env::temp_dir().join(format!("pipe-remote-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = Remote::open(&format!("file://{}", dir.display())).unwrap();
+        assert!(r.get("nodes/x.json").unwrap().is_none());
+        r.put("nodes/x.json", b"{}".to_vec()).unwrap();
+        assert_eq!(r.get("nodes/x.json").unwrap().unwrap().as_ref(), b"{}");
+        assert_eq!(r.size("nodes/x.json").unwrap(), Some(2));
+        r.delete("nodes/x.json").unwrap();
+        assert!(r.size("nodes/x.json").unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_scheme_is_named() {
+        let e = Remote::open("gs://b/p").err().unwrap().to_string();
+        assert!(e.contains("gs://b/p") && e.contains("s3://BUCKET/PREFIX"), "{e}");
+    }
+}

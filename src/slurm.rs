@@ -1,0 +1,277 @@
+//! The Slurm executor: each node to run becomes one `sbatch` job that runs `pipe worker` on a
+//! cluster node, against the shared store.
+//!
+//! Design: the driver (`pipe run --executor slurm`) keeps the local scheduler and submits a node
+//! only when its inputs are complete and its key misses the cache. Keys depend on upstream CONTENT
+//! (early cutoff), so a whole-graph submission with `--dependency=afterok` could neither know the
+//! keys in advance nor skip nodes whose upstream recomputed to the same bytes, and it would queue
+//! jobs for cache hits. A failed job fails only its dependents, as locally.
+//!
+//! The hand-over goes through the store, so nothing needs Slurm accounting: the driver writes
+//! `tasks/<key>.json` (the upstream outputs); the job writes the node's record on success or
+//! `tasks/<key>.failed.json` on failure. The driver watches `squeue` (one call per poll for all
+//! jobs); when a job leaves the queue without either marker, it was killed (`scancel`, time
+//! limit, node failure) and the node is reported failed with the job's log, so the next `pipe run`
+//! reruns it. Ctrl-C cancels every job of the run with `scancel`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NodeSpec;
+use crate::exec::{Dispatch, Executor, Failure};
+use crate::store::{NodeRecord, ObjectRef};
+
+/// What a job needs besides the pipeline file: the outputs of the node's upstream nodes.
+#[derive(Serialize, Deserialize)]
+pub struct Task {
+    pub node: String,
+    pub key: String,
+    pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TaskFailure {
+    pub node: String,
+    pub error: String,
+}
+
+pub fn task_rel(key: &str) -> String {
+    format!("tasks/{key}.json")
+}
+
+pub fn failure_rel(key: &str) -> String {
+    format!("tasks/{key}.failed.json")
+}
+
+pub struct Slurm {
+    /// The `pipe` binary the jobs run (it must be reachable from the cluster nodes).
+    pub exe: PathBuf,
+    /// The pipeline file and `--set` overrides, as given to `pipe run`.
+    pub file: PathBuf,
+    pub sets: Vec<String>,
+    /// `--store` and `--cache` as the jobs must see them (absolute).
+    pub store_arg: String,
+    pub cache: PathBuf,
+    pub partition: Option<String>,
+    /// Extra `sbatch` arguments (`--time`, `--mem`, `--gres`, ...).
+    pub sbatch_args: Vec<String>,
+    pub poll: Duration,
+    queue: Mutex<QueueView>,
+    submitted: Mutex<Vec<String>>,
+}
+
+#[derive(Default)]
+struct QueueView {
+    taken: Option<Instant>,
+    /// Job id -> state, for the jobs `squeue` lists.
+    states: HashMap<String, String>,
+    error: Option<String>,
+    failing_since: Option<Instant>,
+}
+
+/// Single-quotes for /bin/sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Job states in which the batch script may still be running.
+fn active(state: &str) -> bool {
+    matches!(state, "PENDING" | "CONFIGURING" | "RUNNING" | "SUSPENDED" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED")
+}
+
+impl Slurm {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(exe: PathBuf, file: PathBuf, sets: Vec<String>, store_arg: String, cache: PathBuf, partition: Option<String>, sbatch_args: Vec<String>) -> Slurm {
+        Slurm { exe, file, sets, store_arg, cache, partition, sbatch_args, poll: Duration::from_millis(500), queue: Mutex::default(), submitted: Mutex::default() }
+    }
+
+    /// Checks that the Slurm commands answer, before anything is submitted.
+    pub fn check(&self) -> Result<(), String> {
+        let out = Command::new("squeue").args(["-h", "--me", "-o", "%i"]).output().map_err(|e| {
+            format!("cannot run `squeue` ({e})\n  = hint: --executor slurm needs the Slurm client commands (sbatch, squeue, scancel) on PATH")
+        })?;
+        if !out.status.success() {
+            return Err(format!(
+                "`squeue` failed: {}\n  = hint: is slurmctld up and SLURM_CONF right?",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    fn script(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str) -> String {
+        let mut s = String::from("#!/bin/sh\n");
+        s += &format!("#SBATCH --job-name=pipe:{}\n", node.stage);
+        s += &format!("#SBATCH --output={}/slurm/%j.out\n", self.cache.display());
+        s += &format!("#SBATCH --cpus-per-task={}\n", ex.options.threads.max(1));
+        s += &format!("#SBATCH --chdir={}\n", ex.workspace.display());
+        if let Some(p) = &self.partition {
+            s += &format!("#SBATCH --partition={p}\n");
+        }
+        s += &format!("# pipe node {} key {key}\n", node.id.replace('\n', " "));
+        let mut cmd = vec![
+            sh_quote(&self.exe.to_string_lossy()),
+            "--store".into(),
+            sh_quote(&self.store_arg),
+            "--cache".into(),
+            sh_quote(&self.cache.to_string_lossy()),
+            "worker".into(),
+            sh_quote(&self.file.to_string_lossy()),
+            "--node".into(),
+            sh_quote(&node.id),
+            "--key".into(),
+            key.to_string(),
+            "--threads".into(),
+            ex.options.threads.max(1).to_string(),
+        ];
+        for set in &self.sets {
+            cmd.push("--set".into());
+            cmd.push(sh_quote(set));
+        }
+        s += &format!("exec {}\n", cmd.join(" "));
+        s
+    }
+
+    fn sbatch(&self, script: &str) -> Result<String, String> {
+        let mut child = Command::new("sbatch")
+            .arg("--parsable")
+            .args(&self.sbatch_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `sbatch`: {e}"))?;
+        child.stdin.take().expect("piped stdin").write_all(script.as_bytes()).map_err(|e| format!("sbatch: {e}"))?;
+        let out = child.wait_with_output().map_err(|e| format!("sbatch: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("sbatch refused the job: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        // `--parsable` prints `jobid[;cluster]`.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let id = text.trim().split(';').next().unwrap_or_default().to_string();
+        if id.is_empty() {
+            return Err(format!("sbatch printed no job id: {text}"));
+        }
+        Ok(id)
+    }
+
+    /// The job's state as of a `squeue` taken after `since`; None once it has left the queue.
+    fn state(&self, job: &str, since: Instant) -> Result<Option<String>, String> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.taken.is_none_or(|t| t < since || t.elapsed() >= self.poll) {
+            let out = Command::new("squeue").args(["-h", "--me", "-t", "all", "-o", "%i|%T"]).output();
+            match out {
+                Ok(o) if o.status.success() => {
+                    q.states = String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter_map(|l| l.split_once('|').map(|(i, s)| (i.trim().to_string(), s.trim().to_string())))
+                        .collect();
+                    q.error = None;
+                    q.failing_since = None;
+                }
+                Ok(o) => q.error = Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+                Err(e) => q.error = Some(e.to_string()),
+            }
+            q.taken = Some(Instant::now());
+            if q.error.is_some() {
+                let since = *q.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(120) {
+                    return Err(format!("squeue has failed for 2 minutes: {}", q.error.as_deref().unwrap_or_default()));
+                }
+            }
+        }
+        if q.error.is_some() {
+            // Controller briefly unreachable: treat the job as still queued.
+            return Ok(Some("UNKNOWN".into()));
+        }
+        Ok(q.states.get(job).cloned())
+    }
+
+    fn scancel(job: &str) {
+        let _ = Command::new("scancel").arg(job).status();
+    }
+
+    fn log_path(&self, job: &str) -> PathBuf {
+        self.cache.join("slurm").join(format!("{job}.out"))
+    }
+
+    /// Cancels every job this run submitted that may still be queued or running.
+    pub fn cancel_all(&self) {
+        let jobs = std::mem::take(&mut *self.submitted.lock().unwrap_or_else(|e| e.into_inner()));
+        if !jobs.is_empty() {
+            let _ = Command::new("scancel").args(&jobs).status();
+        }
+    }
+}
+
+impl Dispatch for Slurm {
+    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure> {
+        let fail = |error: String| Failure { error, cancelled: false };
+        let store_err = |e: crate::store::StoreError| fail(e.to_string());
+        let task = Task { node: node.id.clone(), key: key.to_string(), upstream: upstream.clone() };
+        ex.store.remove_meta(&failure_rel(key));
+        ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
+        let _ = std::fs::create_dir_all(self.cache.join("slurm"));
+        let since = Instant::now();
+        let job = self.sbatch(&self.script(ex, node, key)).map_err(fail)?;
+        self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
+        tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
+        let forget = || self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
+        loop {
+            if ex.cancel.load(Ordering::SeqCst) {
+                Self::scancel(&job);
+                forget();
+                return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
+            }
+            std::thread::sleep(self.poll);
+            let state = self.state(&job, since).map_err(fail)?;
+            if state.as_deref().is_some_and(active) || state.as_deref() == Some("UNKNOWN") {
+                continue;
+            }
+            // The batch script has exited (COMPLETING / a final state / gone from the queue).
+            if let Some(rec) = ex.store.record(key).map_err(store_err)? {
+                forget();
+                ex.store.remove_meta(&task_rel(key));
+                return Ok(rec);
+            }
+            if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
+                forget();
+                let why = serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
+                return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(&job).display())));
+            }
+            if state.as_deref() == Some("COMPLETING") {
+                continue;
+            }
+            forget();
+            let log = std::fs::read_to_string(self.log_path(&job)).unwrap_or_default();
+            let log = if log.trim().is_empty() { String::new() } else { format!("\n--- last lines of {} ---\n{}", self.log_path(&job).display(), tail(&log, 15)) };
+            return Err(fail(format!(
+                "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
+                state.as_deref().unwrap_or("gone from the queue")
+            )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_node_ids() {
+        assert_eq!(sh_quote("train[dataset=mnist,mu2=0.5]"), "'train[dataset=mnist,mu2=0.5]'");
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+}

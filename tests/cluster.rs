@@ -1,0 +1,314 @@
+//! `--executor slurm` and `--store s3://` against real daemons on loopback: a one-node Slurm
+//! cluster (munged, slurmctld, slurmd) and an S3 server (s3s-fs), started by
+//! `scripts/cluster-up.sh` (which `scripts/test.sh` and `.ci/run` call).
+
+mod common;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{sorted, Workspace};
+
+struct Cluster {
+    bucket: String,
+    /// Where s3s-fs keeps the buckets' objects as files.
+    s3_root: PathBuf,
+}
+
+fn cluster() -> Cluster {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!(
+                "{k} is not set: these tests need the loopback Slurm cluster and S3 server.\n\
+                 Run `scripts/test.sh`, or `scripts/cluster-up.sh && . /tmp/pipe-cluster/env` before `cargo test`."
+            )
+        })
+    };
+    var("SLURM_CONF");
+    var("AWS_ENDPOINT_URL");
+    Cluster { bucket: var("PIPE_TEST_S3_BUCKET"), s3_root: PathBuf::from(var("PIPE_TEST_S3_ROOT")) }
+}
+
+impl Cluster {
+    /// A store URL of its own for each test.
+    fn url(&self, name: &str) -> String {
+        format!("s3://{}/{name}-{}", self.bucket, std::process::id())
+    }
+    fn prefix_dir(&self, url: &str) -> PathBuf {
+        self.s3_root.join(url.trim_start_matches("s3://"))
+    }
+}
+
+/// prep[dataset] -> train[dataset, mu2] -> score[dataset, mu2] -> summary (a gather): 11 nodes.
+const GRID: &str = r#"
+stages:
+  prep:
+    kind: command
+    matrix:
+      dataset: [a, b]
+    params:
+      cmd: "echo data-${matrix.dataset} > ${outputs.data.txt}"
+      outputs: [data.txt]
+  train:
+    kind: command
+    matrix:
+      mu2: [0.0, 0.5]
+    inputs:
+      data: prep.data.txt
+    params:
+      cmd: "cat ${inputs.data} > ${outputs.model.txt}; echo mu2=${matrix.mu2} >> ${outputs.model.txt}"
+      outputs: [model.txt]
+  score:
+    kind: command
+    inputs:
+      model: train.model.txt
+    params:
+      cmd: "wc -c < ${inputs.model} > ${outputs.score.txt}"
+      outputs: [score.txt]
+  summary:
+    kind: command
+    inputs:
+      scores: {from: score.score.txt, gather: true}
+    params:
+      cmd: "cat ${inputs.scores} > ${outputs.all.txt}"
+      outputs: [all.txt]
+"#;
+
+/// Every file under `dir/objects`, by path relative to `dir`, with its bytes.
+fn objects(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for d in std::fs::read_dir(dir.join("objects")).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let rel = f.path().strip_prefix(dir).unwrap().display().to_string();
+            out.insert(rel, std::fs::read(f.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// (node, state, key) of the latest run recorded in a store or cache directory.
+fn run_of(store: &Path) -> Vec<(String, String, Option<String>)> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(store.join("runs/latest.json")).unwrap()).unwrap();
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap().into(), n["state"].as_str().unwrap().into(), n["key"].as_str().map(String::from)))
+        .collect()
+}
+
+fn states(store: &Path, state: &str) -> Vec<String> {
+    let mut v: Vec<String> = run_of(store).into_iter().filter(|(_, s, _)| s == state).map(|(n, _, _)| n).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn slurm_with_s3_matches_the_local_run_and_a_fresh_cache_restores_from_s3() {
+    let c = cluster();
+    let ws = Workspace::new("slurm-s3");
+    ws.write("grid.yaml", GRID);
+    let url = c.url("grid");
+
+    ws.ok(&["--store", "local", "run", "grid.yaml"]);
+    let local = run_of(&ws.dir.join("local"));
+    assert_eq!(local.len(), 11);
+    assert!(local.iter().all(|(_, s, _)| s == "ran"));
+
+    let stderr = ws.ok(&["--store", &url, "--cache", "cache-a", "run", "grid.yaml", "--executor", "slurm", "--threads", "1"]);
+    let slurm = run_of(&ws.dir.join("cache-a"));
+    assert_eq!(slurm, local, "same nodes, states and keys as the local run\n{stderr}");
+    // Every node ran as its own Slurm job: one job log each.
+    let logs = std::fs::read_dir(ws.dir.join("cache-a/slurm")).unwrap().count();
+    assert_eq!(logs, 11, "one sbatch job per node");
+
+    // Same bytes locally, in the Slurm run's cache and on the S3 server.
+    let want = objects(&ws.dir.join("local"));
+    // 11 outputs, 8 distinct contents: the four scores are the same bytes, stored once.
+    assert_eq!(want.len(), 8);
+    assert_eq!(objects(&ws.dir.join("cache-a")), want);
+    assert_eq!(objects(&c.prefix_dir(&url)), want);
+    for (node, _, key) in &local {
+        let key = key.as_ref().unwrap();
+        assert!(c.prefix_dir(&url).join(format!("nodes/{key}.json")).is_file(), "record of {node} on S3");
+    }
+
+    // A second machine: an empty cache restores everything from S3, recomputing nothing.
+    ws.ok(&["--store", &url, "--cache", "cache-b", "run", "grid.yaml"]);
+    assert_eq!(states(&ws.dir.join("cache-b"), "cached").len(), 11);
+    assert!(states(&ws.dir.join("cache-b"), "ran").is_empty());
+    assert_eq!(objects(&ws.dir.join("cache-b")), want);
+
+    // A byte flipped on the S3 server is caught by the hash check of the next download: that node
+    // is recomputed and its object replaced; its dependents' keys are unchanged (cache hits).
+    let prep_key = local.iter().find(|(n, _, _)| n == "prep[dataset=a]").unwrap().2.clone().unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(ws.dir.join(format!("local/nodes/{prep_key}.json"))).unwrap()).unwrap();
+    let obj = rec["outputs"].as_object().unwrap().values().next().unwrap();
+    let rel = format!("objects/{}/{}.txt", &obj["hash"].as_str().unwrap()[..2], obj["hash"].as_str().unwrap());
+    let on_s3 = c.prefix_dir(&url).join(&rel);
+    let mut bytes = std::fs::read(&on_s3).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&on_s3, &bytes).unwrap();
+    let stderr = ws.ok(&["--store", &url, "--cache", "cache-d", "run", "grid.yaml"]);
+    assert_eq!(states(&ws.dir.join("cache-d"), "ran"), sorted(&["prep[dataset=a]"]), "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(objects(&c.prefix_dir(&url)), want, "the S3 object is whole again");
+
+    // And `status` on a third agrees that everything is fresh.
+    let out = ws.pipe(&["--store", &url, "--cache", "cache-c", "status", "grid.yaml", "--check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // An edit on one machine reruns exactly its nodes on Slurm (the scores come out byte-identical,
+    // so the summary is a cache hit: early cutoff); the other machine then sees them.
+    ws.write("grid.yaml", &GRID.replace("mu2: [0.0, 0.5]", "mu2: [0.0, 0.7]"));
+    ws.ok(&["--store", &url, "--cache", "cache-a", "run", "grid.yaml", "--executor", "slurm", "--threads", "1"]);
+    assert_eq!(
+        states(&ws.dir.join("cache-a"), "ran"),
+        sorted(&["score[dataset=a,mu2=0.7]", "score[dataset=b,mu2=0.7]", "train[dataset=a,mu2=0.7]", "train[dataset=b,mu2=0.7]"])
+    );
+    ws.ok(&["--store", &url, "--cache", "cache-b", "run", "grid.yaml"]);
+    assert!(states(&ws.dir.join("cache-b"), "ran").is_empty());
+}
+
+fn squeue_job(name: &str) -> Option<(String, String)> {
+    let out = Command::new("squeue").args(["-h", "-o", "%i|%j|%T"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        (f.len() == 3 && f[1] == name).then(|| (f[0].to_string(), f[2].to_string()))
+    })
+}
+
+#[test]
+fn a_job_killed_by_scancel_is_reported_and_rerun() {
+    let c = cluster();
+    let ws = Workspace::new("scancel");
+    ws.write(
+        "p.yaml",
+        r#"
+stages:
+  slow:
+    kind: command
+    params:
+      cmd: "sleep 4; echo slow > ${outputs.out.txt}"
+      outputs: [out.txt]
+  after:
+    kind: command
+    inputs:
+      x: slow.out.txt
+    params:
+      cmd: "cat ${inputs.x} > ${outputs.out.txt}"
+      outputs: [out.txt]
+  other:
+    kind: command
+    params:
+      cmd: "echo other > ${outputs.out.txt}"
+      outputs: [out.txt]
+"#,
+    );
+    let url = c.url("scancel");
+    let args = ["--store", url.as_str(), "--cache", "cache", "run", "p.yaml", "--executor", "slurm", "--threads", "1"];
+    let driver = ws.cmd(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    let job = loop {
+        if let Some((id, state)) = squeue_job("pipe:slow") {
+            if state == "RUNNING" {
+                break id;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the slow job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(Command::new("scancel").arg(&job).status().unwrap().success());
+    let out = driver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "exit code: nodes failed\n{stderr}");
+    assert!(stderr.contains(&format!("Slurm job {job} ended")) && stderr.contains("scancel"), "{stderr}");
+    let store = ws.dir.join("cache");
+    assert_eq!(states(&store, "failed"), sorted(&["slow"]));
+    assert_eq!(states(&store, "skipped"), sorted(&["after"]));
+    assert_eq!(states(&store, "ran"), sorted(&["other"]));
+
+    // The next run reruns the killed node and its dependent, and only them.
+    ws.ok(&args);
+    assert_eq!(states(&store, "ran"), sorted(&["after", "slow"]));
+    assert_eq!(states(&store, "cached"), sorted(&["other"]));
+}
+
+#[test]
+fn a_failing_job_fails_only_its_dependents_with_the_stage_error() {
+    cluster();
+    let ws = Workspace::new("slurm-fail");
+    ws.write(
+        "p.yaml",
+        r#"
+stages:
+  bad:
+    kind: command
+    params:
+      cmd: "echo about to fail; exit 3"
+      outputs: [out.txt]
+  after:
+    kind: command
+    inputs:
+      x: bad.out.txt
+    params:
+      cmd: "cat ${inputs.x} > ${outputs.out.txt}"
+      outputs: [out.txt]
+  good:
+    kind: command
+    params:
+      cmd: "echo good > ${outputs.out.txt}"
+      outputs: [out.txt]
+"#,
+    );
+    // A plain directory store, shared by the driver and the jobs (the shared-file-system setup).
+    let out = ws.pipe(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", "--threads", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("command exited with status 3") && stderr.contains("about to fail"), "{stderr}");
+    let store = ws.dir.join("shared");
+    assert_eq!(states(&store, "failed"), sorted(&["bad"]));
+    assert_eq!(states(&store, "skipped"), sorted(&["after"]));
+    assert_eq!(states(&store, "ran"), sorted(&["good"]));
+    // The job wrote the record into the shared directory itself.
+    let good_key = run_of(&store).into_iter().find(|(n, _, _)| n == "good").unwrap().2.unwrap();
+    assert!(store.join(format!("nodes/{good_key}.json")).is_file());
+}
+
+/// Runs `pipe status` against `url` with extra environment; returns (exit code, stderr, seconds).
+fn status_with(ws: &Workspace, url: &str, env: &[(&str, &str)]) -> (Option<i32>, String, f64) {
+    let mut cmd = ws.cmd(&["--store", url, "--cache", "cache", "status", "grid.yaml"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let t = Instant::now();
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string(), t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn wrong_credentials_a_missing_bucket_or_a_dead_endpoint_fail_within_seconds() {
+    let c = cluster();
+    let ws = Workspace::new("s3-errors");
+    ws.write("grid.yaml", GRID);
+    let url = c.url("errors");
+
+    let (code, err, secs) = status_with(&ws, &url, &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains(&url) && err.contains("refused the credentials") && err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    assert!(secs < 10.0, "{secs} s");
+
+    let (code, err, secs) = status_with(&ws, "s3://no-such-bucket/x", &[]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("bucket does not exist"), "{err}");
+    assert!(secs < 10.0, "{secs} s");
+
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let (code, err, secs) = status_with(&ws, &url, &[("AWS_ENDPOINT_URL", &dead)]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("unreachable") && err.contains("AWS_ENDPOINT_URL"), "{err}");
+    assert!(secs < 10.0, "{secs} s");
+}
