@@ -312,3 +312,54 @@ fn wrong_credentials_a_missing_bucket_or_a_dead_endpoint_fail_within_seconds() {
     assert!(err.contains("unreachable") && err.contains("AWS_ENDPOINT_URL"), "{err}");
     assert!(secs < 10.0, "{secs} s");
 }
+
+#[test]
+fn ctrl_c_cancels_the_runs_slurm_jobs() {
+    let c = cluster();
+    let ws = Workspace::new("slurm-int");
+    ws.write(
+        "p.yaml",
+        r#"
+stages:
+  long:
+    kind: command
+    params:
+      cmd: "sleep 60; echo done > ${outputs.out.txt}"
+      outputs: [out.txt]
+"#,
+    );
+    let url = c.url("interrupt");
+    let driver = ws
+        .cmd(&["--store", &url, "--cache", "cache", "run", "p.yaml", "--executor", "slurm"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let job = loop {
+        if let Some((id, state)) = squeue_job("pipe:long") {
+            if state == "RUNNING" {
+                break id;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(Command::new("kill").args(["-INT", &driver.id().to_string()]).status().unwrap().success());
+    let out = driver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(t0.elapsed() < Duration::from_secs(40), "the driver waited for the job instead of cancelling it");
+    // The job is cancelled, not left running on the cluster.
+    let gone = (0..50).any(|_| {
+        let state = squeue_job("pipe:long").map(|(_, s)| s);
+        if state.as_deref().is_none_or(|s| s == "CANCELLED") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(gone, "Slurm job {job} still queued or running after Ctrl-C");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(ws.dir.join("cache/runs/latest.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(states(&ws.dir.join("cache"), "cancelled"), sorted(&["long"]));
+}
