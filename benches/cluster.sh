@@ -5,13 +5,14 @@
 # Usage: benches/cluster.sh [PIPELINE] (default pipelines/quick.yaml; run from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$PWD
 PIPELINE=${1:-pipelines/quick.yaml}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pipe/target}
 cargo build --quiet --bin pipe
 PIPE=$CARGO_TARGET_DIR/debug/pipe
 export PIPE_CLUSTER_DIR=${PIPE_CLUSTER_DIR:-/tmp/pipe-cluster-bench}
 scripts/cluster-up.sh >/dev/null
-trap 'scripts/cluster-down.sh' EXIT
+trap '"$REPO/scripts/cluster-down.sh"' EXIT
 # shellcheck disable=SC1091
 . "$PIPE_CLUSTER_DIR/env"
 CPUS=$(nproc)
@@ -39,6 +40,11 @@ print(f"pipeline {os.environ.get('PIPELINE', '')}: {n} nodes, {os.cpu_count()} C
 print(f"local run                      {l:7.1f} s   1.00")
 print(f"slurm + s3 run                 {s:7.1f} s   {s / l:.2f}   ({(s - l) / n:+.2f} s per node)")
 print(f"fresh cache restored from s3   {r:7.1f} s   {r / l:.2f}   (ran {sum(x['state'] == 'ran' for x in runs['cache-b']['nodes'])} nodes)")
-print("same keys:", keys["local"] == keys["cache-a"] == keys["cache-b"], " same bytes:", objs("local") == objs("cache-a") == objs("cache-b"))
+same = keys["local"] == keys["cache-a"] == keys["cache-b"] and objs("local") == objs("cache-a") == objs("cache-b")
+print("same keys and bytes in all three:", same)
+for (n, k), (_, k2) in zip(keys["local"], keys["cache-a"]):
+    if k != k2:
+        print("  first differing node:", n, "(workspace kept)")
+        sys.exit(1)
 PY
 rm -rf "$W"

@@ -45,10 +45,10 @@ pub enum Cmd {
     Run {
         #[command(flatten)]
         p: PipelineArgs,
-        /// Nodes run at once (default: CPU count).
+        /// Nodes run at once (default: CPU count; with Slurm, jobs in flight, default 64).
         #[arg(short, long)]
         jobs: Option<usize>,
-        /// CPU threads per node (default: CPU count / jobs).
+        /// CPU threads per node (default: CPU count / jobs; with Slurm, --cpus-per-task, default 1).
         #[arg(long)]
         threads: Option<usize>,
         /// Stop everything at the first failure (default: only the failed node's dependents stop).

@@ -22,25 +22,20 @@ fn coord_column(name: &str, v: &Value) -> Column {
     }
 }
 
-/// Last `seconds` value of a history table (training wall time).
-fn train_seconds(path: &std::path::Path) -> Result<f64, StageError> {
-    let df = stages::table::read_parquet(path).map_err(to_stage)?;
-    let s = df.column("seconds").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().last().unwrap_or(0.0);
-    Ok(s)
-}
-
 impl StageKind for Evaluate {
     fn name(&self) -> &'static str {
         "evaluate"
     }
+    /// 2: no `train_seconds` column (wall time made the table differ between identical runs;
+    /// durations are in the run records).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("scores", true), ("threshold", true), ("history", false), ("ae_history", false)])
+        InputDecl::Named(vec![("scores", true), ("threshold", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("metrics", "metrics.parquet"), OutputSpec::new("roc", "roc.parquet")])
@@ -58,12 +53,6 @@ impl StageKind for Evaluate {
         let c = metrics::classify(&scores, &labels, threshold).map_err(to_stage)?;
         let (oracle, _) = metrics::oracle_f1(&scores, &labels).map_err(to_stage)?;
         let fpr = c.fp as f64 / (c.fp + c.tn).max(1) as f64;
-        let mut seconds = 0.0;
-        for name in ["history", "ae_history"] {
-            if let Some(p) = ctx.input_all(name).first() {
-                seconds += train_seconds(p)?;
-            }
-        }
         ctx.log(format!("AUC {auc:.4} AUPRC {ap:.4} F1@threshold {:.4} (oracle {oracle:.4})", c.f1));
         let mut cols: Vec<Column> = vec![Column::new("node".into(), [ctx.node.as_str()])];
         cols.extend(ctx.coords.iter().map(|(k, v)| coord_column(k, v)));
@@ -81,7 +70,6 @@ impl StageKind for Evaluate {
             Column::new("threshold".into(), [threshold]),
             Column::new("n_test".into(), [test.len() as i64]),
             Column::new("n_anomalies".into(), [labels.iter().sum::<i64>()]),
-            Column::new("train_seconds".into(), [seconds]),
         ]);
         let mut row = DataFrame::new(cols).map_err(pe)?;
         stages::table::write_parquet(&mut row, &ctx.output("metrics")).map_err(to_stage)?;

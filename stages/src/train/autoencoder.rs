@@ -2,7 +2,6 @@
 //! (sum over pixels, mean over the batch) with Adam; the encoder then initialises Deep SVDD.
 
 use std::path::Path;
-use std::time::Instant;
 
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
@@ -50,7 +49,6 @@ pub fn pretrain(data: &OneClass, cfg: &TrainConfig, monitor: &dyn Monitor) -> Re
     let mut rng = Rng::new(cfg.seed.wrapping_add(1));
     let n = data.train_x.size()[0] as usize;
     let mut history = History::default();
-    let t0 = Instant::now();
     for epoch in 1..=cfg.epochs {
         let lr = cfg.lr_at(epoch);
         opt.set_lr(lr);
@@ -65,7 +63,7 @@ pub fn pretrain(data: &OneClass, cfg: &TrainConfig, monitor: &dyn Monitor) -> Re
             count += b;
         }
         let mean = sum / count.max(1) as f64;
-        history.push(epoch, mean, f64::NAN, mean, lr, t0)?;
+        history.push(epoch, mean, f64::NAN, mean, lr)?;
         monitor.epoch(epoch, cfg.epochs, mean);
     }
     Ok((ae, history))

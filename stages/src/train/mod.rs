@@ -3,7 +3,6 @@
 pub mod autoencoder;
 pub mod svdd;
 
-use std::time::Instant;
 
 use polars::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -58,7 +57,8 @@ pub fn batches(rng: &mut Rng, n: usize, batch: usize) -> Vec<Tensor> {
     perm.chunks(batch).filter(|c| c.len() > 1).map(Tensor::from_slice).collect()
 }
 
-/// Per-epoch losses, saved as a Parquet table.
+/// Per-epoch losses, saved as a Parquet table. No wall-clock column: an artifact is a function of
+/// its inputs only (so runs anywhere give the same bytes); timings live in the run and node records.
 #[derive(Default, Debug, Clone)]
 pub struct History {
     pub epoch: Vec<i64>,
@@ -68,11 +68,10 @@ pub struct History {
     /// Reconstruction term (NaN when not trained).
     pub reconstruction: Vec<f64>,
     pub lr: Vec<f64>,
-    pub seconds: Vec<f64>,
 }
 
 impl History {
-    pub fn push(&mut self, epoch: usize, loss: f64, svdd: f64, rec: f64, lr: f64, t0: Instant) -> Result<()> {
+    pub fn push(&mut self, epoch: usize, loss: f64, svdd: f64, rec: f64, lr: f64) -> Result<()> {
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(
                 "training diverged at epoch {epoch}: loss is {loss}; lower `lr` or check the input data"
@@ -83,7 +82,6 @@ impl History {
         self.svdd.push(svdd);
         self.reconstruction.push(rec);
         self.lr.push(lr);
-        self.seconds.push(t0.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -94,7 +92,6 @@ impl History {
             Column::new("svdd_loss".into(), &self.svdd),
             Column::new("reconstruction_loss".into(), &self.reconstruction),
             Column::new("lr".into(), &self.lr),
-            Column::new("seconds".into(), &self.seconds),
         ])?)
     }
 }

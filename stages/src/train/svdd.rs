@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
@@ -196,7 +195,6 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
     let mut rng = Rng::new(t.seed.wrapping_add(2));
     let n = data.train_x.size()[0] as usize;
     let mut history = History::default();
-    let t0 = Instant::now();
     for epoch in 1..=t.epochs {
         let lr = t.lr_at(epoch);
         opt.set_lr(lr);
@@ -233,7 +231,7 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
             count += b;
         }
         let k = count.max(1) as f64;
-        history.push(epoch, sum / k, sum_svdd / k, sum_rec / k, lr, t0)?;
+        history.push(epoch, sum / k, sum_svdd / k, sum_rec / k, lr)?;
         monitor.epoch(epoch, t.epochs, sum / k);
     }
     vs.freeze();
