@@ -363,3 +363,51 @@ stages:
     assert_eq!(run["status"], "interrupted");
     assert_eq!(states(&ws.dir.join("cache"), "cancelled"), sorted(&["long"]));
 }
+
+#[test]
+fn real_training_on_slurm_with_s3_gives_the_local_bytes() {
+    let c = cluster();
+    let ws = Workspace::new("slurm-ml");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled");
+    ws.write(
+        "ml.yaml",
+        &format!(
+            r#"
+stages:
+  ingest:
+    kind: ingest
+    matrix: {{dataset: [mnist], normal_class: [0]}}
+    params: {{data_dir: "{}"}}
+  pretrain:
+    kind: pretrain_ae
+    matrix: {{seed: [0]}}
+    inputs: {{data: ingest.dataset}}
+    params: {{epochs: 1, batch_size: 128, lr: 0.001, milestones: []}}
+  train:
+    kind: train_svdd
+    matrix: {{mu2: [0.0, 0.5]}}
+    inputs: {{data: ingest.dataset, ae: pretrain.model}}
+    params: {{seed: "${{matrix.seed}}", epochs: 1, batch_size: 128, lr: 0.0001, milestones: []}}
+  threshold:
+    kind: fit_threshold
+    matrix: {{method: [radius, mahalanobis]}}
+    inputs: {{scores: train.scores}}
+  evaluate:
+    kind: evaluate
+    inputs: {{scores: threshold.scores, threshold: threshold.threshold}}
+  results:
+    kind: concat
+    inputs: {{tables: {{from: evaluate.metrics, gather: true}}}}
+"#,
+            data.display()
+        ),
+    );
+    let url = c.url("ml");
+    ws.ok(&["--store", "local", "run", "ml.yaml", "-j", "2", "--threads", "1"]);
+    ws.ok(&["--store", &url, "--cache", "cache", "run", "ml.yaml", "--executor", "slurm", "--threads", "1"]);
+    let local = run_of(&ws.dir.join("local"));
+    assert_eq!(local.len(), 13);
+    assert_eq!(run_of(&ws.dir.join("cache")), local, "same nodes and keys");
+    assert_eq!(objects(&ws.dir.join("cache")), objects(&ws.dir.join("local")), "same weights, scores and tables, byte for byte");
+    assert_eq!(objects(&c.prefix_dir(&url)), objects(&ws.dir.join("local")));
+}

@@ -51,7 +51,11 @@ impl StageKind for Tsne {
         let flat = Vec::<f32>::try_from(z.flatten(0, -1)).map_err(|e| StageError::failed(e.to_string()))?;
         let cfg = TsneConfig { perplexity: p.f64("perplexity")? as f32, theta: p.f64("theta")? as f32, epochs: p.usize("epochs")?, seed };
         ctx.log(format!("t-SNE of {} test codes ({d}-d)", rows.len()));
-        let emb = embed(&flat, d, &cfg).map_err(to_stage)?;
+        // The node's own thread budget (not the process-wide pool): bhtsne's parallel sums follow
+        // rayon's work stealing, so the embedding is bit-reproducible with one thread, the default
+        // when a run has as many jobs as CPUs (and on Slurm).
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.threads.max(1)).build().map_err(|e| StageError::failed(e.to_string()))?;
+        let emb = pool.install(|| embed(&flat, d, &cfg)).map_err(to_stage)?;
         let mut df = DataFrame::new(vec![
             Column::new("index".into(), ScoreTable::pick(&table.index, &rows)),
             Column::new("label".into(), ScoreTable::pick(&table.label, &rows)),
