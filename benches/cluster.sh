@@ -47,4 +47,4 @@ for (n, k), (_, k2) in zip(keys["local"], keys["cache-a"]):
         print("  first differing node:", n, "(workspace kept)")
         sys.exit(1)
 PY
-rm -rf "$W"
+cd "$REPO" && rm -rf "$W"
