@@ -263,7 +263,7 @@ stages:
 "#,
     );
     // A plain directory store, shared by the driver and the jobs (the shared-file-system setup).
-    let out = ws.pipe(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", "--threads", "1"]);
+    let out = ws.pipe(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", "--threads", "1", "--partition", "debug", "--sbatch-arg=--time=5"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("command exited with status 3") && stderr.contains("about to fail"), "{stderr}");
@@ -303,6 +303,29 @@ fn wrong_credentials_a_missing_bucket_or_a_dead_endpoint_fail_within_seconds() {
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("bucket does not exist"), "{err}");
     assert!(secs < 10.0, "{secs} s");
+
+    // Credentials from a config file (profile `ci`) when the environment has none.
+    let creds = ws.write(
+        "aws/credentials",
+        &format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap(),
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()
+        ),
+    );
+    let mut cmd = ws.cmd(&["--store", &url, "--cache", "cache", "status", "grid.yaml"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env("AWS_SHARED_CREDENTIALS_FILE", &creds).env("AWS_PROFILE", "ci");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ws
+        .cmd(&["--store", &url, "--cache", "cache", "status", "grid.yaml"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "the default profile's wrong key is refused");
 
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
