@@ -323,7 +323,8 @@ fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Resu
     };
     let fp = fingerprint(node, &inputs);
     let key = fp.key();
-    match lookup(ex.store, &key) {
+    // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
+    match lookup(ex.store, &key, ex.dispatch.is_none()) {
         Lookup::Hit(rec) => {
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
                 return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });

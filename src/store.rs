@@ -304,6 +304,21 @@ impl Store {
         }
     }
 
+    /// Like [`Store::verify`], but an object only on the remote is checked by size, not fetched
+    /// (its hash is checked when it is fetched): for `status`, and a Slurm driver whose jobs fetch
+    /// their own inputs.
+    pub fn verify_present(&self, obj: &ObjectRef) -> Verify {
+        match (self.verify_local(obj), &self.remote) {
+            (Verify::Missing, Some(r)) => match r.size(&Self::object_rel(obj)) {
+                Ok(Some(size)) if size == obj.size => Verify::Ok,
+                Ok(Some(size)) => Verify::Corrupt { actual: format!("{size} bytes instead of {} on the remote", obj.size) },
+                Ok(None) => Verify::Missing,
+                Err(e) => Verify::Unavailable(e.to_string()),
+            },
+            (v, _) => v,
+        }
+    }
+
     fn verify_local(&self, obj: &ObjectRef) -> Verify {
         let path = self.object_path(obj);
         match fs::metadata(&path) {

@@ -158,6 +158,7 @@ fn slurm_with_s3_matches_the_local_run_and_a_fresh_cache_restores_from_s3() {
     // And `status` on a third agrees that everything is fresh.
     let out = ws.pipe(&["--store", &url, "--cache", "cache-c", "status", "grid.yaml", "--check"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(objects(&ws.dir.join("cache-c")).is_empty(), "status checks objects on S3 without downloading them");
 
     // An edit on one machine reruns exactly its nodes on Slurm (the scores come out byte-identical,
     // so the summary is a cache hit: early cutoff); the other machine then sees them.
