@@ -128,6 +128,13 @@ pub enum Cmd {
     Gc {
         #[arg(long)]
         records: bool,
+        /// Collect the remote store (--store s3://... or file://...) instead of the local cache.
+        #[arg(long)]
+        remote: bool,
+        /// With --remote: keep anything uploaded less than this many hours ago (runs elsewhere
+        /// upload objects before the record that names them).
+        #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+        older_than: f64,
     },
 }
 
@@ -472,8 +479,27 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             }
         }
         Cmd::Data { action } => data(action),
-        Cmd::Gc { records } => {
+        Cmd::Gc { records, remote, older_than } => {
             let store = open_store(&cli.store, &cli.cache)?;
+            if remote {
+                if store.remote().is_none() {
+                    eprintln!("error: --remote needs a remote store: --store s3://BUCKET/PREFIX or file:///DIR");
+                    return Err(exit::USAGE);
+                }
+                let stats = store.gc_remote(records, (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
+                    eprintln!("error: {e}");
+                    exit::STORE
+                })?;
+                println!(
+                    "removed {} objects and {} records ({:.1} MB) from {}; kept {} objects",
+                    stats.objects_removed,
+                    stats.records_removed,
+                    stats.bytes_freed as f64 / 1e6,
+                    cli.store,
+                    stats.objects_kept
+                );
+                return Ok(exit::OK);
+            }
             let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
                 eprintln!("error: {e}");
                 exit::STORE

@@ -18,6 +18,14 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryC
 
 use crate::store::StoreError;
 
+/// An object in a listing.
+pub struct Listed {
+    pub rel: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub modified: i64,
+}
+
 pub struct Remote {
     url: String,
     inner: Arc<dyn ObjectStore>,
@@ -183,6 +191,21 @@ impl Remote {
     pub fn put_file(&self, rel: &str, path: &Path) -> Result<(), StoreError> {
         let bytes = std::fs::read(path).map_err(|e| remote_err(&self.url, &format!("read {}", path.display()), e))?;
         self.put(rel, bytes)
+    }
+
+    /// One level of a listing under `rel`: (objects as (path, size, modified unix seconds),
+    /// sub-folders), all relative to the store's prefix.
+    pub fn list(&self, rel: &str) -> Result<(Vec<Listed>, Vec<String>), StoreError> {
+        let listing = self
+            .rt
+            .block_on(self.inner.list_with_delimiter(Some(&self.path(rel))))
+            .map_err(|e| remote_err(&self.url, &format!("list {rel}"), e))?;
+        let strip = |p: &ObjPath| {
+            let p = p.as_ref();
+            if self.prefix.is_empty() { p.to_string() } else { p.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(p).to_string() }
+        };
+        let objects = listing.objects.iter().map(|m| Listed { rel: strip(&m.location), size: m.size, modified: m.last_modified.timestamp() }).collect();
+        Ok((objects, listing.common_prefixes.iter().map(strip).collect()))
     }
 
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {

@@ -417,12 +417,21 @@ impl Store {
         }
     }
 
-    /// Forgets nodes a pipeline no longer has, so `gc --records` can drop their records.
+    /// Forgets nodes a pipeline no longer has (here and on the remote), so `gc --records` can drop
+    /// their records.
     pub fn prune_refs(&self, pipeline: &str, nodes: &[&str]) {
         let keep: HashSet<PathBuf> = nodes.iter().map(|n| self.ref_path(pipeline, n)).collect();
         for e in fs::read_dir(self.root.join("refs").join(pipeline)).into_iter().flatten().flatten() {
             if !keep.contains(&e.path()) {
                 let _ = fs::remove_file(e.path());
+            }
+        }
+        if let Some(r) = &self.remote {
+            let keep: HashSet<String> = nodes.iter().map(|n| Self::ref_rel(pipeline, n)).collect();
+            for f in r.list(&format!("refs/{pipeline}")).map(|l| l.0).unwrap_or_default() {
+                if !keep.contains(&f.rel) {
+                    let _ = r.delete(&f.rel);
+                }
             }
         }
     }
@@ -520,6 +529,64 @@ impl Store {
         for e in fs::read_dir(self.root.join("quarantine")).into_iter().flatten().flatten() {
             stats.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
             let _ = fs::remove_file(e.path());
+        }
+        Ok(stats)
+    }
+}
+
+impl Store {
+    /// Garbage-collects the remote: deletes objects no remote record references (with `records`,
+    /// first the records no remote ref points to). Only what is older than `grace_s` seconds goes:
+    /// a run elsewhere uploads a node's objects before its record, and must not lose them meanwhile.
+    pub fn gc_remote(&self, records: bool, grace_s: u64) -> Result<GcStats, StoreError> {
+        let Some(r) = &self.remote else { return Ok(GcStats::default()) };
+        let cutoff = now() as i64 - grace_s as i64;
+        let mut stats = GcStats::default();
+        let (record_files, _) = r.list("nodes")?;
+        let mut recs: Vec<(crate::remote::Listed, NodeRecord)> = Vec::new();
+        for f in record_files {
+            match r.get(&f.rel)?.map(|b| serde_json::from_slice::<NodeRecord>(&b)) {
+                Some(Ok(rec)) => recs.push((f, rec)),
+                // An unreadable record protects nothing; a vanished one was just deleted.
+                Some(Err(e)) => tracing::warn!(record = %f.rel, "unreadable remote record ignored by gc: {e}"),
+                None => {}
+            }
+        }
+        if records {
+            let mut current = HashSet::new();
+            let (_, pipelines) = r.list("refs")?;
+            for p in pipelines {
+                for f in r.list(p.trim_end_matches('/'))?.0 {
+                    if let Some(Ok(e)) = r.get(&f.rel)?.map(|b| serde_json::from_slice::<RefEntry>(&b)) {
+                        current.insert(e.key);
+                    }
+                }
+            }
+            let mut kept = Vec::new();
+            for (f, rec) in recs {
+                if current.contains(&rec.key) || f.modified > cutoff {
+                    kept.push((f, rec));
+                } else {
+                    r.delete(&f.rel)?;
+                    stats.records_removed += 1;
+                }
+            }
+            recs = kept;
+        }
+        let live: HashSet<&str> = recs.iter().flat_map(|(_, rec)| rec.outputs.values().map(|o| o.hash.as_str())).collect();
+        let (_, shards) = r.list("objects")?;
+        for shard in shards {
+            for f in r.list(shard.trim_end_matches('/'))?.0 {
+                let name = f.rel.rsplit('/').next().unwrap_or_default();
+                let hash = name.split('.').next().unwrap_or_default();
+                if live.contains(hash) || f.modified > cutoff {
+                    stats.objects_kept += 1;
+                } else {
+                    r.delete(&f.rel)?;
+                    stats.objects_removed += 1;
+                    stats.bytes_freed += f.size;
+                }
+            }
         }
         Ok(stats)
     }

@@ -435,3 +435,35 @@ stages:
     assert_eq!(objects(&ws.dir.join("cache")), objects(&ws.dir.join("local")), "same weights, scores and tables, byte for byte");
     assert_eq!(objects(&c.prefix_dir(&url)), objects(&ws.dir.join("local")));
 }
+
+#[test]
+fn gc_remote_deletes_only_what_no_current_node_uses_and_nothing_recent() {
+    let c = cluster();
+    let ws = Workspace::new("gc-remote");
+    ws.write("grid.yaml", GRID);
+    let url = c.url("gc");
+    ws.ok(&["--store", &url, "--cache", "cache", "run", "grid.yaml"]);
+    ws.write("grid.yaml", &GRID.replace("mu2: [0.0, 0.5]", "mu2: [0.0, 0.7]"));
+    ws.ok(&["--store", &url, "--cache", "cache", "run", "grid.yaml"]);
+    let before = objects(&c.prefix_dir(&url));
+
+    // Within the grace period nothing goes, even what is unreferenced.
+    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("removed 0 objects and 0 records"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(objects(&c.prefix_dir(&url)), before);
+
+    // Without it: exactly the two mu2=0.5 models go (their scores are shared bytes, still used).
+    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records", "--older-than", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("removed 2 objects and 4 records"), "{stdout}");
+    let after = objects(&c.prefix_dir(&url));
+    assert_eq!(before.len() - after.len(), 2);
+    assert!(after.keys().all(|k| before.contains_key(k)));
+
+    // Another machine still gets every current result from S3 without recomputing.
+    ws.ok(&["--store", &url, "--cache", "fresh", "run", "grid.yaml"]);
+    assert!(states(&ws.dir.join("fresh"), "ran").is_empty());
+    assert_eq!(states(&ws.dir.join("fresh"), "cached").len(), 11);
+}
