@@ -403,7 +403,10 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 dispatch: None,
             };
             let t0 = Instant::now();
-            match crate::exec::run_node(&ex, i.index(), outputs, &key) {
+            if task.key != key || task.fingerprint.key() != key {
+                return Err(failed(format!("task {} does not describe key {key}", crate::slurm::task_rel(&key))));
+            }
+            match crate::exec::run_node(&ex, i.index(), outputs, &task.fingerprint) {
                 Ok(state) => {
                     println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
                     Ok(exit::OK)

@@ -40,9 +40,9 @@ pub struct Failure {
 
 /// Runs nodes somewhere else (a cluster job per node) instead of in this process.
 pub trait Dispatch: Sync {
-    /// Runs `node`, whose key is `key`, given its upstream nodes' outputs (by node id); returns its
-    /// record once the store has it. Blocks until then.
-    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure>;
+    /// Runs `node`, whose fingerprint is `fp` (key `key`), given its upstream nodes' outputs (by
+    /// node id); returns its record once the store has it. Blocks until then.
+    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, fp: &Fingerprint, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure>;
 }
 
 pub struct Executor<'a> {
@@ -254,9 +254,9 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
 }
 
 /// Runs node `i` in this process, given its upstream outputs (a cluster job's side of
-/// [`Dispatch`]). `expect_key` guards against the pipeline having changed since submission.
-/// Returns `ran` or `cached`.
-pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expect_key: &str) -> Result<&'static str, String> {
+/// [`Dispatch`]). `expected` (the submitter's fingerprint) guards against the pipeline or the
+/// environment differing from where it was submitted. Returns `ran` or `cached`.
+pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> Result<&'static str, String> {
     let node = ex.graph.node(ex.graph.index_of(i));
     // Inputs come from the shared store: fetch (and verify) them into this machine's cache.
     for obj in outputs.iter().flatten().flat_map(|o| o.values()) {
@@ -273,11 +273,14 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expect_key: &str)
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    if key != expect_key {
-        return Err(format!(
-            "{} now has key {key}, not the submitted {expect_key}: the pipeline file, a param or an input file changed since `pipe run` submitted it; run it again",
-            node.id
-        ));
+    if fp != *expected {
+        let why = fp.diff(expected, &inputs.sources).join("; ");
+        let hint = if fp.environment != expected.environment {
+            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes"
+        } else {
+            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again"
+        };
+        return Err(format!("{} has key {key} here, not the submitted {} ({why})\n  = hint: {hint}", node.id, expected.key()));
     }
     match execute(ex, node, inputs, fp, key) {
         Outcome::Done { state, .. } => Ok(state),
@@ -301,7 +304,7 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
             .collect()
     };
     ex.reporter.event(&Event::Started { node: &node.id });
-    match dispatch.dispatch(ex, node, &key, &upstream) {
+    match dispatch.dispatch(ex, node, &fp, &key, &upstream) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
             Ok(()) => Outcome::Done { state: "ran", key, outputs: rec.outputs },
             Err(e) => Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },

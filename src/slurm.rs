@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NodeSpec;
 use crate::exec::{Dispatch, Executor, Failure};
+use crate::hash::Fingerprint;
 use crate::store::{NodeRecord, ObjectRef};
 
 /// What a job needs besides the pipeline file: the outputs of the node's upstream nodes.
@@ -33,6 +34,8 @@ use crate::store::{NodeRecord, ObjectRef};
 pub struct Task {
     pub node: String,
     pub key: String,
+    /// The submitter's fingerprint: a job whose own differs says which field.
+    pub fingerprint: Fingerprint,
     pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
 }
 
@@ -217,10 +220,10 @@ impl Slurm {
 }
 
 impl Dispatch for Slurm {
-    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure> {
+    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, fp: &Fingerprint, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure> {
         let fail = |error: String| Failure { error, cancelled: false };
         let store_err = |e: crate::store::StoreError| fail(e.to_string());
-        let task = Task { node: node.id.clone(), key: key.to_string(), upstream: upstream.clone() };
+        let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: fp.clone(), upstream: upstream.clone() };
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));

@@ -467,3 +467,30 @@ fn gc_remote_deletes_only_what_no_current_node_uses_and_nothing_recent() {
     assert!(states(&ws.dir.join("fresh"), "ran").is_empty());
     assert_eq!(states(&ws.dir.join("fresh"), "cached").len(), 11);
 }
+
+#[test]
+fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
+    cluster();
+    let ws = Workspace::new("slurm-env");
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled/mnist");
+    for d in ["here", "there"] {
+        let dest = ws.dir.join(d).join("mnist");
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in std::fs::read_dir(&bundled).unwrap().flatten() {
+            std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+        }
+    }
+    ws.write("p.yaml", "stages:\n  ingest:\n    kind: ingest\n    params: {dataset: mnist, normal_class: 0}\n");
+    // The job's machine finds the data somewhere else: `ingest` declares where as part of its
+    // environment, so the job's key differs and it must not run under the submitted one.
+    let there = format!("--sbatch-arg=--export=ALL,PIPE_DATA_DIR={}", ws.dir.join("there").display());
+    let out = ws
+        .cmd(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", &there])
+        .env("PIPE_DATA_DIR", ws.dir.join("here"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("not the submitted") && stderr.contains("environment.data") && stderr.contains("pin it in the pipeline"), "{stderr}");
+    assert!(std::fs::read_dir(ws.dir.join("shared/nodes")).unwrap().next().is_none(), "nothing recorded under either key");
+}
