@@ -231,7 +231,14 @@ impl Dispatch for Slurm {
         let job = self.sbatch(&self.script(ex, node, key)).map_err(fail)?;
         self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
         tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
-        let forget = || self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
+        // The node's line on the terminal shows the job and its queue state.
+        let bar = ex.reporter.progress(&node.id);
+        bar.set_message(format!("Slurm job {job} submitted"));
+        let mut shown = String::new();
+        let forget = || {
+            ex.reporter.event(&crate::report::Event::ProgressDone { node: &node.id });
+            self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
+        };
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
                 Self::scancel(&job);
@@ -239,17 +246,36 @@ impl Dispatch for Slurm {
                 return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
             }
             std::thread::sleep(self.poll);
-            let state = self.state(&job, since).map_err(fail)?;
+            let state = match self.state(&job, since) {
+                Ok(s) => s,
+                Err(e) => {
+                    forget();
+                    return Err(fail(e));
+                }
+            };
+            if let Some(s) = state.as_deref().filter(|s| *s != shown) {
+                shown = s.to_string();
+                bar.set_message(format!("Slurm job {job} {}", s.to_lowercase()));
+                tracing::info!(node = %node.id, %job, state = s, "Slurm job state");
+            }
             if state.as_deref().is_some_and(active) || state.as_deref() == Some("UNKNOWN") {
                 continue;
             }
             // The batch script has exited (COMPLETING / a final state / gone from the queue).
-            if let Some(rec) = ex.store.record(key).map_err(store_err)? {
+            let record = ex.store.record(key).map_err(|e| {
+                forget();
+                store_err(e)
+            })?;
+            if let Some(rec) = record {
                 forget();
                 ex.store.remove_meta(&task_rel(key));
                 return Ok(rec);
             }
-            if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
+            let failed = ex.store.get_meta(&failure_rel(key)).map_err(|e| {
+                forget();
+                store_err(e)
+            })?;
+            if let Some(bytes) = failed {
                 forget();
                 let why = serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
                 return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(&job).display())));
