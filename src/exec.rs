@@ -268,20 +268,11 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         }
     }
     let outputs = Mutex::new(outputs);
-    let (inputs, fp, key) = match prepare(ex, node, &outputs) {
+    let (inputs, fp, key) = match prepare(ex, node, &outputs, Some(expected)) {
         Ok(p) => p,
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    if fp != *expected {
-        let why = fp.diff(expected, &inputs.sources).join("; ");
-        let hint = if fp.environment != expected.environment {
-            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes"
-        } else {
-            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again"
-        };
-        return Err(format!("{} has key {key} here, not the submitted {} ({why})\n  = hint: {hint}", node.id, expected.key()));
-    }
     match execute(ex, node, inputs, fp, key) {
         Outcome::Done { state, .. } => Ok(state),
         Outcome::Failed { error, .. } => Err(error),
@@ -290,7 +281,7 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
 
 fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     let node = ex.graph.node(ex.graph.index_of(i));
-    let (inputs, fp, key) = match prepare(ex, node, outputs) {
+    let (inputs, fp, key) = match prepare(ex, node, outputs, None) {
         Ok(p) => p,
         Err(done_or_failed) => return done_or_failed,
     };
@@ -314,8 +305,8 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
 }
 
 /// Resolves inputs and looks the key up: Ok when the node must run, Err(outcome) for a cache hit
-/// or a failure.
-fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
+/// or a failure. With `expected`, a fingerprint other than the submitter's is a failure.
+fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>, expected: Option<&Fingerprint>) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
     let inputs = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
         resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
@@ -326,6 +317,16 @@ fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>) -> Resu
     };
     let fp = fingerprint(node, &inputs);
     let key = fp.key();
+    if let Some(expected) = expected.filter(|e| **e != fp) {
+        let why = fp.diff(expected, &inputs.sources).join("; ");
+        let hint = if fp.environment != expected.environment {
+            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes"
+        } else {
+            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again"
+        };
+        let error = format!("{} has key {key} here, not the submitted {} ({why})\n  = hint: {hint}", node.id, expected.key());
+        return Err(Outcome::Failed { key: Some(key), error, cancelled: false });
+    }
     // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
     match lookup(ex.store, &key, ex.dispatch.is_none()) {
         Lookup::Hit(rec) => {

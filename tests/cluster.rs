@@ -483,6 +483,9 @@ fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
     ws.write("p.yaml", "stages:\n  ingest:\n    kind: ingest\n    params: {dataset: mnist, normal_class: 0}\n");
     // The job's machine finds the data somewhere else: `ingest` declares where as part of its
     // environment, so the job's key differs and it must not run under the submitted one.
+    // The job's key is even in the store already (a local run on "their" side): still refused.
+    let out = ws.cmd(&["--store", "shared", "run", "p.yaml"]).env("PIPE_DATA_DIR", ws.dir.join("there")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let there = format!("--sbatch-arg=--export=ALL,PIPE_DATA_DIR={}", ws.dir.join("there").display());
     let out = ws
         .cmd(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", &there])
@@ -492,5 +495,5 @@ fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("not the submitted") && stderr.contains("environment.data") && stderr.contains("pin it in the pipeline"), "{stderr}");
-    assert!(std::fs::read_dir(ws.dir.join("shared/nodes")).unwrap().next().is_none(), "nothing recorded under either key");
+    assert_eq!(std::fs::read_dir(ws.dir.join("shared/nodes")).unwrap().count(), 1, "nothing recorded under the submitted key");
 }
