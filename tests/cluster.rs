@@ -497,3 +497,29 @@ fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
     assert!(stderr.contains("not the submitted") && stderr.contains("environment.data") && stderr.contains("pin it in the pipeline"), "{stderr}");
     assert_eq!(std::fs::read_dir(ws.dir.join("shared/nodes")).unwrap().count(), 1, "nothing recorded under the submitted key");
 }
+
+#[test]
+fn jobs_outlive_a_killed_driver_and_the_next_run_reuses_their_results() {
+    let c = cluster();
+    let ws = Workspace::new("slurm-kill9");
+    ws.write(
+        "p.yaml",
+        "stages:\n  orphan:\n    kind: command\n    params:\n      cmd: \"sleep 3; echo done > ${outputs.out.txt}\"\n      outputs: [out.txt]\n",
+    );
+    let url = c.url("kill9");
+    let args = ["--store", url.as_str(), "--cache", "cache", "run", "p.yaml", "--executor", "slurm"];
+    let mut driver = ws.cmd(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while squeue_job("pipe:orphan").is_none_or(|(_, s)| s != "RUNNING") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-9", &driver.id().to_string()]).status().unwrap().success());
+    let _ = driver.wait();
+    while squeue_job("pipe:orphan").is_some() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the orphaned job never ended");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ws.ok(&args);
+    assert_eq!(states(&ws.dir.join("cache"), "cached"), sorted(&["orphan"]), "the orphaned job's result is reused");
+}
