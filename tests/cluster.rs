@@ -172,6 +172,20 @@ fn slurm_with_s3_matches_the_local_run_and_a_fresh_cache_restores_from_s3() {
     assert!(states(&ws.dir.join("cache-b"), "ran").is_empty());
 }
 
+/// Waits (up to a minute) until the job named `name` runs; returns its id.
+fn wait_running(name: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Some((id, state)) = squeue_job(name) {
+            if state == "RUNNING" {
+                return id;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "job {name} never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn squeue_job(name: &str) -> Option<(String, String)> {
     let out = Command::new("squeue").args(["-h", "-o", "%i|%j|%T"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
@@ -210,16 +224,7 @@ stages:
     let url = c.url("scancel");
     let args = ["--store", url.as_str(), "--cache", "cache", "run", "p.yaml", "--executor", "slurm", "--threads", "1"];
     let driver = ws.cmd(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let t0 = Instant::now();
-    let job = loop {
-        if let Some((id, state)) = squeue_job("pipe:slow") {
-            if state == "RUNNING" {
-                break id;
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "the slow job never started");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job = wait_running("pipe:slow");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
     let out = driver.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -358,16 +363,8 @@ stages:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let job = wait_running("pipe:long");
     let t0 = Instant::now();
-    let job = loop {
-        if let Some((id, state)) = squeue_job("pipe:long") {
-            if state == "RUNNING" {
-                break id;
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "the job never started");
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert!(Command::new("kill").args(["-INT", &driver.id().to_string()]).status().unwrap().success());
     let out = driver.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -509,11 +506,8 @@ fn jobs_outlive_a_killed_driver_and_the_next_run_reuses_their_results() {
     let url = c.url("kill9");
     let args = ["--store", url.as_str(), "--cache", "cache", "run", "p.yaml", "--executor", "slurm"];
     let mut driver = ws.cmd(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_running("pipe:orphan");
     let t0 = Instant::now();
-    while squeue_job("pipe:orphan").is_none_or(|(_, s)| s != "RUNNING") {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the job never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert!(Command::new("kill").args(["-9", &driver.id().to_string()]).status().unwrap().success());
     let _ = driver.wait();
     while squeue_job("pipe:orphan").is_some() {
