@@ -234,25 +234,27 @@ impl Dispatch for Slurm {
         // The node's line on the terminal shows the job and its queue state.
         let bar = ex.reporter.progress(&node.id);
         bar.set_message(format!("Slurm job {job} submitted"));
+        let result = self.wait(ex, node, key, &job, since, &*bar);
+        ex.reporter.event(&crate::report::Event::ProgressDone { node: &node.id });
+        self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
+        result
+    }
+}
+
+impl Slurm {
+    /// Polls until job `job` (node `node`, key `key`) has a result: its record, its failure
+    /// marker, or leaving the queue without either.
+    fn wait(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, job: &str, since: Instant, bar: &dyn crate::stage::Progress) -> Result<NodeRecord, Failure> {
+        let fail = |error: String| Failure { error, cancelled: false };
+        let store_err = |e: crate::store::StoreError| fail(e.to_string());
         let mut shown = String::new();
-        let forget = || {
-            ex.reporter.event(&crate::report::Event::ProgressDone { node: &node.id });
-            self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
-        };
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
-                Self::scancel(&job);
-                forget();
+                Self::scancel(job);
                 return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
             }
             std::thread::sleep(self.poll);
-            let state = match self.state(&job, since) {
-                Ok(s) => s,
-                Err(e) => {
-                    forget();
-                    return Err(fail(e));
-                }
-            };
+            let state = self.state(job, since).map_err(fail)?;
             if let Some(s) = state.as_deref().filter(|s| *s != shown) {
                 shown = s.to_string();
                 bar.set_message(format!("Slurm job {job} {}", s.to_lowercase()));
@@ -262,30 +264,19 @@ impl Dispatch for Slurm {
                 continue;
             }
             // The batch script has exited (COMPLETING / a final state / gone from the queue).
-            let record = ex.store.record(key).map_err(|e| {
-                forget();
-                store_err(e)
-            })?;
-            if let Some(rec) = record {
-                forget();
+            if let Some(rec) = ex.store.record(key).map_err(store_err)? {
                 ex.store.remove_meta(&task_rel(key));
                 return Ok(rec);
             }
-            let failed = ex.store.get_meta(&failure_rel(key)).map_err(|e| {
-                forget();
-                store_err(e)
-            })?;
-            if let Some(bytes) = failed {
-                forget();
+            if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
                 let why = serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
-                return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(&job).display())));
+                return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(job).display())));
             }
             if state.as_deref() == Some("COMPLETING") {
                 continue;
             }
-            forget();
-            let log = std::fs::read_to_string(self.log_path(&job)).unwrap_or_default();
-            let log = if log.trim().is_empty() { String::new() } else { format!("\n--- last lines of {} ---\n{}", self.log_path(&job).display(), tail(&log, 15)) };
+            let log = std::fs::read_to_string(self.log_path(job)).unwrap_or_default();
+            let log = if log.trim().is_empty() { String::new() } else { format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15)) };
             return Err(fail(format!(
                 "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
                 state.as_deref().unwrap_or("gone from the queue")
