@@ -35,7 +35,9 @@ pub struct Remote {
 
 fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
     let msg = e.to_string();
-    let hint = if msg.contains("403") || msg.contains("InvalidAccessKeyId") || msg.contains("SignatureDoesNotMatch") || msg.contains("AccessDenied") {
+    let hint = if msg.contains("169.254.169.254") || msg.contains("169.254.170.2") {
+        "no credentials were found (the cloud metadata service, tried last, did not give any): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials"
+    } else if msg.contains("403") || msg.contains("InvalidAccessKeyId") || msg.contains("SignatureDoesNotMatch") || msg.contains("AccessDenied") {
         "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile in ~/.aws/credentials)"
     } else if msg.contains("NoSuchBucket") {
         "the bucket does not exist: create it, or fix the bucket name in the store URL"
