@@ -31,7 +31,13 @@ pub struct Remote {
     inner: Arc<dyn ObjectStore>,
     prefix: String,
     rt: tokio::runtime::Runtime,
+    /// Objects larger than this move in parts of this size (multipart upload, ranged GETs), so
+    /// memory stays bounded and S3's 5 GB single-PUT limit does not apply.
+    part_size: usize,
 }
+
+/// Default part size: 16 MiB (`PIPE_S3_PART_SIZE` overrides; S3's minimum is 5 MiB).
+const PART_SIZE: usize = 16 << 20;
 
 fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
     let msg = e.to_string();
@@ -39,6 +45,8 @@ fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
         "no credentials were found (the cloud metadata service, tried last, did not give any): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials"
     } else if msg.contains("403") || msg.contains("InvalidAccessKeyId") || msg.contains("SignatureDoesNotMatch") || msg.contains("AccessDenied") {
         "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile in ~/.aws/credentials)"
+    } else if msg.contains("InvalidBucketName") {
+        "the bucket name is not valid S3 (3-63 lowercase letters, digits, dots and hyphens)"
     } else if msg.contains("NoSuchBucket") {
         "the bucket does not exist: create it, or fix the bucket name in the store URL"
     } else if msg.contains("error sending request") || msg.contains("connect") || msg.contains("timed out") || msg.contains("dns") {
@@ -143,7 +151,16 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| remote_err(url, "start the I/O runtime", e))?;
-        let remote = Remote { url: url.to_string(), inner, prefix, rt };
+        let part_size = match std::env::var("PIPE_S3_PART_SIZE") {
+            Ok(v) => v.parse::<usize>().ok().filter(|n| *n >= 5 << 20).ok_or_else(|| StoreError::Remote {
+                url: url.to_string(),
+                what: "PIPE_S3_PART_SIZE".into(),
+                message: format!("`{v}` is not a byte count of at least 5 MiB (5242880)"),
+                hint: "unset it (16 MiB parts) or give a number of bytes >= 5242880".into(),
+            })?,
+            Err(_) => PART_SIZE,
+        };
+        let remote = Remote { url: url.to_string(), inner, prefix, rt, part_size };
         let probe = remote.path("objects");
         remote.rt.block_on(remote.inner.list_with_delimiter(Some(&probe))).map_err(|e| remote_err(url, "list objects/", e))?;
         Ok(remote)
@@ -190,9 +207,73 @@ impl Remote {
             .map_err(|e| remote_err(&self.url, &format!("put {rel}"), e))
     }
 
+    /// Uploads a file: one PUT, or a multipart upload in `part_size` parts for a large one (read
+    /// a part at a time, at most 4 parts in flight; aborted on error).
     pub fn put_file(&self, rel: &str, path: &Path) -> Result<(), StoreError> {
-        let bytes = std::fs::read(path).map_err(|e| remote_err(&self.url, &format!("read {}", path.display()), e))?;
-        self.put(rel, bytes)
+        use std::io::Read;
+        let read_err = |e: std::io::Error| remote_err(&self.url, &format!("read {}", path.display()), e);
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size <= self.part_size as u64 {
+            return self.put(rel, std::fs::read(path).map_err(read_err)?);
+        }
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let location = self.path(rel);
+        self.rt.block_on(async {
+            let upload = self.inner.put_multipart(&location).await.map_err(|e| remote_err(&self.url, &format!("start upload of {rel}"), e))?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, self.part_size);
+            let mut buf = vec![0u8; self.part_size];
+            let result: Result<(), StoreError> = async {
+                loop {
+                    let n = file.read(&mut buf).map_err(read_err)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    writer.wait_for_capacity(4).await.map_err(|e| remote_err(&self.url, &format!("upload {rel}"), e))?;
+                    writer.write(&buf[..n]);
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| remote_err(&self.url, &format!("finish upload of {rel}"), e)),
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Downloads `rel` (`size` bytes) into `dest`, a part at a time for a large object; returns
+    /// the blake3 hash of what was written, or None when there is no such object.
+    pub fn get_to_file(&self, rel: &str, size: u64, dest: &Path) -> Result<Option<String>, StoreError> {
+        use std::io::Write;
+        let write_err = |e: std::io::Error| remote_err(&self.url, &format!("write {}", dest.display()), e);
+        let mut hasher = blake3::Hasher::new();
+        let mut file = std::fs::File::create(dest).map_err(write_err)?;
+        if size <= self.part_size as u64 {
+            let Some(bytes) = self.get(rel)? else { return Ok(None) };
+            hasher.update(&bytes);
+            file.write_all(&bytes).map_err(write_err)?;
+        } else {
+            let location = self.path(rel);
+            let mut start = 0u64;
+            while start < size {
+                let end = (start + self.part_size as u64).min(size);
+                let part = match self.rt.block_on(self.inner.get_range(&location, start..end)) {
+                    Ok(b) => b,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(remote_err(&self.url, &format!("get {rel} bytes {start}..{end}"), e)),
+                };
+                if part.is_empty() {
+                    break; // shorter than the record says: the hash check will tell
+                }
+                hasher.update(&part);
+                file.write_all(&part).map_err(write_err)?;
+                start += part.len() as u64;
+            }
+        }
+        file.sync_all().map_err(write_err)?;
+        Ok(Some(hasher.finalize().to_hex().to_string()))
     }
 
     /// One level of a listing under `rel`: (objects as (path, size, modified unix seconds),

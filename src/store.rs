@@ -244,30 +244,53 @@ impl Store {
         r.put_file(&rel, &self.object_path(obj))
     }
 
-    /// Downloads an object from the remote into the cache, checking its hash first.
+    /// Downloads an object from the remote into the cache: into scratch, hash-checked, then
+    /// renamed into place (read-only).
     fn download(&self, obj: &ObjectRef) -> Verify {
         let Some(r) = &self.remote else { return Verify::Missing };
-        let bytes = match r.get(&Self::object_rel(obj)) {
-            Ok(Some(b)) => b,
-            Ok(None) => return Verify::Missing,
-            Err(e) => return Verify::Unavailable(e.to_string()),
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!("fetch-{}-{}-{seq}", obj.short(), std::process::id()));
+        let got = r.get_to_file(&Self::object_rel(obj), obj.size, &tmp);
+        let cleanup = || {
+            let _ = fs::remove_file(&tmp);
         };
-        let actual = blake3::hash(&bytes).to_hex().to_string();
-        if actual != obj.hash || bytes.len() as u64 != obj.size {
+        let actual = match got {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                cleanup();
+                return Verify::Missing;
+            }
+            Err(e) => {
+                cleanup();
+                return Verify::Unavailable(e.to_string());
+            }
+        };
+        let size = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
+        if actual != obj.hash || size != obj.size {
+            cleanup();
             tracing::warn!(object = %obj.hash, %actual, "remote object is corrupt; it will be recomputed and replaced");
             self.remote_corrupt.lock().unwrap_or_else(|e| e.into_inner()).insert(obj.hash.clone());
             return Verify::Corrupt { actual };
         }
-        let dest = self.object_path(&obj.clone());
-        if let Err(e) = write_atomic(&dest, &bytes) {
-            return Verify::Unavailable(format!("{}: {e}", dest.display()));
-        }
-        if let Ok(m) = fs::metadata(&dest) {
-            let mut perms = m.permissions();
+        let dest = self.object_path(obj);
+        let placed = (|| {
+            let dir = dest.parent().expect("objects have a parent");
+            fs::create_dir_all(dir)?;
+            let mut perms = fs::metadata(&tmp)?.permissions();
             perms.set_readonly(true);
-            let _ = fs::set_permissions(&dest, perms);
+            fs::set_permissions(&tmp, perms)?;
+            fs::rename(&tmp, &dest)?;
+            sync_dir(dir);
+            Ok::<(), io::Error>(())
+        })();
+        match placed {
+            Ok(()) => Verify::Ok,
+            Err(e) => {
+                cleanup();
+                Verify::Unavailable(format!("{}: {e}", dest.display()))
+            }
         }
-        Verify::Ok
     }
 
     /// Moves a finished output file into the store (fsynced, renamed into place, made read-only).

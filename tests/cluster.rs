@@ -517,3 +517,30 @@ fn jobs_outlive_a_killed_driver_and_the_next_run_reuses_their_results() {
     ws.ok(&args);
     assert_eq!(states(&ws.dir.join("cache"), "cached"), sorted(&["orphan"]), "the orphaned job's result is reused");
 }
+
+#[test]
+fn large_objects_move_in_parts_and_arrive_whole() {
+    let c = cluster();
+    let ws = Workspace::new("s3-parts");
+    // 12 MiB in 5 MiB parts: a three-part multipart upload, then three ranged GETs.
+    ws.write(
+        "p.yaml",
+        "stages:\n  big:\n    kind: command\n    params:\n      cmd: \"yes pipe-artifact | head -c 12582912 > ${outputs.blob.bin}\"\n      outputs: [blob.bin]\n",
+    );
+    let url = c.url("parts");
+    let part = ("PIPE_S3_PART_SIZE", "5242880");
+    let out = ws.cmd(&["--store", &url, "--cache", "a", "run", "p.yaml"]).env(part.0, part.1).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let local = objects(&ws.dir.join("a"));
+    assert_eq!(local.values().next().map(Vec::len), Some(12582912));
+    assert_eq!(objects(&c.prefix_dir(&url)), local, "the parts were assembled into the same bytes");
+
+    let out = ws.cmd(&["--store", &url, "--cache", "b", "run", "p.yaml"]).env(part.0, part.1).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(states(&ws.dir.join("b"), "cached"), sorted(&["big"]));
+    assert_eq!(objects(&ws.dir.join("b")), local);
+
+    let out = ws.cmd(&["--store", &url, "--cache", "c", "status", "p.yaml"]).env(part.0, "1000").output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PIPE_S3_PART_SIZE"), "{}", String::from_utf8_lossy(&out.stderr));
+}
