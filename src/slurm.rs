@@ -129,7 +129,7 @@ impl Slurm {
             "--store".into(),
             sh_quote(&self.store_arg),
             "--cache".into(),
-            sh_quote(&self.cache.to_string_lossy()),
+            "\"$cache\"".into(),
             "worker".into(),
             sh_quote(&self.file.to_string_lossy()),
             "--node".into(),
@@ -142,6 +142,14 @@ impl Slurm {
         for set in &self.sets {
             cmd.push("--set".into());
             cmd.push(sh_quote(set));
+        }
+        // With a remote store a job may keep its own cache (node-local disk): PIPE_WORKER_CACHE in
+        // the job's environment; everything it hands back then goes through the remote.
+        let cache = sh_quote(&self.cache.to_string_lossy());
+        if self.store_arg.contains("://") {
+            s += &format!("cache=${{PIPE_WORKER_CACHE:-{cache}}}\n");
+        } else {
+            s += &format!("cache={cache}\n");
         }
         s += &format!("exec {}\n", cmd.join(" "));
         s

@@ -544,3 +544,26 @@ fn large_objects_move_in_parts_and_arrive_whole() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PIPE_S3_PART_SIZE"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn jobs_with_their_own_caches_hand_everything_back_through_s3() {
+    let c = cluster();
+    let ws = Workspace::new("slurm-own-cache");
+    ws.write("grid.yaml", GRID);
+    let url = c.url("own-cache");
+    // Every job uses a cache the driver never reads (as on node-local disks): records, failure
+    // markers and objects can only reach the driver through S3.
+    let node_local = format!("--sbatch-arg=--export=ALL,PIPE_WORKER_CACHE={}", ws.dir.join("node-local").display());
+    ws.ok(&["--store", &url, "--cache", "driver", "run", "grid.yaml", "--executor", "slurm", &node_local]);
+    assert_eq!(states(&ws.dir.join("driver"), "ran").len(), 11);
+    assert!(objects(&ws.dir.join("driver")).is_empty(), "the driver downloads nothing it does not publish");
+    assert_eq!(objects(&ws.dir.join("node-local")), objects(&c.prefix_dir(&url)));
+
+    // A failure crosses the same way, with its message.
+    ws.write("grid.yaml", &GRID.replace("wc -c <", "exit 7; wc -c <"));
+    let out = ws.pipe(&["--store", &url, "--cache", "driver", "run", "grid.yaml", "--executor", "slurm", &node_local]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("command exited with status 7"), "{stderr}");
+    assert_eq!(states(&ws.dir.join("driver"), "failed").len(), 4);
+}
