@@ -262,8 +262,12 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
     for obj in outputs.iter().flatten().flat_map(|o| o.values()) {
         match ex.store.verify(obj) {
             crate::store::Verify::Ok => {}
-            crate::store::Verify::Missing => return Err(format!("input object {} is missing from {}", obj.short(), ex.store.describe())),
-            crate::store::Verify::Corrupt { actual } => return Err(format!("input object {} is corrupt in {} (hash {actual})", obj.short(), ex.store.describe())),
+            crate::store::Verify::Missing => {
+                return Err(format!("input object {} is missing from {} (removed by gc?); run `pipe run` again to recompute it", obj.short(), ex.store.describe()))
+            }
+            crate::store::Verify::Corrupt { actual } => {
+                return Err(format!("input object {} is corrupt in {} (hash {actual}); run `pipe run` again to recompute it", obj.short(), ex.store.describe()))
+            }
             crate::store::Verify::Unavailable(e) => return Err(e),
         }
     }
@@ -438,8 +442,11 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
         if same_content(&dest, obj) {
             continue;
         }
-        if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
-            return Some(format!("publish {}: {e}", dest.display()));
+        // Only on the remote (a Slurm driver's cache): fetch it; a local one is read as is.
+        if !ex.store.object_path(obj).is_file() {
+            if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
+                return Some(format!("publish {}: {e}", dest.display()));
+            }
         }
         let bytes = match std::fs::read(ex.store.object_path(obj)) {
             Ok(b) => b,

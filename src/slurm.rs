@@ -167,7 +167,10 @@ impl Slurm {
         child.stdin.take().expect("piped stdin").write_all(script.as_bytes()).map_err(|e| format!("sbatch: {e}"))?;
         let out = child.wait_with_output().map_err(|e| format!("sbatch: {e}"))?;
         if !out.status.success() {
-            return Err(format!("sbatch refused the job: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "sbatch refused the job: {}\n  = hint: check --partition, --sbatch-arg and --threads (each job's --cpus-per-task) against `sinfo`",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         // `--parsable` prints `jobid[;cluster]`.
         let text = String::from_utf8_lossy(&out.stdout);
@@ -199,7 +202,10 @@ impl Slurm {
             if q.error.is_some() {
                 let since = *q.failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(120) {
-                    return Err(format!("squeue has failed for 2 minutes: {}", q.error.as_deref().unwrap_or_default()));
+                    return Err(format!(
+                        "squeue has failed for 2 minutes: {}\n  = hint: is slurmctld up (`scontrol ping`)? running jobs keep going; the next `pipe run` picks up their results",
+                        q.error.as_deref().unwrap_or_default()
+                    ));
                 }
             }
         }

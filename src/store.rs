@@ -118,14 +118,19 @@ pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// `<pid>-<n>`, unique per call in this process: for temp and scratch names that several threads
+/// (or processes sharing a directory) may want at once.
+fn unique() -> String {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    // Unique per call: two threads may write the same path at once (e.g. fetching one object).
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.{}-{seq}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), std::process::id()));
+    // Two threads may write the same path at once (e.g. two nodes recording one ref).
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), unique()));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -248,9 +253,7 @@ impl Store {
     /// renamed into place (read-only).
     fn download(&self, obj: &ObjectRef) -> Verify {
         let Some(r) = &self.remote else { return Verify::Missing };
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!("fetch-{}-{}-{seq}", obj.short(), std::process::id()));
+        let tmp = self.root.join("tmp").join(format!("fetch-{}-{}", obj.short(), unique()));
         let got = r.get_to_file(&Self::object_rel(obj), obj.size, &tmp);
         let cleanup = || {
             let _ = fs::remove_file(&tmp);
@@ -273,24 +276,26 @@ impl Store {
             self.remote_corrupt.lock().unwrap_or_else(|e| e.into_inner()).insert(obj.hash.clone());
             return Verify::Corrupt { actual };
         }
-        let dest = self.object_path(obj);
-        let placed = (|| {
-            let dir = dest.parent().expect("objects have a parent");
-            fs::create_dir_all(dir)?;
-            let mut perms = fs::metadata(&tmp)?.permissions();
-            perms.set_readonly(true);
-            fs::set_permissions(&tmp, perms)?;
-            fs::rename(&tmp, &dest)?;
-            sync_dir(dir);
-            Ok::<(), io::Error>(())
-        })();
-        match placed {
+        match self.place(&tmp, obj) {
             Ok(()) => Verify::Ok,
             Err(e) => {
                 cleanup();
-                Verify::Unavailable(format!("{}: {e}", dest.display()))
+                Verify::Unavailable(e.to_string())
             }
         }
+    }
+
+    /// Moves a file whose content is `obj` into `objects/`: read-only, renamed, directory synced.
+    fn place(&self, src: &Path, obj: &ObjectRef) -> Result<(), StoreError> {
+        let dest = self.object_path(obj);
+        let dir = dest.parent().expect("objects have a parent");
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut perms = fs::metadata(src).map_err(io_err(src))?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(src, perms).map_err(io_err(src))?;
+        fs::rename(src, &dest).map_err(io_err(&dest))?;
+        sync_dir(dir);
+        Ok(())
     }
 
     /// Moves a finished output file into the store (fsynced, renamed into place, made read-only).
@@ -302,19 +307,11 @@ impl Store {
         let hash = hash_file(src).map_err(io_err(src))?;
         let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("").to_string();
         let obj = ObjectRef { hash, ext, size };
-        let dest = self.object_path(&obj);
         if matches!(self.verify_local(&obj), Verify::Ok) {
             let _ = fs::remove_file(src);
-            self.upload(&obj)?;
-            return Ok(obj);
+        } else {
+            self.place(src, &obj)?;
         }
-        let dir = dest.parent().expect("objects have a parent");
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut perms = fs::metadata(src).map_err(io_err(src))?.permissions();
-        perms.set_readonly(true);
-        fs::set_permissions(src, perms).map_err(io_err(src))?;
-        fs::rename(src, &dest).map_err(io_err(&dest))?;
-        sync_dir(dir);
         self.upload(&obj)?;
         Ok(obj)
     }
@@ -478,9 +475,7 @@ impl Store {
     /// A fresh scratch directory for one node execution.
     pub fn scratch(&self, key: &str) -> Result<PathBuf, StoreError> {
         // Unique per call: two nodes with identical keys may run at once.
-        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = self.root.join("tmp").join(format!("{}-{}-{seq}", &key[..16.min(key.len())], std::process::id()));
+        let p = self.root.join("tmp").join(format!("{}-{}", &key[..16.min(key.len())], unique()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).map_err(io_err(&p))?;
         Ok(p)
