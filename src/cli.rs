@@ -57,6 +57,9 @@ pub enum Cmd {
         /// Print what would run, run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Overwrite published files that were edited by hand since pipe wrote them.
+        #[arg(long)]
+        force: bool,
         /// Also list cached nodes.
         #[arg(short, long)]
         verbose: bool,
@@ -71,6 +74,20 @@ pub enum Cmd {
         #[arg(long = "sbatch-arg", allow_hyphen_values = true, value_name = "OPTION")]
         sbatch_args: Vec<String>,
     },
+    /// Restore a pipeline's results from the store (a remote one: `--store s3://...`) and publish
+    /// them, running nothing; nodes the store lacks fail (exit 4) and are named.
+    Pull {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Overwrite published files that were edited by hand.
+        #[arg(long)]
+        force: bool,
+        /// Also list restored nodes.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Upload every record and object this machine's cache holds that the remote store lacks.
+    Push,
     /// Run one node of a pipeline (what a Slurm job of `pipe run --executor slurm` runs).
     #[command(hide = true)]
     Worker {
@@ -124,10 +141,18 @@ pub enum Cmd {
         #[command(subcommand)]
         action: DataCmd,
     },
-    /// Delete objects no record references (with --records, also records no node currently uses).
+    /// Delete objects no record references. With --records, also the records (and their objects)
+    /// that no pipeline file in the workspace uses at its defaults and no run of the last
+    /// --keep-days days used.
     Gc {
         #[arg(long)]
         records: bool,
+        /// With --records: keep every result a run started in the last DAYS days used.
+        #[arg(long, default_value_t = 30.0, value_name = "DAYS")]
+        keep_days: f64,
+        /// List what would be removed, with sizes; remove nothing.
+        #[arg(long, short = 'n')]
+        dry_run: bool,
         /// Collect the remote store (--store s3://... or file://...) instead of the local cache.
         #[arg(long)]
         remote: bool,
@@ -136,6 +161,13 @@ pub enum Cmd {
         #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
         older_than: f64,
     },
+}
+
+impl Cmd {
+    /// Commands that only read and print (no store writes, no child processes, no sockets).
+    pub fn prints_only(&self) -> bool {
+        matches!(self, Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. })
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +268,19 @@ fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32>
     Ok((pipeline, graph))
 }
 
+/// Where a pipeline's refs (the last key of each node) live: the pipeline FILE, by its path relative
+/// to the workspace (absolute when outside it), hashed. Not its free-text `name:`, which two files
+/// may share; relative, so another clone of the workspace (with a shared remote store) finds them.
+pub fn ref_namespace(file: &Path) -> String {
+    let abs = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
+    let ws = std::fs::canonicalize(workspace()).unwrap_or_else(|_| workspace());
+    let id = match abs.strip_prefix(&ws) {
+        Ok(rel) => rel.to_string_lossy().to_string(),
+        Err(_) => abs.to_string_lossy().to_string(),
+    };
+    blake3::hash(id.as_bytes()).to_hex()[..32].to_string()
+}
+
 fn is_url(store: &str) -> bool {
     store.contains("://")
 }
@@ -265,6 +310,46 @@ fn workspace() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// What `gc --records` keeps: every key a run of the last `keep_days` days used, and every key
+/// that a pipeline file in the workspace (`*.yaml` / `*.yml` outside hidden folders, the store and
+/// `target/`) resolves to at its defaults. Returns the keys and a note per file considered.
+fn live_keys(store: &Store, registry: &Registry, keep_days: f64) -> (std::collections::HashSet<String>, Vec<String>) {
+    let mut keys = store.run_keys_since(now() - keep_days.max(0.0) * 86_400.0);
+    let mut notes = vec![format!("keeping {} results used by runs of the last {keep_days} days", keys.len())];
+    let ws = workspace();
+    let store_dir = std::fs::canonicalize(store.root()).ok();
+    let mut stack = vec![(ws.clone(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                let skip = name.starts_with('.') || name == "target" || name == "node_modules"
+                    || std::fs::canonicalize(&path).ok() == store_dir || depth >= 6;
+                if !skip {
+                    stack.push((path, depth + 1));
+                }
+                continue;
+            }
+            let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+            if !ft.is_file() || !yaml || e.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > 4 << 20 {
+                continue;
+            }
+            let rel = path.strip_prefix(&ws).unwrap_or(&path).to_path_buf();
+            // Not a pipeline (or not a valid one): nothing to keep for it.
+            let Ok(pipeline) = config::load(&rel, registry, &[]) else { continue };
+            let Ok(graph) = GraphBuilder::from_nodes(pipeline.nodes).seal() else { continue };
+            let st = plan::status(&graph, store, &ref_namespace(&rel), &ws);
+            let before = keys.len();
+            keys.extend(st.into_iter().filter_map(|s| s.key));
+            notes.push(format!("keeping the results of {} at its defaults ({} more)", rel.display(), keys.len() - before));
+        }
+    }
+    (keys, notes)
+}
+
 /// Runs the command; returns the process exit code.
 pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
     match run(cli, registry, cancel) {
@@ -273,12 +358,51 @@ pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
 }
 
 fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i32> {
+    run_with(cli, registry, cancel, false)
+}
+
+fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: bool) -> Result<i32, i32> {
     match cli.command {
-        Cmd::Run { p, jobs, threads, fail_fast, dry_run, verbose, executor, partition, sbatch_args } => {
+        Cmd::Push => {
+            let store = open_store(&cli.store, &cli.cache)?;
+            if store.remote().is_none() {
+                eprintln!("error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)");
+                return Err(exit::USAGE);
+            }
+            let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
+            let stats = store.push().map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
+            for n in &stats.incomplete {
+                eprintln!("warning: not pushed: {n}");
+            }
+            println!("pushed {} records, {} objects ({:.1} MB), {} refs to {}", stats.records, stats.objects, stats.bytes as f64 / 1e6, stats.refs, cli.store);
+            Ok(exit::OK)
+        }
+        Cmd::Pull { p, force, verbose } => {
+            let cmd = Cmd::Run {
+                p,
+                jobs: None,
+                threads: None,
+                fail_fast: false,
+                dry_run: false,
+                force,
+                verbose,
+                executor: ExecutorKind::Local,
+                partition: None,
+                sbatch_args: Vec::new(),
+            };
+            run_with(Cli { store: cli.store, cache: cli.cache, command: cmd }, registry, cancel, true)
+        }
+        Cmd::Run { p, jobs, threads, fail_fast, dry_run, force, verbose, executor, partition, sbatch_args } => {
             let (pipeline, graph) = load(&p, registry)?;
             let store = open_store(&cli.store, &cli.cache)?;
             if dry_run {
-                let st = plan::status(&graph, &store, &pipeline.name, &workspace());
+                let st = plan::status(&graph, &store, &ref_namespace(&p.file), &workspace());
                 let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh").collect();
                 for s in &todo {
                     println!("would run {}  ({})", s.node, s.reasons.join("; "));
@@ -316,12 +440,13 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             let reporter = Terminal::new(verbose);
             let started_at = now();
             let t0 = Instant::now();
+            let ns = ref_namespace(&p.file);
             let ex = Executor {
                 graph: &graph,
                 store: &store,
-                pipeline: &pipeline.name,
+                pipeline: &ns,
                 workspace: workspace(),
-                options: RunOptions { jobs, threads, fail_fast },
+                options: RunOptions { jobs, threads, fail_fast, force, pull_only },
                 reporter: &reporter,
                 cancel: cancel.clone(),
                 dispatch: slurm.as_ref().map(|s| s as &dyn crate::exec::Dispatch),
@@ -330,8 +455,8 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             if let Some(s) = &slurm {
                 s.cancel_all();
             }
-            let ids: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
-            store.prune_refs(&pipeline.name, &ids);
+            // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
+            // their refs; `pipe gc` decides what is live.
             reporter.finish();
             let count = |s: &str| nodes.iter().filter(|n| n.state == s).count();
             let (ran, cached, failed, skipped, cancelled) =
@@ -361,7 +486,8 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 "interrupted" => exit::INTERRUPTED,
                 "failed" => {
                     for n in record.nodes.iter().filter(|n| n.state == "failed") {
-                        eprintln!("failed: {}", n.node);
+                        let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
+                        eprintln!("failed: {}: {first}", n.node);
                     }
                     exit::NODES_FAILED
                 }
@@ -369,7 +495,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             })
         }
         Cmd::Worker { p, node, key, threads } => {
-            let (pipeline, graph) = load(&p, registry)?;
+            let (_, graph) = load(&p, registry)?;
             let store = open_store(&cli.store, &cli.cache)?;
             let failed = |error: String| {
                 eprintln!("error: {node}: {error}");
@@ -392,12 +518,13 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
                 outputs[j.index()] = Some(outs);
             }
+            let ns = ref_namespace(&p.file);
             let ex = Executor {
                 graph: &graph,
                 store: &store,
-                pipeline: &pipeline.name,
+                pipeline: &ns,
                 workspace: workspace(),
-                options: RunOptions { jobs: 1, threads, fail_fast: false },
+                options: RunOptions { jobs: 1, threads, fail_fast: false, force: false, pull_only: false },
                 reporter: &crate::report::Silent,
                 cancel,
                 dispatch: None,
@@ -415,9 +542,9 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             }
         }
         Cmd::Status { p, json, check } => {
-            let (pipeline, graph) = load(&p, registry)?;
+            let (_, graph) = load(&p, registry)?;
             let store = open_store(&cli.store, &cli.cache)?;
-            let st = plan::status(&graph, &store, &pipeline.name, &workspace());
+            let st = plan::status(&graph, &store, &ref_namespace(&p.file), &workspace());
             if json {
                 println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
             } else {
@@ -440,7 +567,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             Ok(exit::OK)
         }
         Cmd::Show { p, node } => {
-            let (pipeline, graph) = load(&p, registry)?;
+            let (_, graph) = load(&p, registry)?;
             let Some(i) = graph.find(&node) else {
                 eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.file.display(), p.file.display());
                 return Err(exit::NOT_FOUND);
@@ -454,7 +581,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             for o in &n.outputs {
                 println!("output  {} ({})", o.name, o.file);
             }
-            match store.get_ref(&pipeline.name, &n.id).and_then(|k| store.record(&k).ok().flatten()) {
+            match store.get_ref(&ref_namespace(&p.file), &n.id).and_then(|k| store.record(&k).ok().flatten()) {
                 Some(rec) => {
                     println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
                     for (name, obj) in &rec.outputs {
@@ -482,14 +609,21 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
             }
         }
         Cmd::Data { action } => data(action),
-        Cmd::Gc { records, remote, older_than } => {
+        Cmd::Gc { records, keep_days, dry_run, remote, older_than } => {
             let store = open_store(&cli.store, &cli.cache)?;
             if remote {
                 if store.remote().is_none() {
                     eprintln!("error: --remote needs a remote store: --store s3://BUCKET/PREFIX or file:///DIR");
                     return Err(exit::USAGE);
                 }
-                let stats = store.gc_remote(records, (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
+                let live = if records {
+                    let (keys, notes) = live_keys(&store, registry, keep_days);
+                    notes.iter().for_each(|n| eprintln!("{n}"));
+                    Some(keys)
+                } else {
+                    None
+                };
+                let stats = store.gc_remote(live.as_ref(), (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
                     eprintln!("error: {e}");
                     exit::STORE
                 })?;
@@ -507,12 +641,27 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
                 eprintln!("error: {e}");
                 exit::STORE
             })?;
-            let stats = store.gc(records).map_err(|e| {
+            let live = if records {
+                let (keys, notes) = live_keys(&store, registry, keep_days);
+                for n in notes {
+                    eprintln!("{n}");
+                }
+                Some(keys)
+            } else {
+                None
+            };
+            let stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
                 eprintln!("error: {e}");
                 exit::STORE
             })?;
+            if dry_run {
+                for line in &stats.removed {
+                    println!("would remove {line}");
+                }
+            }
             println!(
-                "removed {} objects and {} records ({:.1} MB); kept {} objects",
+                "{} {} objects and {} records ({:.1} MB); kept {} objects",
+                if dry_run { "would remove" } else { "removed" },
                 stats.objects_removed,
                 stats.records_removed,
                 stats.bytes_freed as f64 / 1e6,

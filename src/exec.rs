@@ -29,6 +29,10 @@ pub struct RunOptions {
     /// CPU threads each node may use.
     pub threads: usize,
     pub fail_fast: bool,
+    /// Overwrite published files that were edited by hand.
+    pub force: bool,
+    /// Restore cached results only (`pipe pull`): a cache miss fails its node instead of running.
+    pub pull_only: bool,
 }
 
 /// Why a node dispatched elsewhere did not complete.
@@ -184,17 +188,25 @@ fn visit(sh: &Shared<'_>, i: usize) {
     let duration_s = start.elapsed().as_secs_f64();
     let rn = match outcome {
         Outcome::Done { state, key, outputs } => {
-            if let Some(err) = publish(ex, node, &outputs) {
-                ex.reporter.event(&Event::Warning { node: &node.id, message: &err });
-            }
+            let published = publish(ex, node, &outputs);
             sh.outputs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outputs);
-            ex.reporter.event(&if state == "ran" { Event::Ran { node: &node.id, seconds: duration_s } } else { Event::Cached { node: &node.id } });
+            // A failed publish fails the node (its result is stored; dependents still run).
+            let (state, error) = match published {
+                Ok(()) => {
+                    ex.reporter.event(&if state == "ran" { Event::Ran { node: &node.id, seconds: duration_s } } else { Event::Cached { node: &node.id } });
+                    (state, None)
+                }
+                Err(e) => {
+                    ex.reporter.event(&Event::Failed { node: &node.id, error: &e });
+                    ("failed", Some(e))
+                }
+            };
             for d in ex.graph.dependents(ex.graph.index_of(i)) {
                 if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
                     sh.push(d.index());
                 }
             }
-            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key: Some(key), error: None }
+            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key: Some(key), error }
         }
         Outcome::Failed { key, error, cancelled } => {
             if ex.options.fail_fast {
@@ -289,6 +301,10 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
         Ok(p) => p,
         Err(done_or_failed) => return done_or_failed,
     };
+    if ex.options.pull_only {
+        let error = format!("not in {} (key {}); `pipe run` computes it", ex.store.describe(), &key[..12]);
+        return Outcome::Failed { key: Some(key), error, cancelled: false };
+    }
     let Some(dispatch) = ex.dispatch else { return execute(ex, node, inputs, fp, key) };
     let upstream: BTreeMap<String, BTreeMap<String, ObjectRef>> = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
@@ -319,7 +335,7 @@ fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>, expecte
         Ok(r) => r,
         Err(error) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
     };
-    let fp = fingerprint(node, &inputs);
+    let fp = fingerprint(node, &inputs, ex.store, ex.pipeline);
     let key = fp.key();
     if let Some(expected) = expected.filter(|e| **e != fp) {
         let why = fp.diff(expected, &inputs.sources).join("; ");
@@ -370,13 +386,15 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
         Ok(p) => p,
         Err(e) => return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
     };
+    // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
+    let (input_nodes, input_coords) =
+        if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
     let ctx = RunContext::new(
         node.id.clone(),
         node.params.clone(),
         inputs.paths,
-        inputs.sources.clone(),
-        inputs.coords,
-        node.coords.iter().cloned().collect(),
+        input_nodes,
+        input_coords,
         node.outputs.clone(),
         scratch.clone(),
         ex.workspace.clone(),
@@ -402,8 +420,12 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
     let mut objects = BTreeMap::new();
     for o in &node.outputs {
         let path = scratch.join(&o.file);
+        if path.is_dir() {
+            return fail(format!("declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`", o.name, o.file, o.name), false);
+        }
         if !path.is_file() {
-            return fail(format!("stage did not write its declared output `{}` ({})", o.name, o.file), false);
+            let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };
+            return fail(format!("stage's declared output `{}` ({}) {what}", o.name, o.file), false);
         }
         match ex.store.put_file(&path) {
             Ok(obj) => {
@@ -430,36 +452,55 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
     Outcome::Done { state: "ran", key, outputs: objects }
 }
 
-/// Copies published outputs into the workspace when their content differs.
-fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Option<String> {
-    for (name, dest) in &node.publish {
-        let obj = outputs.get(name)?;
-        // A path ending in `/` is a folder: the output keeps its file name there.
-        let dest = match node.outputs.iter().find(|o| o.name == *name) {
-            Some(o) if dest.to_string_lossy().ends_with('/') => ex.workspace.join(dest).join(&o.file),
-            _ => ex.workspace.join(dest),
-        };
+/// Copies published outputs into the workspace when their content differs. Never overwrites silently
+/// what pipe did not write: a file edited since pipe published it stops the node (unless
+/// `--force`); a file pipe never wrote there is first copied into the store's `backups/`.
+/// Errors name the destination.
+fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Result<(), String> {
+    for (name, rel) in &node.publish {
+        let Some(obj) = outputs.get(name) else { continue };
+        let dest = ex.workspace.join(rel);
+        let shown = rel.display();
         if same_content(&dest, obj) {
+            ex.store.set_published(&dest, &obj.hash);
             continue;
+        }
+        match std::fs::metadata(&dest) {
+            Ok(m) if m.is_dir() => {
+                return Err(format!("publish {shown}: a directory is in the way\n  = hint: move it away, or publish to `{shown}/` to write into it"))
+            }
+            Ok(_) => {
+                let current = crate::hash::hash_file(&dest).ok();
+                match ex.store.published_hash(&dest) {
+                    Some(last) if current.as_deref() == Some(last.as_str()) => {}
+                    Some(_) if !ex.options.force => {
+                        return Err(format!(
+                            "publish {shown}: the file was edited since pipe published it; not overwritten\n  = hint: move it away, or pass `--force` to overwrite it"
+                        ))
+                    }
+                    _ => {
+                        let kept = ex.store.backup(&dest).map_err(|e| format!("publish {shown}: cannot keep a copy of the existing file: {e}"))?;
+                        let msg = format!("{shown} was not written by this pipeline's last run; the previous file is kept at {}", kept.display());
+                        ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
+                    }
+                }
+            }
+            Err(_) => {}
         }
         // Only on the remote (a Slurm driver's cache): fetch it; a local one is read as is.
         if !ex.store.object_path(obj).is_file() {
             if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
-                return Some(format!("publish {}: {e}", dest.display()));
+                return Err(format!("publish {shown}: {e}"));
             }
         }
-        let bytes = match std::fs::read(ex.store.object_path(obj)) {
-            Ok(b) => b,
-            Err(e) => return Some(format!("publish {}: {e}", dest.display())),
-        };
-        if let Err(e) = write_atomic(&dest, &bytes) {
-            return Some(format!("publish {}: {e}", dest.display()));
-        }
+        let bytes = std::fs::read(ex.store.object_path(obj)).map_err(|e| format!("publish {shown}: reading the stored output: {e}"))?;
+        write_atomic(&dest, &bytes).map_err(|e| format!("publish {shown}: {e}\n  = hint: check that its folder can be created and written"))?;
+        ex.store.set_published(&dest, &obj.hash);
     }
-    None
+    Ok(())
 }
 
-fn same_content(path: &Path, obj: &ObjectRef) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() == obj.size)
+pub fn same_content(path: &Path, obj: &ObjectRef) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == obj.size)
         && crate::hash::hash_file(path).is_ok_and(|h| h == obj.hash)
 }

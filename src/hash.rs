@@ -23,6 +23,10 @@ pub struct Fingerprint {
     pub params: BTreeMap<String, Value>,
     pub inputs: BTreeMap<String, Vec<String>>,
     pub environment: BTreeMap<String, String>,
+    /// Upstream node ids per input, only for kinds that read them (`StageKind::reads_input_identity`:
+    /// a gather labelling its rows). Absent otherwise, so every other key is encoded as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_nodes: BTreeMap<String, Vec<String>>,
 }
 
 impl Fingerprint {
@@ -63,6 +67,11 @@ impl Fingerprint {
             r.push(format!("input {name} removed"));
         }
         diff_maps("environment", &old.environment, &self.environment, &mut r, |v| v.clone());
+        for (name, ids) in &self.input_nodes {
+            if old.input_nodes.get(name).is_some_and(|o| o != ids) {
+                r.push(format!("input {name} now comes from other nodes ({})", ids.join(", ")));
+            }
+        }
         r
     }
 }
@@ -117,6 +126,7 @@ mod tests {
             ]),
             inputs: BTreeMap::from([("data".to_string(), vec!["ab".repeat(32)])]),
             environment: BTreeMap::from([("torch".to_string(), "2.13.0".to_string())]),
+            input_nodes: BTreeMap::new(),
         }
     }
 

@@ -20,7 +20,7 @@ fn main() {
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
-    // First Ctrl-C: finish cleanly (no new nodes, running ones interrupted, finished ones kept).
+    // First Ctrl-C (or SIGTERM, as a scheduler sends): finish cleanly (no new nodes, running ones interrupted, finished ones kept).
     // Second: leave at once; the store stays consistent because every write is atomic.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
@@ -29,6 +29,12 @@ fn main() {
         eprintln!("interrupt: stopping after running nodes are cancelled (Ctrl-C again to quit now)");
     });
     let cli = pipe::cli::Cli::parse();
+    if cli.command.prints_only() {
+        // Writing to a closed pipe (`pipe status FILE | head`) ends a command that only prints
+        // quietly, as it does every Unix tool, instead of panicking in `println!`.
+        // SAFETY: restores the default disposition of one signal; no handler state is involved.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let registry = pipe::kinds::builtin();
     std::process::exit(pipe::cli::main(cli, &registry, cancel));
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::{InputRef, NodeSpec};
 use crate::graph::Graph;
 use crate::hash::{hash_file, Fingerprint, KEY_VERSION};
+use crate::stage::UNKNOWN;
 use crate::store::{NodeRecord, ObjectRef, Store, Verify};
 
 /// The outputs of completed nodes, by expanded-node index.
@@ -60,15 +61,50 @@ pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: 
     Ok(r)
 }
 
-pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs) -> Fingerprint {
+/// The node's fingerprint: kind, version, params (less those naming a location), input content
+/// hashes, the kind's environment and, for kinds that read them, upstream node ids. An environment
+/// value the kind cannot determine here ([`UNKNOWN`]: its data is absent on this machine) takes the
+/// value the node's last run recorded (refs of `pipeline`, here or on the remote), as a lock file
+/// would: a cache filled elsewhere then still serves this machine.
+pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs, store: &Store, pipeline: &str) -> Fingerprint {
+    let locations: Vec<&'static str> = node.kind.params().into_iter().filter(|p| p.location).map(|p| p.name).collect();
+    let params = node.params.0.iter().filter(|(k, _)| !locations.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut environment = node.kind.environment(&node.params);
+    if environment.values().any(|v| v == UNKNOWN) {
+        let previous = store.get_ref(pipeline, &node.id).and_then(|k| store.record(&k).ok().flatten());
+        if let Some(prev) = previous {
+            for (k, v) in environment.iter_mut().filter(|(_, v)| *v == UNKNOWN) {
+                if let Some(old) = prev.fingerprint.environment.get(k) {
+                    v.clone_from(old);
+                }
+            }
+        }
+    }
+    let input_nodes = if node.kind.reads_input_identity() { inputs.sources.clone() } else { BTreeMap::new() };
     Fingerprint {
         key_version: KEY_VERSION,
         kind: node.kind.name().to_string(),
         stage_version: node.kind.version(),
-        params: node.params.0.clone(),
+        params,
         inputs: inputs.hashes.clone(),
-        environment: node.kind.environment(&node.params),
+        environment,
+        input_nodes,
     }
+}
+
+/// Published files of a node whose content is not its output's: missing, or edited by hand.
+pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, workspace: &Path) -> Vec<String> {
+    let mut r = Vec::new();
+    for (name, rel) in &node.publish {
+        let Some(obj) = outputs.get(name) else { continue };
+        let dest = workspace.join(rel);
+        if !dest.exists() {
+            r.push(format!("published file {} is missing (`pipe run` restores it)", rel.display()));
+        } else if !crate::exec::same_content(&dest, obj) {
+            r.push(format!("published file {} differs from the node's output `{name}` (edited by hand? `pipe run --force` overwrites it)", rel.display()));
+        }
+    }
+    r
 }
 
 /// What the store holds for a key.
@@ -110,6 +146,9 @@ pub struct NodeStatus {
     /// `fresh`, `stale` or `missing`.
     pub state: String,
     pub reasons: Vec<String>,
+    /// The node's cache key, when its inputs are known (every upstream node fresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Dependency levels: every node's level is one more than its deepest dependency.
@@ -165,11 +204,13 @@ fn node_status(
         stage: node.stage.clone(),
         state: state.to_string(),
         reasons,
+        key: None,
     };
     let not_fresh: Vec<String> = graph
         .dependencies(graph.index_of(i))
         .iter()
-        .filter(|d| done[d.index()].as_ref().is_none_or(|s| s.state != "fresh"))
+        // An upstream with known outputs (fresh, or fresh but for a published file) is no reason.
+        .filter(|d| outputs[d.index()].is_none())
         .map(|d| format!("upstream {} is {}", graph.node(*d).id, done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str())))
         .collect();
     let previous = || store.get_ref(pipeline, &node.id);
@@ -181,10 +222,30 @@ fn node_status(
         Ok(r) => r,
         Err(e) => return (mk("missing", vec![e]), None),
     };
-    let fp = fingerprint(node, &inputs);
+    let fp = fingerprint(node, &inputs, store, pipeline);
     let key = fp.key();
-    match lookup(store, &key, false) {
-        Lookup::Hit(rec) => (mk("fresh", Vec::new()), Some(rec.outputs)),
+    let (st, outs) = node_state(node, &fp, &key, &inputs, store, pipeline, workspace, mk);
+    (NodeStatus { key: Some(key), ..st }, outs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node_state(
+    node: &NodeSpec,
+    fp: &Fingerprint,
+    key: &str,
+    inputs: &ResolvedInputs,
+    store: &Store,
+    pipeline: &str,
+    workspace: &Path,
+    mk: impl Fn(&str, Vec<String>) -> NodeStatus,
+) -> (NodeStatus, Option<BTreeMap<String, ObjectRef>>) {
+    let previous = || store.get_ref(pipeline, &node.id);
+    match lookup(store, key, false) {
+        Lookup::Hit(rec) => {
+            let unpublished = unpublished(node, &rec.outputs, workspace);
+            let state = if unpublished.is_empty() { "fresh" } else { "stale" };
+            (mk(state, unpublished), Some(rec.outputs))
+        }
         Lookup::Damaged { object, corrupt, output, .. } => {
             let what = if corrupt { "corrupt" } else { "missing from the store" };
             (mk("stale", vec![format!("object {} ({output}) {what}", object.short())]), None)

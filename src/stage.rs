@@ -68,14 +68,22 @@ pub struct ParamSpec {
     /// `None` means the param is required.
     pub default: Option<Value>,
     pub help: &'static str,
+    /// Says WHERE something is, not what it is (a data folder): left out of the cache key, so a
+    /// cache filled on one machine serves another that keeps the same data elsewhere. The kind
+    /// must key the content itself (e.g. through its environment).
+    pub location: bool,
 }
 
 impl ParamSpec {
     pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: None, help }
+        ParamSpec { name, ty, default: None, help, location: false }
     }
     pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: Some(default), help }
+        ParamSpec { name, ty, default: Some(default), help, location: false }
+    }
+    /// An optional string param naming a place (see [`ParamSpec::location`]); default empty.
+    pub fn location(name: &'static str, help: &'static str) -> Self {
+        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true }
     }
 }
 
@@ -179,16 +187,17 @@ impl Progress for NoProgress {
 
 /// Everything a running stage may use.
 pub struct RunContext {
+    /// The node's id, for logs and messages only: it is not in the key, so no output may hold it.
     pub node: String,
     pub params: Params,
     /// Input name -> object paths (one for a plain input, several for a gathered one). Read-only.
     pub inputs: BTreeMap<String, Vec<PathBuf>>,
-    /// Input name -> node names the paths came from (same order as `inputs`).
+    /// Input name -> node names the paths came from (same order as `inputs`). Empty unless the kind
+    /// [`reads_input_identity`](StageKind::reads_input_identity).
     pub input_nodes: BTreeMap<String, Vec<String>>,
-    /// Input name -> grid coordinates of each upstream node (same order as `inputs`; empty for files).
+    /// Input name -> grid coordinates of each upstream node (same order as `inputs`; empty for
+    /// files). Empty unless the kind [`reads_input_identity`](StageKind::reads_input_identity).
     pub input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
-    /// Node coordinates (`dataset` -> `mnist`), for stages that label their outputs.
-    pub coords: BTreeMap<String, Value>,
     pub outputs: Vec<OutputSpec>,
     /// Private scratch directory; outputs are written here and moved into the store afterwards.
     pub work_dir: PathBuf,
@@ -209,7 +218,6 @@ impl RunContext {
         inputs: BTreeMap<String, Vec<PathBuf>>,
         input_nodes: BTreeMap<String, Vec<String>>,
         input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
-        coords: BTreeMap<String, Value>,
         outputs: Vec<OutputSpec>,
         work_dir: PathBuf,
         workspace: PathBuf,
@@ -223,7 +231,6 @@ impl RunContext {
             inputs,
             input_nodes,
             input_coords,
-            coords,
             outputs,
             work_dir,
             workspace,
@@ -278,6 +285,9 @@ impl RunContext {
     }
 }
 
+/// An environment value that cannot be determined on this machine (see [`StageKind::environment`]).
+pub const UNKNOWN: &str = "unknown on this machine";
+
 /// A stage kind as the engine sees it.
 pub trait StageKind: Send + Sync {
     fn name(&self) -> &'static str;
@@ -287,8 +297,18 @@ pub trait StageKind: Send + Sync {
     fn inputs(&self) -> InputDecl;
     fn outputs(&self, params: &Params) -> Result<Vec<OutputSpec>, String>;
     /// Extra fingerprint fields (library versions, device) that change what the stage computes.
+    ///
+    /// A value of [`UNKNOWN`] means "not determinable on this machine" (e.g. the data is absent
+    /// here): the engine then uses the value the node's last run recorded, as a lock file would.
     fn environment(&self, _params: &Params) -> BTreeMap<String, String> {
         BTreeMap::new()
+    }
+    /// Whether the kind reads the ids and grid coordinates of its upstream nodes
+    /// ([`RunContext::input_nodes`], [`RunContext::input_coords`]), e.g. to label gathered rows.
+    /// Those then enter its key: an output may embed only what its key covers, and kinds that
+    /// answer `false` are given empty maps.
+    fn reads_input_identity(&self) -> bool {
+        false
     }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError>;
 }

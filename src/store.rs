@@ -43,6 +43,12 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
+    /// Whether the hash and extension are safe to place under `objects/` (a record read from a
+    /// remote or edited by hand may hold anything; nothing unchecked becomes a path).
+    pub fn is_valid(&self) -> bool {
+        is_hash(&self.hash) && is_ext(&self.ext)
+    }
+
     pub fn short(&self) -> &str {
         &self.hash[..12.min(self.hash.len())]
     }
@@ -60,6 +66,23 @@ pub struct NodeRecord {
     pub duration_s: f64,
     pub finished_at: f64,
     pub log: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PublishedEntry {
+    path: String,
+    hash: String,
+}
+
+/// Checks a record read from disk or a remote before any of its names becomes a path.
+fn check_record(rec: &NodeRecord, key: &str) -> Result<(), String> {
+    if rec.key != key {
+        return Err(format!("it describes key {}, not {key}", rec.key));
+    }
+    match rec.outputs.iter().find(|(_, o)| !o.is_valid()) {
+        Some((name, o)) => Err(format!("output `{name}` names an invalid object `{}.{}`", o.hash, o.ext)),
+        None => Ok(()),
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -131,14 +154,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     // Two threads may write the same path at once (e.g. two nodes recording one ref).
     let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("f"), unique()));
-    {
+    let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // Disk full, a directory in the way: leave nothing behind.
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path)?;
+    written?;
     sync_dir(dir);
     Ok(())
+}
+
+/// A content hash as the store names things: 64 lowercase hex digits (blake3).
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An object's file extension: at most 16 ASCII letters and digits.
+fn is_ext(s: &str) -> bool {
+    s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn sync_dir(dir: &Path) {
@@ -180,6 +218,10 @@ impl Store {
     }
 
     fn object_rel(obj: &ObjectRef) -> String {
+        if !obj.is_valid() {
+            // Unreachable through records (checked when read); never a path outside `objects/`.
+            return "objects/invalid/invalid".to_string();
+        }
         let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
         format!("objects/{}/{name}", &obj.hash[..2])
     }
@@ -299,7 +341,22 @@ impl Store {
     }
 
     /// Moves a finished output file into the store (fsynced, renamed into place, made read-only).
+    ///
+    /// Objects are stored by content: a symlink is replaced by a regular file holding its target's
+    /// bytes (the target itself is never moved or chmodded); anything but a regular file is an error.
     pub fn put_file(&self, src: &Path) -> Result<ObjectRef, StoreError> {
+        let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
+        if meta.file_type().is_symlink() {
+            let target = fs::metadata(src).map_err(io_err(src))?;
+            if !target.is_file() {
+                return Err(StoreError::Io { path: src.display().to_string(), source: io::Error::other("a symlink to something other than a regular file") });
+            }
+            let copy = src.with_file_name(format!(".{}.{}.copy", src.file_name().and_then(|n| n.to_str()).unwrap_or("out"), unique()));
+            fs::copy(src, &copy).map_err(io_err(src))?;
+            fs::rename(&copy, src).map_err(io_err(src))?;
+        } else if !meta.is_file() {
+            return Err(StoreError::Io { path: src.display().to_string(), source: io::Error::other("not a regular file") });
+        }
         let f = File::open(src).map_err(io_err(src))?;
         f.sync_all().map_err(io_err(src))?;
         let size = f.metadata().map_err(io_err(src))?.len();
@@ -361,10 +418,14 @@ impl Store {
     }
 
     fn record_path(&self, key: &str) -> PathBuf {
+        let key = if is_hash(key) { key } else { "invalid" };
         self.root.join("nodes").join(format!("{key}.json"))
     }
 
     pub fn record(&self, key: &str) -> Result<Option<NodeRecord>, StoreError> {
+        if !is_hash(key) {
+            return Ok(None);
+        }
         let path = self.record_path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -373,10 +434,9 @@ impl Store {
                 Some(r) => match r.get(&format!("nodes/{key}.json"))? {
                     None => return Ok(None),
                     Some(b) => {
-                        let rec: NodeRecord = serde_json::from_slice(&b).map_err(|e| StoreError::BadRecord {
-                            path: format!("{}/nodes/{key}.json", r.url()),
-                            message: e.to_string(),
-                        })?;
+                        let bad = |message: String| StoreError::BadRecord { path: format!("{}/nodes/{key}.json", r.url()), message };
+                        let rec: NodeRecord = serde_json::from_slice(&b).map_err(|e| bad(e.to_string()))?;
+                        check_record(&rec, key).map_err(bad)?;
                         write_atomic(&path, &b).map_err(io_err(&path))?;
                         return Ok(Some(rec));
                     }
@@ -384,9 +444,10 @@ impl Store {
             },
             Err(e) => return Err(io_err(&path)(e)),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })
+        let rec: NodeRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })?;
+        check_record(&rec, key).map_err(|message| StoreError::BadRecord { path: path.display().to_string(), message })?;
+        Ok(Some(rec))
     }
 
     /// Writes a node's record (here, then on the remote: after its objects, which `put_file` uploaded).
@@ -404,9 +465,16 @@ impl Store {
         let _ = fs::remove_file(self.record_path(key));
     }
 
+    /// `refs/<namespace>/<hash of node id>.json`; the namespace is [`ref_namespace`] (hex), and any
+    /// other string is hashed, so a ref path never leaves `refs/`.
     fn ref_rel(pipeline: &str, node: &str) -> String {
         let h = blake3::hash(node.as_bytes()).to_hex();
-        format!("refs/{pipeline}/{}.json", &h[..32])
+        let ns = if !pipeline.is_empty() && pipeline.len() <= 64 && pipeline.bytes().all(|b| b.is_ascii_hexdigit()) {
+            pipeline.to_string()
+        } else {
+            blake3::hash(pipeline.as_bytes()).to_hex()[..32].to_string()
+        };
+        format!("refs/{ns}/{}.json", &h[..32])
     }
 
     fn ref_path(&self, pipeline: &str, node: &str) -> PathBuf {
@@ -420,7 +488,7 @@ impl Store {
             Err(_) => self.remote.as_ref()?.get(&Self::ref_rel(pipeline, node)).ok()??.to_vec(),
         };
         let r: RefEntry = serde_json::from_slice(&bytes).ok()?;
-        (r.node == node).then_some(r.key)
+        (r.node == node && is_hash(&r.key)).then_some(r.key)
     }
 
     pub fn set_ref(&self, pipeline: &str, node: &str, key: &str) -> Result<(), StoreError> {
@@ -437,23 +505,33 @@ impl Store {
         }
     }
 
-    /// Forgets nodes a pipeline no longer has (here and on the remote), so `gc --records` can drop
-    /// their records.
-    pub fn prune_refs(&self, pipeline: &str, nodes: &[&str]) {
-        let keep: HashSet<PathBuf> = nodes.iter().map(|n| self.ref_path(pipeline, n)).collect();
-        for e in fs::read_dir(self.root.join("refs").join(pipeline)).into_iter().flatten().flatten() {
-            if !keep.contains(&e.path()) {
-                let _ = fs::remove_file(e.path());
-            }
+    fn published_path(&self, dest: &Path) -> PathBuf {
+        let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
+        self.root.join("published").join(format!("{}.json", &h[..32]))
+    }
+
+    /// The hash of what pipe last published at `dest` (an absolute workspace path), if it did.
+    pub fn published_hash(&self, dest: &Path) -> Option<String> {
+        let e: PublishedEntry = serde_json::from_slice(&fs::read(self.published_path(dest)).ok()?).ok()?;
+        (Path::new(&e.path) == dest).then_some(e.hash)
+    }
+
+    /// Remembers that `dest` holds object `hash`, so a later hand edit is noticed.
+    pub fn set_published(&self, dest: &Path, hash: &str) {
+        if self.published_hash(dest).as_deref() == Some(hash) {
+            return;
         }
-        if let Some(r) = &self.remote {
-            let keep: HashSet<String> = nodes.iter().map(|n| Self::ref_rel(pipeline, n)).collect();
-            for f in r.list(&format!("refs/{pipeline}")).map(|l| l.0).unwrap_or_default() {
-                if !keep.contains(&f.rel) {
-                    let _ = r.delete(&f.rel);
-                }
-            }
-        }
+        let e = PublishedEntry { path: dest.display().to_string(), hash: hash.to_string() };
+        let _ = write_atomic(&self.published_path(dest), &serde_json::to_vec(&e).expect("serialises"));
+    }
+
+    /// Copies a workspace file about to be replaced into `backups/<time>-<name>`; returns where.
+    pub fn backup(&self, file: &Path) -> io::Result<PathBuf> {
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
+        let dest = self.root.join("backups").join(format!("{}-{}-{name}", now() as u64, unique()));
+        fs::create_dir_all(dest.parent().expect("has a parent"))?;
+        fs::copy(file, &dest)?;
+        Ok(dest)
     }
 
     pub fn write_run(&self, run: &RunRecord) -> Result<PathBuf, StoreError> {
@@ -499,32 +577,59 @@ impl Store {
             .collect()
     }
 
-    fn current_keys(&self) -> HashSet<String> {
+    /// Keys of every node in the run records started at or after `since` (seconds since the epoch).
+    pub fn run_keys_since(&self, since: f64) -> HashSet<String> {
         let mut keys = HashSet::new();
-        let Ok(pipes) = fs::read_dir(self.root.join("refs")) else { return keys };
-        for p in pipes.flatten() {
-            for e in fs::read_dir(p.path()).into_iter().flatten().flatten() {
-                if let Some(r) = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<RefEntry>(&b).ok()) {
-                    keys.insert(r.key);
+        for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
+            let Some(run) = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) else { continue };
+            if run.started_at >= since {
+                keys.extend(run.nodes.into_iter().filter_map(|n| n.key));
+            }
+        }
+        // Runs made on other machines (a Slurm driver, a colleague) reach the remote only.
+        if let Some(r) = &self.remote {
+            for f in r.list("runs").map(|l| l.0).unwrap_or_default() {
+                if self.root.join(&f.rel).exists() {
+                    continue;
+                }
+                let Some(run) = r.get(&f.rel).ok().flatten().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) else { continue };
+                if run.started_at >= since {
+                    keys.extend(run.nodes.into_iter().filter_map(|n| n.key));
                 }
             }
         }
         keys
     }
 
-    /// Deletes unreferenced objects (and, with `records`, records no node currently points to).
-    /// Call with the lock held.
-    pub fn gc(&self, records: bool) -> Result<GcStats, StoreError> {
+    /// Deletes objects no kept record references. With `live`, records whose key is not in it go
+    /// first (`pipe gc --records`; the caller decides what is live). With `dry_run`, nothing is
+    /// deleted and `removed` lists what would go. Call with the lock held.
+    pub fn gc(&self, live: Option<&HashSet<String>>, dry_run: bool) -> Result<GcStats, StoreError> {
         let mut stats = GcStats::default();
-        self.clean_scratch();
+        if !dry_run {
+            self.clean_scratch();
+            // Temp files a crash or a full disk left beside records and run records.
+            for dir in ["nodes", "runs", "published"] {
+                for e in fs::read_dir(self.root.join(dir)).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if name.starts_with('.') && name.ends_with(".tmp") {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
         let mut recs = self.all_records();
-        if records {
-            let current = self.current_keys();
+        if let Some(live) = live {
             recs.retain(|r| {
-                let keep = current.contains(&r.key);
+                let keep = live.contains(&r.key);
                 if !keep {
-                    self.remove_record(&r.key);
+                    let size = fs::metadata(self.record_path(&r.key)).map(|m| m.len()).unwrap_or(0);
+                    stats.removed.push(format!("record {} ({}, {size} bytes)", &r.key[..12.min(r.key.len())], r.node));
+                    if !dry_run {
+                        self.remove_record(&r.key);
+                    }
                     stats.records_removed += 1;
+                    stats.bytes_freed += size;
                 }
                 keep
             });
@@ -535,8 +640,10 @@ impl Store {
                 let name = e.file_name().to_string_lossy().to_string();
                 let hash = name.split('.').next().unwrap_or_default();
                 if !live.contains(hash) {
-                    stats.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                    if fs::remove_file(e.path()).is_ok() {
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    stats.removed.push(format!("object {name} ({size} bytes)"));
+                    if dry_run || fs::remove_file(e.path()).is_ok() {
+                        stats.bytes_freed += size;
                         stats.objects_removed += 1;
                     }
                 } else {
@@ -545,18 +652,77 @@ impl Store {
             }
         }
         for e in fs::read_dir(self.root.join("quarantine")).into_iter().flatten().flatten() {
-            stats.bytes_freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = fs::remove_file(e.path());
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            stats.removed.push(format!("quarantined {} ({size} bytes)", e.file_name().to_string_lossy()));
+            stats.bytes_freed += size;
+            if !dry_run {
+                let _ = fs::remove_file(e.path());
+            }
         }
         Ok(stats)
     }
 }
 
+/// What `pipe push` moved.
+#[derive(Debug, Default)]
+pub struct PushStats {
+    pub objects: usize,
+    pub bytes: u64,
+    pub records: usize,
+    pub refs: usize,
+    /// Records not pushed because an object they name is missing or corrupt here.
+    pub incomplete: Vec<String>,
+}
+
 impl Store {
-    /// Garbage-collects the remote: deletes objects no remote record references (with `records`,
-    /// first the records no remote ref points to). Only what is older than `grace_s` seconds goes:
+    /// Uploads every record this cache holds that the remote lacks, each after its objects (those
+    /// the remote lacks or holds at another size), and the refs. Records whose objects are not
+    /// intact here are skipped and listed.
+    pub fn push(&self) -> Result<PushStats, StoreError> {
+        let mut stats = PushStats::default();
+        let Some(r) = &self.remote else { return Ok(stats) };
+        for rec in self.all_records() {
+            if check_record(&rec, &rec.key).is_err() || !is_hash(&rec.key) {
+                continue;
+            }
+            let rel = format!("nodes/{}.json", rec.key);
+            if r.size(&rel)?.is_some() {
+                continue;
+            }
+            if let Some((name, _)) = rec.outputs.iter().find(|(_, o)| !matches!(self.verify_local(o), Verify::Ok)) {
+                stats.incomplete.push(format!("{} (output `{name}` missing or corrupt here)", rec.node));
+                continue;
+            }
+            for obj in rec.outputs.values() {
+                if r.size(&Self::object_rel(obj))? != Some(obj.size) {
+                    r.put_file(&Self::object_rel(obj), &self.object_path(obj))?;
+                    stats.objects += 1;
+                    stats.bytes += obj.size;
+                }
+            }
+            let bytes = fs::read(self.record_path(&rec.key)).map_err(io_err(&self.record_path(&rec.key)))?;
+            r.put(&rel, bytes)?;
+            stats.records += 1;
+        }
+        for ns in fs::read_dir(self.root.join("refs")).into_iter().flatten().flatten() {
+            for e in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let rel = format!("refs/{}/{}", ns.file_name().to_string_lossy(), e.file_name().to_string_lossy());
+                if !rel.ends_with(".json") || r.size(&rel)?.is_some() {
+                    continue;
+                }
+                if let Ok(bytes) = fs::read(e.path()) {
+                    r.put(&rel, bytes)?;
+                    stats.refs += 1;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Garbage-collects the remote: deletes objects no remote record references (with `live`,
+    /// first the records whose key is not in it). Only what is older than `grace_s` seconds goes:
     /// a run elsewhere uploads a node's objects before its record, and must not lose them meanwhile.
-    pub fn gc_remote(&self, records: bool, grace_s: u64) -> Result<GcStats, StoreError> {
+    pub fn gc_remote(&self, live: Option<&HashSet<String>>, grace_s: u64) -> Result<GcStats, StoreError> {
         let Some(r) = &self.remote else { return Ok(GcStats::default()) };
         let cutoff = now() as i64 - grace_s as i64;
         let mut stats = GcStats::default();
@@ -570,16 +736,7 @@ impl Store {
                 None => {}
             }
         }
-        if records {
-            let mut current = HashSet::new();
-            let (_, pipelines) = r.list("refs")?;
-            for p in pipelines {
-                for f in r.list(p.trim_end_matches('/'))?.0 {
-                    if let Some(Ok(e)) = r.get(&f.rel)?.map(|b| serde_json::from_slice::<RefEntry>(&b)) {
-                        current.insert(e.key);
-                    }
-                }
-            }
+        if let Some(current) = live {
             let mut kept = Vec::new();
             for (f, rec) in recs {
                 if current.contains(&rec.key) || f.modified > cutoff {
@@ -616,6 +773,8 @@ pub struct GcStats {
     pub objects_kept: usize,
     pub records_removed: usize,
     pub bytes_freed: u64,
+    /// One line per record, object or quarantined file removed (or, in a dry run, to be removed).
+    pub removed: Vec<String>,
 }
 
 #[cfg(test)]

@@ -117,9 +117,57 @@ impl fmt::Display for Value {
     }
 }
 
+/// The canonical values of one matrix axis (or list param): when every value is a number and any is
+/// a float, every int becomes a float, so `[0, 0.5, 2]` is the float axis `0.0, 0.5, 2.0` and a
+/// grid's coordinates, node ids and result columns have one type per axis.
+///
+/// Errors: two values that print alike (`[1, 1]`, `[1, 1.0]`, `[1, "1"]`, `[.nan, .nan]`), since
+/// node ids, which hold the printed form, must be unique; the message names the value.
+pub fn canonical_axis(values: &[Value]) -> Result<Vec<Value>, String> {
+    let numeric = values.iter().all(|v| matches!(v, Value::Int(_) | Value::Float(_)));
+    let any_float = values.iter().any(|v| matches!(v, Value::Float(_)));
+    let out: Vec<Value> = if numeric && any_float {
+        values.iter().map(|v| Value::Float(v.as_f64().unwrap_or(f64::NAN))).collect()
+    } else {
+        values.to_vec()
+    };
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, v) in out.iter().enumerate() {
+        if let Some(j) = seen.insert(v.to_string(), i) {
+            let (a, b) = (&values[j], &values[i]);
+            return Err(if a == b {
+                format!("repeats the value `{v}`")
+            } else {
+                format!("has two values that name the same grid cell: `{}` ({}) and `{}` ({}) both print as `{v}`",
+                    a, a.type_name(), b, b.type_name())
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_axis_with_any_float_is_a_float_axis() {
+        let v = canonical_axis(&[Value::Int(0), Value::Float(0.5), Value::Int(2)]).unwrap();
+        assert_eq!(v, vec![Value::Float(0.0), Value::Float(0.5), Value::Float(2.0)]);
+        assert_eq!(canonical_axis(&[Value::Int(1), Value::Int(2)]).unwrap(), vec![Value::Int(1), Value::Int(2)]);
+        // Mixed kinds stay as written (a string axis with a number in it).
+        assert_eq!(canonical_axis(&[Value::Int(1), Value::Str("a".into())]).unwrap(), vec![Value::Int(1), Value::Str("a".into())]);
+    }
+
+    #[test]
+    fn values_that_print_alike_are_refused() {
+        assert_eq!(canonical_axis(&[Value::Int(1), Value::Int(1)]).unwrap_err(), "repeats the value `1`");
+        let e = canonical_axis(&[Value::Int(1), Value::Float(1.0)]).unwrap_err();
+        assert!(e.contains("`1` (int) and `1.0` (float) both print as `1.0`"), "{e}");
+        let e = canonical_axis(&[Value::Int(1), Value::Str("1".into())]).unwrap_err();
+        assert!(e.contains("both print as `1`"), "{e}");
+        assert!(canonical_axis(&[Value::Float(f64::NAN), Value::Float(f64::NAN)]).is_err());
+    }
 
     #[test]
     fn plain_scalars_are_typed() {

@@ -445,13 +445,13 @@ fn gc_remote_deletes_only_what_no_current_node_uses_and_nothing_recent() {
     let before = objects(&c.prefix_dir(&url));
 
     // Within the grace period nothing goes, even what is unreferenced.
-    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records"]);
+    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records", "--keep-days", "0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("removed 0 objects and 0 records"), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(objects(&c.prefix_dir(&url)), before);
 
     // Without it: exactly the two mu2=0.5 models go (their scores are shared bytes, still used).
-    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records", "--older-than", "0"]);
+    let out = ws.pipe(&["--store", &url, "--cache", "cache", "gc", "--remote", "--records", "--keep-days", "0", "--older-than", "0"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("removed 2 objects and 4 records"), "{stdout}");
@@ -469,17 +469,18 @@ fn gc_remote_deletes_only_what_no_current_node_uses_and_nothing_recent() {
 fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
     cluster();
     let ws = Workspace::new("slurm-env");
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled/mnist");
-    for d in ["here", "there"] {
+    // The job's machine finds OTHER data under the same name (here the Fashion-MNIST subset where
+    // MNIST is expected): `ingest` keys the data by its checksums, so the job's key differs and it
+    // must not run under the submitted one. (The same data at another path gives the same key.)
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled");
+    for (d, src) in [("here", "mnist"), ("there", "fashion-mnist")] {
         let dest = ws.dir.join(d).join("mnist");
         std::fs::create_dir_all(&dest).unwrap();
-        for f in std::fs::read_dir(&bundled).unwrap().flatten() {
+        for f in std::fs::read_dir(bundled.join(src)).unwrap().flatten() {
             std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
         }
     }
     ws.write("p.yaml", "stages:\n  ingest:\n    kind: ingest\n    params: {dataset: mnist, normal_class: 0}\n");
-    // The job's machine finds the data somewhere else: `ingest` declares where as part of its
-    // environment, so the job's key differs and it must not run under the submitted one.
     // The job's key is even in the store already (a local run on "their" side): still refused.
     let out = ws.cmd(&["--store", "shared", "run", "p.yaml"]).env("PIPE_DATA_DIR", ws.dir.join("there")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,5 +1,6 @@
-//! `pipe data fetch` against a loopback HTTP server serving the real Fashion-MNIST release files:
-//! an interrupted download is resumed with a Range request, and checksums are verified.
+//! Dataset downloads against a loopback HTTP server serving the bundled Fashion-MNIST files (real
+//! release-format IDX archives, in every clone): an interrupted download is resumed with a Range
+//! request, and checksums are verified.
 
 mod common;
 
@@ -60,37 +61,55 @@ fn serve(dir: PathBuf, cut: &'static str, corrupt: bool) -> (u16, Arc<AtomicUsiz
     (port, ranged)
 }
 
-fn shared_fashion() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fashion-mnist")
+/// The bundled Fashion-MNIST subset: real release-format files (IDX, gzip) that every clone has.
+fn bundled_fashion() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/bundled/fashion-mnist")
+}
+
+/// md5 of a file, by coreutils' md5sum (the fetcher's own md5 is what is under test).
+fn md5sum(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("md5sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
 fn interrupted_download_resumes_and_verifies() {
+    use stages::data::{self as d, DatasetKind};
     let ws = Workspace::new("fetch");
-    let (port, ranged) = serve(shared_fashion(), "train-images-idx3-ubyte.gz", false);
-    let mirror = format!("http://127.0.0.1:{port}/");
-    let args = ["data", "fetch", "fashion-mnist", "--dir", "dl", "--mirror", mirror.as_str()];
-    let first = ws.pipe(&args);
-    assert!(!first.status.success());
-    let err = String::from_utf8_lossy(&first.stderr);
+    let dir = bundled_fashion();
+    let (port, ranged) = serve(dir.clone(), "train-images-idx3-ubyte.gz", false);
+    // The mirror serves the bundled files; their md5s stand in for the published ones.
+    let names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "SHA256SUMS"];
+    let source = d::fetch::Source {
+        base: format!("http://127.0.0.1:{port}/"),
+        files: names.iter().map(|n| (n.to_string(), md5sum(&dir.join(n)))).collect(),
+    };
+    let dest = ws.dir.join("dl");
+    let first = d::fetch::fetch(&source, &dest, &|_, _, _| {});
+    let err = first.err().expect("the cut connection fails the first fetch").to_string();
     assert!(err.contains("connection closed after") && err.contains("run the command again to resume"), "{err}");
-    let part = ws.dir.join("dl/train-images-idx3-ubyte.gz.part");
+    let part = dest.join("train-images-idx3-ubyte.gz.part");
     let partial = std::fs::metadata(&part).unwrap().len();
     assert!(partial > 0);
-    let second = ws.pipe(&args);
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
-    assert_eq!(ranged.load(Ordering::SeqCst), 1, "the second run asked only for the rest");
-    let out = String::from_utf8_lossy(&second.stdout);
-    assert!(out.contains("Fashion-MNIST: 60000 train + 10000 test images") && out.contains("checksums verified"), "{out}");
+    let folder = d::fetch::fetch(&source, &dest, &|_, _, _| {}).unwrap();
+    assert_eq!(ranged.load(Ordering::SeqCst), 1, "the second fetch asked only for the rest");
     assert!(!part.exists());
+    for n in names {
+        assert_eq!(std::fs::read(dest.join(n)).unwrap(), std::fs::read(dir.join(n)).unwrap(), "{n}");
+    }
+    let raw = d::load_raw(DatasetKind::FashionMnist, &d::locate(DatasetKind::FashionMnist, Some(&folder)).unwrap()).unwrap();
+    assert_eq!((raw.train.n, raw.test.n), (6000, 2000));
+    assert!(raw.unverified.is_empty(), "every file checked against SHA256SUMS");
     let verify = ws.pipe(&["data", "verify", "fashion-mnist", "--dir", "dl"]);
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("all checksums verified"));
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(out.contains("Fashion-MNIST: 6000 train + 2000 test images") && out.contains("all checksums verified"), "{out}");
 }
 
 #[test]
 fn a_damaged_download_is_rejected() {
     let ws = Workspace::new("fetch-bad");
-    let (port, _) = serve(shared_fashion(), "none", true);
+    // Served through the CLI's official file list: the bundled subset is not the published archive.
+    let (port, _) = serve(bundled_fashion(), "none", true);
     let mirror = format!("http://127.0.0.1:{port}");
     let out = ws.pipe(&["data", "fetch", "fashion-mnist", "--dir", "dl", "--mirror", &mirror]);
     assert_eq!(out.status.code(), Some(pipe::exit::NOT_FOUND));

@@ -205,8 +205,10 @@ fn gc_removes_only_unreferenced_objects() {
     let out = String::from_utf8(ws.pipe(&["gc"]).stdout).unwrap();
     assert!(out.starts_with("removed 0 objects"), "every object is still referenced by a record: {out}");
     let out = String::from_utf8(ws.pipe(&["gc", "--records"]).stdout).unwrap();
-    // The mu2=0.5 train and score records are no longer current (4 records); their train objects
-    // go (2); the score objects are byte-identical to mu2=0.7's ("15\n") and stay.
+    assert!(out.starts_with("removed 0 objects and 0 records"), "the mu2=0.5 run is recent: kept for 30 days: {out}");
+    let out = String::from_utf8(ws.pipe(&["gc", "--records", "--keep-days", "0"]).stdout).unwrap();
+    // The mu2=0.5 train and score records are not used by p.yaml at its defaults (4 records); their
+    // train objects go (2); the score objects are byte-identical to mu2=0.7's ("15\n") and stay.
     assert!(out.starts_with("removed 2 objects and 4 records"), "{out}");
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(ws.nodes_in("cached").len(), 6);

@@ -47,7 +47,6 @@ fn fit(method: &str, scores: &std::path::Path, out: &std::path::Path) -> f64 {
         BTreeMap::from([("scores".to_string(), vec![scores.to_path_buf()])]),
         BTreeMap::new(),
         BTreeMap::new(),
-        BTreeMap::new(),
         kind.outputs(&Params::default()).unwrap(),
         out.to_path_buf(),
         out.to_path_buf(),

@@ -76,6 +76,17 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
                 Some(v) => vec![v],
                 None => Vec::new(),
             };
+            let values = match crate::value::canonical_axis(&values) {
+                Ok(v) => v,
+                Err(m) => {
+                    d.push(super::diag::Diagnostic {
+                        pos: None,
+                        message: format!("override `{target}={raw}`: the axis {m}"),
+                        hint: Some("each value names one grid cell (node ids hold the printed value): remove the duplicate".into()),
+                    });
+                    continue;
+                }
+            };
             match spec.stages.iter_mut().find(|s| s.name == scope) {
                 Some(stage) if !values.is_empty() => match stage.matrix.iter_mut().find(|a| a.name == axis) {
                     // Keep the axis's place, so node names keep their coordinate order.
@@ -345,7 +356,77 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         }
         stage_nodes.insert(s.name.as_str(), mine);
     }
+    check_identity_and_publish(spec, &nodes, d);
     nodes
+}
+
+/// A publish destination as a normalised path relative to the workspace: a path ending in `/` is a
+/// folder (the output keeps its file name there). Errors for empty, absolute or `..` paths, which
+/// would write outside the workspace.
+pub fn publish_dest(raw: &str, file: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let joined = if raw.ends_with('/') { format!("{raw}{file}") } else { raw.to_string() };
+    let mut out = PathBuf::new();
+    for c in std::path::Path::new(&joined).components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("`{raw}` leaves the workspace (`..`)")),
+            Component::RootDir | Component::Prefix(_) => return Err(format!("`{raw}` is absolute; pipe only writes inside the workspace")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err("the destination is empty".into());
+    }
+    Ok(out)
+}
+
+/// A workspace path in the form `publish_dest` gives (`./a//b` -> `a/b`), for comparisons.
+fn lexical(p: &std::path::Path) -> PathBuf {
+    p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}
+
+/// Whole-pipeline checks: node ids unique by their printed form; no two nodes publish one path;
+/// no `{file: PATH}` input reads what a stage publishes (it would have no edge to that stage, so a
+/// run would read the previous run's file).
+fn check_identity_and_publish(spec: &PipelineSpec, nodes: &[NodeSpec], d: &mut Diagnostics) {
+    let stage_of = |name: &str| spec.stages.iter().find(|s| s.name == name);
+    let mut ids: HashMap<&str, &NodeSpec> = HashMap::with_capacity(nodes.len());
+    // (Two stages of one name are reported as such, where the file repeats the key.)
+    let repeated = |stage: &str| spec.stages.iter().filter(|s| s.name == stage).count() > 1;
+    for n in nodes {
+        if ids.insert(n.id.as_str(), n).is_some() && !repeated(&n.stage) {
+            let pos = stage_of(&n.stage).map(|s| s.pos).unwrap_or(COMMAND_LINE);
+            err(d, pos, format!("two nodes of stage `{}` print as `{}`", n.stage, n.id),
+                Some("matrix values holding `,`, `=` or `]` make node ids ambiguous: rename them".into()));
+        }
+    }
+    let mut published: HashMap<PathBuf, (&NodeSpec, &str)> = HashMap::new();
+    for n in nodes {
+        for (output, dest) in &n.publish {
+            if let Some((first, first_out)) = published.insert(dest.clone(), (n, output.as_str())) {
+                let pos = stage_of(&n.stage).and_then(|s| s.publish.iter().find(|e| e.key == *output)).map(|e| e.value.pos).unwrap_or(COMMAND_LINE);
+                let hint = if first.stage == n.stage {
+                    format!("put a matrix value in the path, e.g. `results/${{matrix.AXIS}}/{}`", dest.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default())
+                } else {
+                    "publish each output to its own path".to_string()
+                };
+                err(d, pos, format!("`{}` is published by both {} ({first_out}) and {} ({output})", dest.display(), first.id, n.id), Some(hint));
+                published.insert(dest.clone(), (first, first_out));
+            }
+        }
+    }
+    for n in nodes {
+        for (name, refs) in &n.inputs {
+            for r in refs {
+                let InputRef::File(p) = r else { continue };
+                let Some((by, output)) = published.get(&lexical(p)) else { continue };
+                let pos = stage_of(&n.stage).and_then(|s| s.inputs.iter().find(|i| i.name == *name)).map(|i| i.pos).unwrap_or(COMMAND_LINE);
+                err(d, pos, format!("input `{name}` of stage `{}` reads `{}`, which {} publishes", n.stage, p.display(), by.id),
+                    Some(format!("read it from the store, so the run orders the two: `{name}: {}.{output}`", by.stage)));
+            }
+        }
+    }
 }
 
 /// Checks that do not depend on matrix coordinates: param names, input names, required inputs.
@@ -514,8 +595,13 @@ fn expand_node(
             continue;
         }
         let raw = Value::Str(e.value.as_str().unwrap_or_default().to_string());
+        let file = outputs.iter().find(|o| o.name == e.key).map(|o| o.file.as_str()).unwrap_or_default();
         match substitute(&raw, globals, &coords) {
-            Ok(Value::Str(p)) => publish.push((e.key.clone(), PathBuf::from(p))),
+            Ok(Value::Str(p)) => match publish_dest(&p, file) {
+                Ok(dest) => publish.push((e.key.clone(), dest)),
+                Err(m) => err(d, e.value.pos, format!("publish `{}` of stage `{}`: {m}", e.key, s.name),
+                    Some("publish to a path inside the workspace, e.g. `results/table.parquet` or a folder `Deliverables/`".into())),
+            },
             Ok(_) => {}
             Err(m) => err(d, e.value.pos, format!("publish `{}`: {m}", e.key), None),
         }

@@ -62,6 +62,13 @@ pub enum Source {
 const TOP_KEYS: &[&str] = &["name", "description", "params", "stages"];
 const STAGE_KEYS: &[&str] = &["kind", "description", "params", "matrix", "inputs", "publish"];
 
+/// A pipeline's `name:`: a plain word (it appears in run records and messages, never as a path).
+fn is_pipeline_name(s: &str) -> bool {
+    s.len() <= 100
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 pub(crate) fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -106,7 +113,9 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
     for (key, pos, value) in entries(root, "the pipeline", d) {
         match key.as_str() {
             "name" => match value.as_str() {
-                Some(s) => spec.name = s.to_string(),
+                Some(s) if is_pipeline_name(s) => spec.name = s.to_string(),
+                Some(s) => d.error(value.pos, format!("invalid pipeline name `{s}`"),
+                    Some("use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100 characters)".into())),
                 None => d.error(value.pos, format!("`name` must be a string, found {}", value.type_name()), None),
             },
             "description" => {}
@@ -201,11 +210,16 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                             Some("give it at least one value, or remove the axis".into()));
                         continue;
                     }
-                    for (i, x) in values.iter().enumerate() {
-                        if values[..i].contains(x) {
-                            d.error(vals.pos, format!("matrix axis `{axis}` repeats the value `{x}`"), None);
+                    let values = match crate::value::canonical_axis(&values) {
+                        Ok(v) => v,
+                        Err(m) => {
+                            d.error(vals.pos, format!("matrix axis `{axis}` {m}"),
+                                Some("each value names one grid cell (node ids hold the printed value): remove the duplicate".into()));
+                            // Go on with one value per printed form, so nothing else reports it.
+                            let mut seen = std::collections::HashSet::new();
+                            values.into_iter().filter(|v| seen.insert(v.to_string())).collect()
                         }
-                    }
+                    };
                     s.matrix.push(Axis { name: axis, pos: p, values });
                 }
             }

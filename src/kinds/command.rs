@@ -1,12 +1,16 @@
 //! The generic `command` stage: a shell command with declared inputs and outputs (like a DVC stage).
 //!
 //! In `cmd`, `${inputs.NAME}` expands to the input's path(s) and `${outputs.FILE}` to the path the
-//! command must write. The command runs in the workspace with `PIPE_OUT`, `PIPE_NODE` and
-//! `PIPE_THREADS` set; its stdout and stderr go to the node's log.
+//! command must write. The command runs in the workspace with `PIPE_OUT` (its scratch folder) and
+//! `PIPE_THREADS` set; its stdout and stderr go to the node's log. The node's id is not exposed:
+//! it is not in the key (a renamed stage is a cache hit), so an output must not hold it; pass what
+//! a command needs as `${matrix.AXIS}` in `cmd`, which is.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
@@ -85,50 +89,97 @@ impl StageKind for CommandStage {
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         let cmd = expand(ctx.params.str("cmd")?, ctx)?;
         ctx.log(format!("$ {cmd}"));
+        // Its own process group, so cancellation reaches every process the command started.
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(&cmd)
             .current_dir(&ctx.workspace)
             .env("PIPE_OUT", &ctx.work_dir)
-            .env("PIPE_NODE", &ctx.node)
             .env("PIPE_THREADS", ctx.threads.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| StageError::io("cannot start `sh`", e))?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let status = std::thread::scope(|s| {
-            fn pump<R: Read + Send>(r: Option<R>, ctx: &RunContext) {
-                if let Some(r) = r {
-                    for line in BufReader::new(r).lines().map_while(Result::ok) {
-                        ctx.log(line);
+        let group = child.id() as libc::pid_t;
+        // Both pipes are always drained, as bytes (a non-UTF-8 line is logged lossily, never
+        // stops the reader), by threads that hand lines over a channel: the node never waits for
+        // a pipe that a background child keeps open.
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let pipes: Vec<Box<dyn Read + Send>> = [
+            child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+            child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for pipe in pipes {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(pipe);
+                loop {
+                    let mut line = Vec::new();
+                    match r.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            if tx.send(line).is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
-            }
-            s.spawn(|| pump(stdout, ctx));
-            s.spawn(|| pump(stderr, ctx));
-            loop {
-                match child.try_wait() {
-                    Ok(Some(st)) => return Ok(st),
-                    Ok(None) if ctx.is_cancelled() => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(StageError::Cancelled);
+            });
+        }
+        drop(tx);
+        let log = |line: &[u8]| ctx.log(String::from_utf8_lossy(line).trim_end_matches(['\n', '\r']));
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if ctx.is_cancelled() => {
+                    kill_group(group, &mut child);
+                    return Err(StageError::Cancelled);
+                }
+                Ok(None) => {
+                    if let Ok(line) = rx.recv_timeout(Duration::from_millis(20)) {
+                        log(&line);
                     }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                    Err(e) => return Err(StageError::io("waiting for the command", e)),
+                }
+                Err(e) => {
+                    kill_group(group, &mut child);
+                    return Err(StageError::io("waiting for the command", e));
                 }
             }
-        })?;
+        };
+        // The command ended: log what its pipes still hold, for at most a moment.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            log(&line);
+        }
         if status.success() {
             Ok(())
         } else {
-            Err(StageError::failed(match status.code() {
-                Some(c) => format!("command exited with status {c}"),
-                None => "command was killed by a signal".to_string(),
+            Err(StageError::failed(match (status.code(), status.signal()) {
+                (Some(c), _) => format!("command exited with status {c}"),
+                (None, Some(sig)) => format!("command was killed by signal {sig}"),
+                (None, None) => "command was killed by a signal".to_string(),
             }))
         }
     }
+}
+
+/// Stops a command's whole process group: SIGTERM, then SIGKILL after a second at most.
+fn kill_group(group: libc::pid_t, child: &mut std::process::Child) {
+    // SAFETY: kill(2) with a negative pid signals the process group we created; no memory involved.
+    unsafe { libc::kill(-group, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above; stragglers that ignored SIGTERM.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = child.wait();
 }

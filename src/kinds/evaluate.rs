@@ -1,35 +1,26 @@
 //! `evaluate`: ROC AUC, AUPRC, and precision / recall / F1 at the threshold fitted on training
 //! data, plus the oracle best F1 over TEST thresholds (reported as such, for comparison with the
-//! published table). Outputs `metrics` (one row: the node's grid coordinates + metrics) and `roc`.
+//! published table). Outputs `metrics` (one row: the threshold method + metrics; the node id and
+//! grid coordinates are added by the gather that collects the rows, `concat`) and `roc`.
 
 use polars::prelude::*;
 use stages::eval::{metrics, ScoreTable};
 
 use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
-use crate::value::Value;
 
 pub struct Evaluate;
 
-
-/// A one-row column from a grid coordinate, typed by its value.
-fn coord_column(name: &str, v: &Value) -> Column {
-    match v {
-        Value::Int(i) => Column::new(name.into(), [*i]),
-        Value::Float(f) => Column::new(name.into(), [*f]),
-        Value::Bool(b) => Column::new(name.into(), [*b]),
-        other => Column::new(name.into(), [other.to_string()]),
-    }
-}
 
 impl StageKind for Evaluate {
     fn name(&self) -> &'static str {
         "evaluate"
     }
     /// 2: no `train_seconds` column (wall time made the table differ between identical runs;
-    /// durations are in the run records).
+    /// durations are in the run records). 3: no node id or coordinates in the row (they are not in
+    /// this node's key; two cells with identical inputs shared one row).
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![]
@@ -54,11 +45,7 @@ impl StageKind for Evaluate {
         let (oracle, _) = metrics::oracle_f1(&scores, &labels).map_err(to_stage)?;
         let fpr = c.fp as f64 / (c.fp + c.tn).max(1) as f64;
         ctx.log(format!("AUC {auc:.4} AUPRC {ap:.4} F1@threshold {:.4} (oracle {oracle:.4})", c.f1));
-        let mut cols: Vec<Column> = vec![Column::new("node".into(), [ctx.node.as_str()])];
-        cols.extend(ctx.coords.iter().map(|(k, v)| coord_column(k, v)));
-        if !ctx.coords.contains_key("method") {
-            cols.push(Column::new("method".into(), [method.as_str()]));
-        }
+        let mut cols: Vec<Column> = vec![Column::new("method".into(), [method.as_str()])];
         cols.extend([
             Column::new("auc".into(), [auc]),
             Column::new("auprc".into(), [ap]),

@@ -39,8 +39,9 @@ impl StageKind for Explain {
         "explain"
     }
     /// 2: activations after the last conv's BatchNorm; HiResCAM by default.
+    /// 3: the overlay's title no longer names the node (not in the key).
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -113,7 +114,8 @@ impl StageKind for Explain {
             named.push((format!("{name}_score"), Tensor::from_slice(&scores)));
         }
         Tensor::write_safetensors(&named, ctx.output("heatmaps")).map_err(te)?;
-        let title = format!("{} of the anomaly score: {}", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" }, ctx.node);
+        // No node id in the figure: it is not in this node's key (the plot stage labels panels).
+        let title = format!("{} of the anomaly score", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" });
         png(&ctx.output("overlay"), (1100, 560), |root| image_grid(root, &title, &rows)).map_err(to_stage)
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use stages::data::{self, DatasetKind, Preprocess};
 
 use super::ml::to_stage;
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind, UNKNOWN};
 use crate::value::Value;
 
 pub struct Ingest;
@@ -25,6 +25,8 @@ impl StageKind for Ingest {
     fn name(&self) -> &'static str {
         "ingest"
     }
+    /// 1 (unchanged: the key now holds the data's checksums instead of its path and file times,
+    /// a change of the environment field, and the output bytes are the same).
     fn version(&self) -> u32 {
         1
     }
@@ -34,8 +36,8 @@ impl StageKind for Ingest {
             ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)"),
             ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("gcn-l1-minmax".into()),
                 "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
-            ParamSpec::optional("data_dir", ParamType::Str, Value::Str(String::new()),
-                "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data)"),
+            ParamSpec::location("data_dir",
+                "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data); not in the key: the data's checksums are"),
             ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)"),
             ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)"),
         ]
@@ -46,25 +48,17 @@ impl StageKind for Ingest {
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("dataset", "dataset.safetensors")])
     }
-    /// The located files' names, sizes and modification times: replacing the data reruns ingest.
+    /// The data's content identity (`stages::data::identity`: its declared or official checksums),
+    /// never its path or file times, so a cache filled on one machine serves another holding the
+    /// same data elsewhere. Where the data is absent, [`UNKNOWN`]: the engine then uses the identity
+    /// the node's last run recorded, and only a cache miss needs the data.
     fn environment(&self, p: &Params) -> BTreeMap<String, String> {
         let Some(kind) = p.get("dataset").and_then(Value::as_str).and_then(|s| DatasetKind::parse(s).ok()) else {
             return BTreeMap::new();
         };
         let dir = data_dir(std::env::current_dir().ok().as_deref(), p);
-        match data::locate(kind, dir.as_deref()) {
-            Ok(found) => {
-                let mut stamp = blake3::Hasher::new();
-                for entry in std::fs::read_dir(&found).into_iter().flatten().flatten() {
-                    if let Ok(m) = entry.metadata() {
-                        let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos());
-                        stamp.update(format!("{:?} {} {:?}\n", entry.file_name(), m.len(), mtime).as_bytes());
-                    }
-                }
-                BTreeMap::from([("data".to_string(), found.display().to_string()), ("data_stamp".to_string(), stamp.finalize().to_hex()[..16].to_string())])
-            }
-            Err(_) => BTreeMap::from([("data".to_string(), "not found".to_string())]),
-        }
+        let identity = data::locate(kind, dir.as_deref()).and_then(|found| data::identity(kind, &found));
+        BTreeMap::from([("data".to_string(), identity.unwrap_or_else(|_| UNKNOWN.to_string()))])
     }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         let p = &ctx.params;

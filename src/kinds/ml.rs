@@ -53,7 +53,8 @@ pub fn torch_environment(p: &Params) -> BTreeMap<String, String> {
             }
         }
     };
-    BTreeMap::from([("libtorch".to_string(), "2.13.0".to_string()), ("device".to_string(), device.to_string())])
+    // The version of the libtorch this binary links (read from its `build-version` by build.rs).
+    BTreeMap::from([("libtorch".to_string(), env!("PIPE_LIBTORCH_VERSION").to_string()), ("device".to_string(), device.to_string())])
 }
 
 pub fn pe(e: polars::prelude::PolarsError) -> StageError {

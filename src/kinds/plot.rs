@@ -48,6 +48,10 @@ impl StageKind for Plot {
     fn version(&self) -> u32 {
         1
     }
+    /// Labels curves and panels by their upstream nodes' coordinates.
+    fn reads_input_identity(&self) -> bool {
+        true
+    }
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec::required("dataset", ParamType::Choice(stages::data::DatasetKind::NAMES), "dataset the figures show")]
     }

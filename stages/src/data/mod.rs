@@ -168,6 +168,33 @@ fn declared_sums(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The content identity of the dataset in `dir`, for cache keys: one line per file with the sha256
+/// of its decompressed bytes as the folder's `SHA256SUMS` or the official table declares it (so the
+/// files are not read: `load_raw` verifies them against the same value when it runs), or, for a
+/// file with no declared checksum, the sha256 of its bytes as stored. Never the folder's path or
+/// the files' times, so the same data anywhere gives the same identity.
+///
+/// Errors: a file without a declared checksum that cannot be read.
+pub fn identity(kind: DatasetKind, dir: &Path) -> Result<String> {
+    let sums = declared_sums(dir);
+    let mut h = Sha256::new();
+    h.update(kind.name().as_bytes());
+    for name in kind.files() {
+        let line = match sums.get(name).map(String::as_str).or_else(|| official_sha256(kind, name)) {
+            Some(sha) => format!("\n{name} decompressed-sha256 {sha}"),
+            None => {
+                let path = file_in(dir, name).ok_or_else(|| Error::Data(format!("{}: missing {name}", dir.display())))?;
+                let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
+                let mut fh = Sha256::new();
+                std::io::copy(&mut f, &mut fh).map_err(io_err(&path))?;
+                format!("\n{name} file-sha256 {}", hex(&fh.finalize()))
+            }
+        };
+        h.update(line.as_bytes());
+    }
+    Ok(format!("{}:{}", kind.name(), &hex(&h.finalize())[..32]))
+}
+
 /// Reads one file (decompressed).
 fn read_file(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
     let path = file_in(dir, name).ok_or_else(|| Error::Data(format!("{}: missing {name}", dir.display())))?;
