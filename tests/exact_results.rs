@@ -375,7 +375,7 @@ fn a_cache_filled_on_one_machine_serves_another_with_the_data_elsewhere_or_absen
 stages:
   ingest:
     kind: ingest
-    params: {dataset: mnist, normal_class: 0}
+    params: {dataset: mnist, normal_class: 0, holdout: 0.5}
   count:
     kind: command
     inputs: {d: ingest.dataset}

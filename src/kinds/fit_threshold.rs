@@ -1,5 +1,8 @@
-//! `fit_threshold`: fits a scorer and threshold on the normal TRAINING rows only (never a test
-//! label): `radius`, `gaussian` or `mahalanobis` (the "adaptive" variant). Outputs `threshold`
+//! `fit_threshold`: fits a scorer and threshold on normal images only (never a test label):
+//! `radius`, `gaussian` or `mahalanobis` (the "adaptive" variant). The Gaussian of `mahalanobis` is
+//! estimated on the training codes; the threshold is cut on the HELD-OUT normal images (ingest's
+//! `holdout`), which training never saw, so its false-positive rate on new normal images is what
+//! `level` says. Without held-out rows it falls back to the training rows (optimistic) and says so. Outputs `threshold`
 //! (one-row Parquet), `scores` (the table re-scored by the method) and `fit` (safetensors: the
 //! Mahalanobis mean and precision, for Grad-CAM of that score).
 
@@ -18,8 +21,10 @@ impl StageKind for FitThreshold {
     fn name(&self) -> &'static str {
         "fit_threshold"
     }
+    /// 2: the threshold is cut on held-out rows when the scores have them; `calibration` and
+    /// `n_calibration` columns.
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -63,8 +68,23 @@ impl StageKind for FitThreshold {
         };
         let table = ScoreTable::read(ctx.input("scores")?).map_err(to_stage)?;
         let train = table.rows("train");
-        // Only the training rows are passed: the fit cannot see a test label or test score.
-        let fitted = threshold::fit(method, cutoff, &ScoreTable::pick(&table.score, &train), &table.z_rows(&train)).map_err(to_stage)?;
+        let held = table.rows("holdout");
+        let (calibration, cal) = if held.is_empty() {
+            ctx.log("warning: no held-out rows (ingest `holdout: 0`): the threshold is cut on the training images, whose scores are optimistic");
+            ("train", &train)
+        } else {
+            ("holdout", &held)
+        };
+        // Only normal training and held-out rows are passed: the fit cannot see a test label or score.
+        let cal_z = table.z_rows(cal);
+        let fitted = threshold::fit_calibrated(
+            method,
+            cutoff,
+            &ScoreTable::pick(&table.score, &train),
+            &table.z_rows(&train),
+            Some((&ScoreTable::pick(&table.score, cal), &cal_z)),
+        )
+        .map_err(to_stage)?;
         let scores: Vec<f64> = match &fitted.gaussian {
             Some((mean, precision)) => Vec::<f64>::try_from(threshold::mahalanobis(&table.z, mean, precision)).map_err(|e| StageError::failed(e.to_string()))?,
             None => table.score.clone(),
@@ -79,6 +99,8 @@ impl StageKind for FitThreshold {
             Column::new("threshold".into(), [fitted.threshold]),
             Column::new("shrinkage".into(), [fitted.shrinkage]),
             Column::new("n_train".into(), [train.len() as i64]),
+            Column::new("calibration".into(), [calibration]),
+            Column::new("n_calibration".into(), [cal.len() as i64]),
         ])
         .map_err(|e| StageError::failed(e.to_string()))?;
         stages::table::write_parquet(&mut row, &ctx.output("threshold")).map_err(to_stage)?;

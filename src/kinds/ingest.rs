@@ -25,20 +25,23 @@ impl StageKind for Ingest {
     fn name(&self) -> &'static str {
         "ingest"
     }
-    /// 1 (unchanged: the key now holds the data's checksums instead of its path and file times,
-    /// a change of the environment field, and the output bytes are the same).
+    /// 2: a held-out split (`holdout`, `split_seed`) in the output. (The key holds the data's
+    /// checksums, not its path and file times.)
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::required("dataset", ParamType::Choice(DatasetKind::NAMES), "mnist, fashion-mnist or cifar10"),
             ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)"),
-            ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("gcn-l1-minmax".into()),
+            ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("auto".into()),
                 "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
             ParamSpec::location("data_dir",
                 "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data); not in the key: the data's checksums are"),
             ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)"),
+            ParamSpec::optional("holdout", ParamType::Float, Value::Float(0.1),
+                "fraction of the normal training images held out (never trained on) to fit thresholds on, in [0, 0.5]"),
+            ParamSpec::optional("split_seed", ParamType::Int, Value::Int(0), "seed of the held-out split"),
             ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)"),
         ]
     }
@@ -75,8 +78,14 @@ impl StageKind for Ingest {
             tracing::warn!(node = %ctx.node, file = %f, "loaded without checksum");
         }
         let pre = Preprocess::parse_for(p.str("preprocessing")?, kind).map_err(to_stage)?;
-        let split = data::one_class(&raw, normal, pre, p.usize("limit_train")?, p.usize("limit_test")?).map_err(to_stage)?;
-        ctx.log(format!("normal class {normal}: {} training images, {} test images", split.train_x.size()[0], split.test_x.size()[0]));
+        let split = data::one_class_with_holdout(&raw, normal, pre, p.usize("limit_train")?, p.usize("limit_test")?, p.f64("holdout")?, p.i64("split_seed")? as u64)
+            .map_err(to_stage)?;
+        ctx.log(format!(
+            "normal class {normal}: {} training images, {} held out, {} test images",
+            split.train_x.size()[0],
+            split.holdout_x.size()[0],
+            split.test_x.size()[0]
+        ));
         split.save(&ctx.output("dataset")).map_err(to_stage)
     }
 }

@@ -5,7 +5,8 @@ use polars::prelude::*;
 use stages::report::{markdown, ResultRow};
 
 use super::ml::{pe, to_stage};
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageError, StageKind};
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::value::Value;
 
 pub struct Report;
 
@@ -61,7 +62,8 @@ impl StageKind for Report {
         2
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![]
+        vec![ParamSpec::optional("note", ParamType::Str, Value::Str(String::new()),
+            "printed at the top of the report: what this run is (data, epochs, seeds), e.g. that it is not the published comparison")]
     }
     fn inputs(&self) -> InputDecl {
         InputDecl::Named(vec![("results", true)])
@@ -71,7 +73,7 @@ impl StageKind for Report {
     }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         let df = stages::table::read_parquet(ctx.input("results")?).map_err(to_stage)?;
-        let md = markdown(&rows(&df)?);
+        let md = markdown(&rows(&df)?, ctx.params.str("note").unwrap_or(""));
         std::fs::write(ctx.output("markdown"), md).map_err(|e| StageError::io("write report.md", e))
     }
 }

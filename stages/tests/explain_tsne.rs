@@ -24,6 +24,7 @@ fn grad_cam_peaks_inside_the_anomalous_square() {
     let _ = test_x.narrow(2, r0, 6).narrow(3, c0, 6).fill_(1.0);
     let data = OneClass {
         train_x,
+        holdout_x: all.holdout_x.shallow_clone(),
         test_x: test_x.shallow_clone(),
         test_label: Tensor::ones([8], (Kind::Int64, Device::Cpu)),
         test_class: Tensor::ones([8], (Kind::Int64, Device::Cpu)),

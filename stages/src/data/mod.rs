@@ -337,6 +337,9 @@ pub fn gcn_l1(x: &Tensor) -> Tensor {
 pub struct OneClass {
     /// Normal-class training images, [N, C, H, W] float.
     pub train_x: Tensor,
+    /// Held-out normal-class training images, [H, C, H, W] (H may be 0): never trained on, used
+    /// to fit thresholds.
+    pub holdout_x: Tensor,
     /// Full test split, [M, C, H, W].
     pub test_x: Tensor,
     /// 0 = normal, 1 = anomaly.
@@ -360,8 +363,27 @@ fn to_tensor(img: &Images, channels: i64, take: &[usize]) -> Tensor {
 }
 
 /// Splits off `normal_class` for training; the whole test split is labelled normal 0 / anomaly 1.
-/// `limit_train`/`limit_test` (0 = all) keep the first images, for quick runs.
+/// `limit_train`/`limit_test` (0 = all) keep the first images, for quick runs. No held-out images.
 pub fn one_class(raw: &Raw, normal_class: u8, pre: Preprocess, limit_train: usize, limit_test: usize) -> Result<OneClass> {
+    one_class_with_holdout(raw, normal_class, pre, limit_train, limit_test, 0.0, 0)
+}
+
+/// Like [`one_class`], and moves a seeded `holdout` fraction (in [0, 0.5]) of the normal training
+/// images into `holdout_x`: training never sees them, and thresholds are fitted on them, so a
+/// threshold's false-positive rate on new normal images is what its level says (split conformal
+/// calibration; fitting on the training images themselves is optimistic). Preprocessing statistics
+/// (GCN min-max) come from the remaining training images only.
+///
+/// Errors: a fraction outside [0, 0.5], or one that leaves fewer than 2 images on either side.
+pub fn one_class_with_holdout(
+    raw: &Raw,
+    normal_class: u8,
+    pre: Preprocess,
+    limit_train: usize,
+    limit_test: usize,
+    holdout: f64,
+    seed: u64,
+) -> Result<OneClass> {
     if normal_class > 9 {
         return Err(Error::Data(format!("normal_class {normal_class} is out of range; {} has classes 0..=9", raw.kind.title())));
     }
@@ -376,8 +398,28 @@ pub fn one_class(raw: &Raw, normal_class: u8, pre: Preprocess, limit_train: usiz
     if limit_test > 0 {
         test_idx.truncate(limit_test);
     }
+    if !(0.0..=0.5).contains(&holdout) {
+        return Err(Error::Data(format!("holdout {holdout} must be in [0, 0.5] (a fraction of the normal training images)")));
+    }
+    let mut holdout_idx: Vec<usize> = Vec::new();
+    if holdout > 0.0 {
+        let n_hold = (holdout * train_idx.len() as f64).round() as usize;
+        if n_hold < 2 || train_idx.len() - n_hold < 2 {
+            return Err(Error::Data(format!(
+                "holdout {holdout} of {} training images leaves {n_hold} held out and {} for training; each needs at least 2",
+                train_idx.len(),
+                train_idx.len() - n_hold
+            )));
+        }
+        let perm = crate::rng::Rng::new(seed).permutation(train_idx.len());
+        let mut held: Vec<usize> = perm[..n_hold].iter().map(|&j| train_idx[j as usize]).collect();
+        held.sort_unstable();
+        train_idx.retain(|i| held.binary_search(i).is_err());
+        holdout_idx = held;
+    }
     let c = raw.kind.channels();
     let mut train_x = to_tensor(&raw.train, c, &train_idx);
+    let mut holdout_x = to_tensor(&raw.train, c, &holdout_idx);
     let mut test_x = to_tensor(&raw.test, c, &test_idx);
     let scale = match pre {
         Preprocess::Unit => Tensor::from_slice(&[0.0f32, 1.0]),
@@ -388,6 +430,9 @@ pub fn one_class(raw: &Raw, normal_class: u8, pre: Preprocess, limit_train: usiz
             let range = (&hi - &lo).clamp_min(1e-12);
             train_x = (&train_x - &lo) / &range;
             test_x = (&test_x - &lo) / &range;
+            if !holdout_idx.is_empty() {
+                holdout_x = (gcn_l1(&holdout_x) - &lo) / &range;
+            }
             Tensor::stack(&[lo, hi], 0)
         }
     };
@@ -400,21 +445,18 @@ pub fn one_class(raw: &Raw, normal_class: u8, pre: Preprocess, limit_train: usiz
             if labels.contains(&0) { "anomalies" } else { "normal images" }
         )));
     }
-    Ok(OneClass { train_x, test_x, test_label: Tensor::from_slice(&labels), test_class: Tensor::from_slice(&classes), scale })
+    Ok(OneClass { train_x, holdout_x, test_x, test_label: Tensor::from_slice(&labels), test_class: Tensor::from_slice(&classes), scale })
 }
 
 impl OneClass {
     pub fn save(&self, path: &Path) -> Result<()> {
-        Tensor::write_safetensors(
-            &[
-                ("train_x", &self.train_x),
-                ("test_x", &self.test_x),
-                ("test_label", &self.test_label),
-                ("test_class", &self.test_class),
-                ("scale", &self.scale),
-            ],
-            path,
-        )?;
+        let mut named: Vec<(&str, &Tensor)> = vec![("train_x", &self.train_x)];
+        // Absent when empty: a dataset without a held-out split is stored as before.
+        if self.holdout_x.size()[0] > 0 {
+            named.push(("holdout_x", &self.holdout_x));
+        }
+        named.extend([("test_x", &self.test_x), ("test_label", &self.test_label), ("test_class", &self.test_class), ("scale", &self.scale)]);
+        Tensor::write_safetensors(&named, path)?;
         Ok(())
     }
 
@@ -423,8 +465,19 @@ impl OneClass {
         let mut take = |k: &str| {
             m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())))
         };
+        let train_x = take("train_x")?;
+        let empty = |t: &Tensor| {
+            let mut shape = t.size();
+            shape[0] = 0;
+            Tensor::zeros(&shape, (t.kind(), t.device()))
+        };
+        let holdout_x = m.remove("holdout_x").unwrap_or_else(|| empty(&train_x));
+        let mut take = |k: &str| {
+            m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())))
+        };
         Ok(OneClass {
-            train_x: take("train_x")?,
+            train_x,
+            holdout_x,
             test_x: take("test_x")?,
             test_label: take("test_label")?,
             test_class: take("test_class")?,

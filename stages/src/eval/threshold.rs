@@ -76,8 +76,28 @@ pub fn mahalanobis(z: &Tensor, mean: &Tensor, precision: &Tensor) -> Tensor {
 
 /// Fits the method on TRAINING scores and latent codes; never sees test data.
 pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor) -> Result<Fitted> {
+    fit_calibrated(method, cutoff, train_scores, train_z, None)
+}
+
+/// Like [`fit`], with the threshold cut on separate CALIBRATION rows (held-out normal images the
+/// model never trained on: scores and latent codes): the Gaussian of `mahalanobis` is still
+/// estimated on the training codes, while every quantile (and `gaussian`'s mean + k std) is taken
+/// over the calibration rows, so the false-positive rate on new normal images matches `level`
+/// (split conformal calibration; Vovk et al. 2005, Lei et al. 2018). `None`: the training rows.
+pub fn fit_calibrated(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor, calibration: Option<(&[f64], &Tensor)>) -> Result<Fitted> {
+    let (cal_scores, cal_z) = calibration.unwrap_or((train_scores, train_z));
+    fit_inner(method, cutoff, cal_scores, train_z, cal_z)
+}
+
+fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor, cal_z: &Tensor) -> Result<Fitted> {
     if train_scores.len() < 2 {
         return Err(Error::Data("need at least 2 training scores to fit a threshold".into()));
+    }
+    if let Some(i) = train_scores.iter().position(|s| !s.is_finite()) {
+        return Err(Error::Data(format!(
+            "score of fitting row {i} is {}: the model diverged; lower the learning rate or check the data",
+            train_scores[i]
+        )));
     }
     let level_ok = |l: f64| if (0.0..1.0).contains(&l) { Ok(l) } else { Err(Error::Data(format!("level {l} must be in [0, 1)"))) };
     match method {
@@ -115,7 +135,7 @@ pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tenso
             let precision = Tensor::f_linalg_inv(&cov).map_err(|e| {
                 Error::Data(format!("the latent covariance is singular ({e}); use shrinkage `ledoit-wolf` or a larger `ridge`"))
             })?;
-            let scores: Vec<f64> = Vec::<f64>::try_from(mahalanobis(&z, &mean, &precision))?;
+            let scores: Vec<f64> = Vec::<f64>::try_from(mahalanobis(&cal_z.to_kind(Kind::Double), &mean, &precision))?;
             let threshold = match cutoff {
                 Cutoff::Quantile(l) => quantile(&scores, level_ok(l)?),
                 Cutoff::ChiSquare(l) => chi2_quantile(level_ok(l)?, d as f64),
