@@ -62,6 +62,67 @@ pub fn ruff_table1(dataset: &str) -> Option<[(f64, f64); 10]> {
     }
 }
 
+/// Two-sided 95% quantile of Student's t with `df` degrees of freedom (standard table values;
+/// 1.96, the normal quantile, beyond 30).
+pub fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110,
+        2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        d if d <= 30 => T[d - 1],
+        _ => 1.96,
+    }
+}
+
+/// Each variant's AUC minus the baseline's, paired by seed (same dataset, class 0): the mean
+/// difference with a paired-t 95% interval, mean +- t(0.975, n-1) * sd / sqrt(n). A variant beats
+/// the baseline only where the interval excludes 0; one seed gives no interval.
+fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[String]) {
+    let mut lines = Vec::new();
+    for d in datasets {
+        let baseline: BTreeMap<i64, f64> =
+            class0.iter().filter(|r| &r.dataset == d && r.mu2 == 0.0 && r.method == "radius").map(|r| (r.seed, r.auc)).collect();
+        let mut variants: Vec<(f64, String)> = class0
+            .iter()
+            .filter(|r| &r.dataset == d && !(r.mu2 == 0.0 && r.method == "radius"))
+            .map(|r| (r.mu2, r.method.clone()))
+            .collect();
+        variants.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.total_cmp(&b.0)));
+        variants.dedup();
+        for (mu2, method) in variants {
+            let diffs: Vec<f64> = class0
+                .iter()
+                .filter(|r| &r.dataset == d && r.mu2 == mu2 && r.method == method)
+                .filter_map(|r| baseline.get(&r.seed).map(|b| r.auc - b))
+                .collect();
+            if diffs.is_empty() {
+                continue;
+            }
+            let (m, sd) = mean_std(&diffs);
+            let n = diffs.len();
+            let ci = if n > 1 {
+                let h = t_975(n - 1) * sd / (n as f64).sqrt();
+                let verdict = if m - h > 0.0 { "better" } else if m + h < 0.0 { "worse" } else { "no difference shown" };
+                format!("[{:+.4}, {:+.4}] | {verdict}", m - h, m + h)
+            } else {
+                "- | one seed: no interval".to_string()
+            };
+            lines.push(format!("| {} | {} | {m:+.4} | {ci} | {n} |", dataset_title(d), variant(mu2, &method)));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Paired differences to the baseline (AUC, same seeds)\n");
+    let _ = writeln!(out, "Variant minus baseline Deep SVDD, paired by seed; 95% interval from Student's t with n-1 degrees of freedom.\n");
+    let _ = writeln!(out, "| dataset | variant | mean difference | 95% interval | | seeds |\n|---|---|---|---|---|---|");
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
@@ -138,6 +199,7 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+    paired_differences(&mut out, &class0, &datasets);
     // All classes (Ruff et al.'s protocol), when run.
     let mut per_class: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.mu2 == 0.0 && r.method == "radius") {
@@ -154,6 +216,24 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod paired_tests {
+    use super::*;
+
+    fn r(mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
+        ResultRow { dataset: "mnist".into(), normal_class: 0, mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+    }
+
+    #[test]
+    fn paired_difference_uses_the_t_interval_over_seeds() {
+        // Differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t(0.975, 2) = 4.303 -> +-0.0248.
+        let rows = [r(0.0, "radius", 0, 0.90), r(0.0, "radius", 1, 0.91), r(0.0, "radius", 2, 0.92),
+                    r(0.5, "radius", 0, 0.91), r(0.5, "radius", 1, 0.93), r(0.5, "radius", 2, 0.95)];
+        let md = markdown(&rows, "");
+        assert!(md.contains("| MNIST | hybrid mu1=1, mu2=0.5 | +0.0200 | [-0.0048, +0.0448] | no difference shown | 3 |"), "{md}");
+    }
 }
 
 #[cfg(test)]
