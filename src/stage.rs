@@ -72,18 +72,66 @@ pub struct ParamSpec {
     /// cache filled on one machine serves another that keeps the same data elsewhere. The kind
     /// must key the content itself (e.g. through its environment).
     pub location: bool,
+    /// Allowed numeric range, checked when the pipeline is validated (before anything runs).
+    pub range: Option<Range>,
+}
+
+/// A numeric param's allowed values: `min` / `max` bounds, each inclusive or not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Range {
+    pub min: Option<(f64, bool)>,
+    pub max: Option<(f64, bool)>,
+}
+
+impl Range {
+    /// `None` when `x` is allowed, else what is (e.g. `> 0`, `in [0, 0.5]`).
+    pub fn violation(&self, x: f64) -> Option<String> {
+        let lo_ok = self.min.is_none_or(|(m, inc)| if inc { x >= m } else { x > m });
+        let hi_ok = self.max.is_none_or(|(m, inc)| if inc { x <= m } else { x < m });
+        if lo_ok && hi_ok {
+            return None;
+        }
+        Some(match (self.min, self.max) {
+            (Some((a, ai)), Some((b, bi))) => format!("in {}{a}, {b}{}", if ai { "[" } else { "(" }, if bi { "]" } else { ")" }),
+            (Some((a, true)), None) => format!(">= {a}"),
+            (Some((a, false)), None) => format!("> {a}"),
+            (None, Some((b, true))) => format!("<= {b}"),
+            (None, Some((b, false))) => format!("< {b}"),
+            (None, None) => String::new(),
+        })
+    }
 }
 
 impl ParamSpec {
     pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: None, help, location: false }
+        ParamSpec { name, ty, default: None, help, location: false, range: None }
     }
     pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: Some(default), help, location: false }
+        ParamSpec { name, ty, default: Some(default), help, location: false, range: None }
     }
     /// An optional string param naming a place (see [`ParamSpec::location`]); default empty.
     pub fn location(name: &'static str, help: &'static str) -> Self {
-        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true }
+        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true, range: None }
+    }
+    /// At least `min` (inclusive).
+    pub fn at_least(mut self, min: f64) -> Self {
+        self.range = Some(Range { min: Some((min, true)), max: self.range.and_then(|r| r.max) });
+        self
+    }
+    /// Greater than `min`.
+    pub fn above(mut self, min: f64) -> Self {
+        self.range = Some(Range { min: Some((min, false)), max: self.range.and_then(|r| r.max) });
+        self
+    }
+    /// At most `max` (inclusive).
+    pub fn at_most(mut self, max: f64) -> Self {
+        self.range = Some(Range { min: self.range.and_then(|r| r.min), max: Some((max, true)) });
+        self
+    }
+    /// Less than `max`.
+    pub fn below(mut self, max: f64) -> Self {
+        self.range = Some(Range { min: self.range.and_then(|r| r.min), max: Some((max, false)) });
+        self
     }
 }
 

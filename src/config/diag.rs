@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::yaml::Pos;
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Diagnostic {
     /// `None` for errors in command-line overrides (`--set`).
     pub pos: Option<Pos>,
@@ -19,11 +19,13 @@ pub struct Diagnostics {
     pub file: PathBuf,
     pub source: String,
     pub items: Vec<Diagnostic>,
+    /// The same error from many nodes (one bad `--set` over a grid) is reported once.
+    seen: std::collections::HashSet<Diagnostic>,
 }
 
 impl Diagnostics {
     pub fn new(file: PathBuf, source: String) -> Self {
-        Diagnostics { file, source, items: Vec::new() }
+        Diagnostics { file, source, items: Vec::new(), seen: Default::default() }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
@@ -31,7 +33,7 @@ impl Diagnostics {
     }
 
     pub fn push(&mut self, d: Diagnostic) {
-        if !self.items.contains(&d) {
+        if self.seen.insert(d.clone()) {
             self.items.push(d);
         }
     }

@@ -106,6 +106,16 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
             }
             continue;
         }
+        if scope == "params" && !spec.params.iter().any(|e| e.key == param) {
+            let names: Vec<&str> = spec.params.iter().map(|e| e.key.as_str()).collect();
+            d.push(super::diag::Diagnostic {
+                pos: None,
+                message: format!("override `{target}`: the pipeline declares no param `{param}`"),
+                hint: did_you_mean(param, names.iter().copied())
+                    .or_else(|| Some(if names.is_empty() { "it has no top-level `params:`".into() } else { format!("params: {}", names.join(", ")) })),
+            });
+            continue;
+        }
         let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value };
         let list = if scope == "params" {
             Some(&mut spec.params)
@@ -532,6 +542,12 @@ fn expand_node(
         };
         match p.ty.check(&v) {
             Ok(v) => {
+                let out_of_range = p.range.zip(v.as_f64()).and_then(|(r, x)| r.violation(x));
+                if let Some(want) = out_of_range {
+                    err(d, pos, format!("param `{}` of stage `{}`: {v} is out of range; it must be {want}", p.name, s.name),
+                        Some(format!("`{}`: {}", p.name, p.help)));
+                    continue;
+                }
                 params.insert(p.name.to_string(), v);
             }
             Err(m) => err(d, pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), Some(format!("`{}`: {}", p.name, p.help))),

@@ -36,6 +36,8 @@ pub fn load(path: &Path, registry: &Registry, overrides: &[(String, String)]) ->
 }
 
 pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, String)]) -> Result<Pipeline, LoadError> {
+    // A UTF-8 byte-order mark (some Windows editors write one) is not part of the YAML.
+    let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);
     let mut d = Diagnostics::new(path.to_path_buf(), src.to_string());
     let invalid = |mut d: Diagnostics| {
         d.sort();

@@ -13,7 +13,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use crate::value::Value;
 
 /// 1-based line and column in the source file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,

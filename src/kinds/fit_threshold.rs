@@ -32,7 +32,7 @@ impl StageKind for FitThreshold {
                 "radius (Deep SVDD score), gaussian (mean + k std) or mahalanobis (latent Gaussian)"),
             ParamSpec::optional("cutoff", ParamType::Choice(&["quantile", "chi2", "boundary"]), Value::Str("quantile".into()),
                 "quantile of training scores; chi2 quantile (mahalanobis); boundary = soft-boundary R (radius)"),
-            ParamSpec::optional("level", ParamType::Float, Value::Float(0.95), "quantile level for quantile and chi2 cutoffs"),
+            ParamSpec::optional("level", ParamType::Float, Value::Float(0.95), "quantile level for quantile and chi2 cutoffs").above(0.0).below(1.0),
             ParamSpec::optional("k", ParamType::Float, Value::Float(2.0), "gaussian: threshold = mean + k * std"),
             ParamSpec::optional("shrinkage", ParamType::Choice(&["ledoit-wolf", "ridge"]), Value::Str("ledoit-wolf".into()),
                 "mahalanobis covariance shrinkage"),

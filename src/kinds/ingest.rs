@@ -33,14 +33,14 @@ impl StageKind for Ingest {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::required("dataset", ParamType::Choice(DatasetKind::NAMES), "mnist, fashion-mnist or cifar10"),
-            ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)"),
+            ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)").at_least(0.0).at_most(9.0),
             ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("auto".into()),
                 "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
             ParamSpec::location("data_dir",
                 "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data); not in the key: the data's checksums are"),
             ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)"),
             ParamSpec::optional("holdout", ParamType::Float, Value::Float(0.1),
-                "fraction of the normal training images held out (never trained on) to fit thresholds on, in [0, 0.5]"),
+                "fraction of the normal training images held out (never trained on) to fit thresholds on, in [0, 0.5]").at_least(0.0).at_most(0.5),
             ParamSpec::optional("split_seed", ParamType::Int, Value::Int(0), "seed of the held-out split"),
             ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)"),
         ]

@@ -12,12 +12,12 @@ pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
 /// weight decay 0.5e-6; his autoencoder adds weight decay 0.5e-3, which pipelines set).
 pub fn train_params(epochs: i64) -> Vec<ParamSpec> {
     vec![
-        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs"),
-        ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size"),
-        ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate"),
+        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs").at_least(1.0),
+        ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size").at_least(2.0),
+        ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate").above(0.0),
         ParamSpec::optional("milestones", ParamType::List(Box::new(ParamType::Int)), Value::List(vec![Value::Int(50)]),
             "epochs after which lr is multiplied by 0.1"),
-        ParamSpec::optional("weight_decay", ParamType::Float, Value::Float(0.5e-6), "Adam L2 weight decay"),
+        ParamSpec::optional("weight_decay", ParamType::Float, Value::Float(0.5e-6), "Adam L2 weight decay").at_least(0.0),
         ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "seed of weight init and shuffling"),
         ParamSpec::optional("leaky_slope", ParamType::Float, Value::Float(0.01), "leaky ReLU negative slope (code 0.01, paper 0.1)"),
         ParamSpec::optional("device", ParamType::Choice(DEVICES), Value::Str("auto".into()), "cpu, cuda, or auto (cuda when present)"),

@@ -21,10 +21,10 @@ impl StageKind for Tsne {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("perplexity", ParamType::Float, Value::Float(30.0), "t-SNE perplexity"),
-            ParamSpec::optional("theta", ParamType::Float, Value::Float(0.5), "Barnes-Hut accuracy (0 = exact)"),
-            ParamSpec::optional("epochs", ParamType::Int, Value::Int(1000), "optimisation iterations"),
-            ParamSpec::optional("max_points", ParamType::Int, Value::Int(2500), "test points embedded (seeded subsample; 0 = all)"),
+            ParamSpec::optional("perplexity", ParamType::Float, Value::Float(30.0), "t-SNE perplexity").above(0.0),
+            ParamSpec::optional("theta", ParamType::Float, Value::Float(0.5), "Barnes-Hut accuracy (0 = exact)").at_least(0.0),
+            ParamSpec::optional("epochs", ParamType::Int, Value::Int(1000), "optimisation iterations").at_least(1.0),
+            ParamSpec::optional("max_points", ParamType::Int, Value::Int(2500), "test points embedded (seeded subsample; 0 = all)").at_least(0.0),
             ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "subsample and initialisation seed"),
         ]
     }
