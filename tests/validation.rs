@@ -87,3 +87,41 @@ fn a_file_with_a_byte_order_mark_is_accepted() {
     let err = ws.ok(&["run", "p.yaml"]);
     assert!(err.contains("1 ran"), "{err}");
 }
+
+#[test]
+fn hostile_yaml_is_bounded_and_located() {
+    let ws = Workspace::new("hostile-yaml");
+    // Nested aliases that would expand to 10^9 values.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+    }
+    bomb.push_str("stages: {}\n");
+    ws.write("bomb.yaml", &bomb);
+    let err = fails(&ws, &["run", "bomb.yaml"]);
+    assert!(err.contains("aliases (`*name`) expand to more than 100000 values") && err.contains("bomb.yaml:"), "{err}");
+
+    // 10,000 nested sequences on one line, flow and block style: an error, not a stack overflow,
+    // and the 20,000-character line is shown as a window around the spot.
+    for (name, text) in [("deep.yaml", format!("stages: {}{}\n", "[".repeat(10_000), "]".repeat(10_000))), ("dash.yaml", format!("stages:\n  {}x\n", "- ".repeat(10_000)))] {
+        ws.write(name, &text);
+        let err = fails(&ws, &["run", name]);
+        assert!((err.contains("nested more than 128 levels") || err.contains("recursion limit")) && err.contains(&format!("{name}:")), "{err}");
+        assert!(err.lines().all(|l| l.chars().count() < 200), "{err}");
+    }
+
+    // A second document is not silently ignored.
+    ws.write("two.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"true\"}\n---\nstages: {b: {kind: nope}}\n");
+    let err = fails(&ws, &["run", "two.yaml"]);
+    assert!(err.contains("a second YAML document") && err.contains("two.yaml:5:") && err.contains("remove the `---`"), "{err}");
+
+    // An integer literal beyond 64 bits is not rounded into a float.
+    ws.write("big.yaml", "stages:\n  a:\n    kind: command\n    matrix: {seed: [99999999999999999999]}\n    params: {cmd: \"true\"}\n");
+    let err = fails(&ws, &["run", "big.yaml"]);
+    assert!(err.contains("integer `99999999999999999999` is out of range") && err.contains("quote it") && err.contains("big.yaml:4:21"), "{err}");
+
+    // A directory where the file should be.
+    std::fs::create_dir_all(ws.dir.join("dir.yaml")).unwrap();
+    let err = fails(&ws, &["run", "dir.yaml"]);
+    assert!(err.contains("it is a directory"), "{err}");
+}

@@ -60,9 +60,10 @@ impl fmt::Display for Diagnostics {
                     writeln!(f, "  --> {}:{}:{}", self.file.display(), pos.line, pos.col)?;
                     if let Some(text) = lines.get(pos.line.wrapping_sub(1)) {
                         let gutter = pos.line.to_string().len();
+                        let (shown, caret) = window(text, pos.col);
                         writeln!(f, "{:gutter$} |", "")?;
-                        writeln!(f, "{} | {}", pos.line, text)?;
-                        writeln!(f, "{:gutter$} | {:>col$}", "", "^", col = pos.col)?;
+                        writeln!(f, "{} | {shown}", pos.line)?;
+                        writeln!(f, "{:gutter$} | {}^", "", " ".repeat(caret))?;
                     }
                 }
                 None => writeln!(f, "  --> command line (--set)")?,
@@ -77,6 +78,29 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// At most 100 characters of `line` around 1-based column `col` (`…` where cut), and the caret's
+/// offset in them: long lines (minified YAML, an error at column 70,000) stay readable.
+fn window(line: &str, col: usize) -> (String, usize) {
+    const WIDTH: usize = 100;
+    let chars: Vec<char> = line.chars().collect();
+    let at = col.saturating_sub(1).min(chars.len());
+    if chars.len() <= WIDTH {
+        return (line.to_string(), at);
+    }
+    let start = at.saturating_sub(WIDTH / 2).min(chars.len().saturating_sub(WIDTH));
+    let end = (start + WIDTH).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret = at - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
+}
 
 /// "did you mean `x`?" for the closest candidate within a small edit distance.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {

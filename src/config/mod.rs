@@ -29,9 +29,19 @@ pub enum LoadError {
 }
 
 /// Reads, validates and expands a pipeline file. `overrides` are `(stage.param, value)` pairs.
+/// Pipeline files larger than this are refused before they are read (a pipeline is kilobytes).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 pub fn load(path: &Path, registry: &Registry, overrides: &[(String, String)]) -> Result<Pipeline, LoadError> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+    let read_err = |source| LoadError::Read { path: path.display().to_string(), source };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(read_err(std::io::Error::other("it is a directory, not a pipeline file")));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(read_err(std::io::Error::other(format!("{} bytes; a pipeline file may hold at most {MAX_FILE_BYTES}", meta.len()))));
+    }
+    let src = std::fs::read_to_string(path).map_err(read_err)?;
     parse(path, &src, registry, overrides)
 }
 
@@ -46,12 +56,25 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
     let (root, duplicates) = match yaml::parse(src) {
         Ok(r) => r,
         Err(e) => {
-            d.error(e.pos, format!("YAML syntax error: {}", e.message), Some("check indentation and quoting around this spot".into()));
+            // Bounds (aliases, depth, documents) are not syntax errors: say what to change.
+            let (what, hint) = if e.message.starts_with("a second YAML document") {
+                ("", "remove the `---` and what follows, or put it in its own file")
+            } else if e.message.starts_with("aliases") || e.message.starts_with("values are nested") {
+                ("", "simplify this part of the file")
+            } else {
+                ("YAML syntax error: ", "check indentation and quoting around this spot")
+            };
+            d.error(e.pos, format!("{what}{}", e.message), Some(hint.into()));
             return Err(invalid(d));
         }
     };
     for e in duplicates {
-        d.error(e.pos, e.message, None);
+        let hint = if e.message.starts_with("integer") {
+            "quote it to use it as text (`\"...\"`), or use a number in range"
+        } else {
+            "remove or rename one of them"
+        };
+        d.error(e.pos, e.message, Some(hint.into()));
     }
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
     let mut spec = spec::parse_spec(&root, default_name, &mut d);

@@ -80,28 +80,69 @@ pub struct ParseError {
 /// Parses one YAML document. An empty document is an empty mapping. Duplicate keys do not stop
 /// the parse: they come back as the second element so they are reported with every other error.
 pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
+    // Block nesting the parser would follow by recursion (`- - - ... x` on one line, or ever
+    // deeper indentation) is refused before parsing: a stack overflow aborts the process.
+    for (i, line) in src.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        let mut rest = &line[indent..];
+        let mut dashes = 0;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            rest = r.trim_start_matches(' ');
+            dashes += 1;
+        }
+        if dashes > MAX_DEPTH || indent > 8 * MAX_DEPTH {
+            return Err(ParseError {
+                pos: Pos { line: i + 1, col: indent + 1 },
+                message: format!("values are nested more than {MAX_DEPTH} levels deep; a pipeline needs a handful"),
+            });
+        }
+    }
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(src);
+    // Every document is read, so a second one (after `---`) is reported rather than ignored.
     parser
-        .load(&mut b, false)
+        .load(&mut b, true)
         .map_err(|e| ParseError { pos: (*e.marker()).into(), message: e.info().to_string() })?;
+    if let Some(fatal) = b.fatal {
+        return Err(fatal);
+    }
     let root = b.root.unwrap_or(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Map(Vec::new()) });
     Ok((root, b.duplicates))
 }
+
+/// Bounds that keep a hostile file from taking unbounded time or memory: values produced by
+/// expanding aliases (a few hundred bytes of nested aliases can otherwise expand to gigabytes),
+/// and nesting depth.
+const MAX_ALIAS_VALUES: usize = 100_000;
+const MAX_DEPTH: usize = 128;
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<(Node, usize)>,
     pending_key: Vec<Option<Node>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in values.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     duplicates: Vec<ParseError>,
+    documents: usize,
+    alias_values: usize,
+    /// An error after which the rest of the stream is not read.
+    fatal: Option<ParseError>,
+}
+
+fn size(n: &Node) -> usize {
+    match &n.kind {
+        NodeKind::Scalar(_) => 1,
+        NodeKind::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        NodeKind::Map(entries) => 1 + entries.iter().map(|(k, v)| size(k) + size(v)).sum::<usize>(),
+    }
 }
 
 impl Builder {
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let n = size(&node);
+            self.anchors.insert(anchor, (node.clone(), n));
         }
         let Some((parent, _)) = self.stack.last_mut() else {
             self.root = Some(node);
@@ -136,10 +177,34 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from(mark);
+        if self.fatal.is_some() {
+            return;
+        }
+        if self.stack.len() > MAX_DEPTH {
+            self.fatal = Some(ParseError { pos, message: format!("values are nested more than {MAX_DEPTH} levels deep; a pipeline needs a handful") });
+            return;
+        }
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
-                let v = if style == TScalarStyle::Plain { Value::from_plain_scalar(&text) } else { Value::Str(text) };
+                let plain = style == TScalarStyle::Plain;
+                let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
+                if plain && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && text.parse::<i64>().is_err() {
+                    self.duplicates.push(ParseError {
+                        pos,
+                        message: format!("integer `{text}` is out of range for a 64-bit integer (-9223372036854775808..=9223372036854775807)"),
+                    });
+                }
+                let v = if plain { Value::from_plain_scalar(&text) } else { Value::Str(text) };
                 self.push_value(Node { pos, kind: NodeKind::Scalar(v) }, anchor);
+            }
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fatal = Some(ParseError {
+                        pos,
+                        message: "a second YAML document (after `---`): a pipeline file holds one; pipe would ignore this one".into(),
+                    });
+                }
             }
             Event::SequenceStart(anchor, _) => {
                 self.stack.push((Node { pos, kind: NodeKind::Seq(Vec::new()) }, anchor));
@@ -156,10 +221,19 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node { pos, kind: NodeKind::Scalar(Value::Null) });
+                let n = self.anchors.get(&id).map_or(1, |(_, n)| *n);
+                self.alias_values += n;
+                if self.alias_values > MAX_ALIAS_VALUES {
+                    self.fatal = Some(ParseError {
+                        pos,
+                        message: format!("aliases (`*name`) expand to more than {MAX_ALIAS_VALUES} values; write the values out, or use `${{params.NAME}}`"),
+                    });
+                    return;
+                }
+                let node = self.anchors.get(&id).map(|(n, _)| n.clone()).unwrap_or(Node { pos, kind: NodeKind::Scalar(Value::Null) });
                 self.push_value(Node { pos, ..node }, 0);
             }
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
     }
 }
