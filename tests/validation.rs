@@ -125,3 +125,19 @@ fn hostile_yaml_is_bounded_and_located() {
     let err = fails(&ws, &["run", "dir.yaml"]);
     assert!(err.contains("it is a directory"), "{err}");
 }
+
+#[test]
+fn a_literal_dollar_brace_reaches_the_shell_escaped_as_double_dollar() {
+    let ws = Workspace::new("dollar-escape");
+    ws.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: command\n    params: {cmd: \"f=report.txt; echo $${f%.txt} $${UNSET_VAR:-dflt} > ${outputs.o}\", outputs: [o]}\n    publish: {o: out.txt}\n",
+    );
+    ws.ok(&["run", "p.yaml"]);
+    assert_eq!(ws.read("out.txt"), "report dflt\n");
+    // Unescaped, it is an unknown reference whose hint names the escape.
+    let ws = Workspace::new("dollar-unescaped");
+    ws.write("q.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo ${UNSET_VAR:-dflt}\"}\n");
+    let err = fails(&ws, &["run", "q.yaml"]);
+    assert!(err.contains("unknown reference") && err.contains("$${UNSET_VAR:-dflt}"), "{err}");
+}

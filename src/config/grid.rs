@@ -235,7 +235,7 @@ fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, V
                             if axes.is_empty() { "none".to_string() } else { axes.join(", ") })
                     }),
                     "inputs" | "outputs" => Ok(None),
-                    _ => Err(format!("`${{{r}}}`: unknown reference; use `${{params.NAME}}` or `${{matrix.AXIS}}`")),
+                    _ => Err(format!("`${{{r}}}`: unknown reference; use `${{params.NAME}}` or `${{matrix.AXIS}}`, or write `$${{{r}}}` for a literal `${{` (a shell variable)")),
                 }
             };
             // A string that is exactly one reference keeps the referenced value's type.
@@ -247,6 +247,13 @@ fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, V
             let mut out = String::new();
             let mut rest = s.as_str();
             while let Some(start) = rest.find("${") {
+                // `$${` is a literal `${` (for the shell: `$${VAR:-default}`, `$${f%.txt}`).
+                if rest[..start].ends_with('$') {
+                    out.push_str(&rest[..start - 1]);
+                    out.push_str("${");
+                    rest = &rest[start + 2..];
+                    continue;
+                }
                 out.push_str(&rest[..start]);
                 let after = &rest[start + 2..];
                 let Some(end) = after.find('}') else {
