@@ -2,7 +2,7 @@
 //! beside the published ones, and the all-classes comparison with Ruff et al. when run.
 
 use polars::prelude::*;
-use stages::report::{markdown, ResultRow};
+use stages::report::{loss_terms, markdown, LossTerms, ResultRow};
 
 use super::ml::{pe, to_stage};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
@@ -66,14 +66,30 @@ impl StageKind for Report {
             "printed at the top of the report: what this run is (data, epochs, seeds), e.g. that it is not the published comparison")]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("results", true)])
+        InputDecl::Named(vec![("results", true), ("histories", false)])
+    }
+    /// Reads the grid coordinates (dataset, mu2) of the gathered training histories.
+    fn reads_input_identity(&self) -> bool {
+        true
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("markdown", "report.md")])
     }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         let df = stages::table::read_parquet(ctx.input("results")?).map_err(to_stage)?;
-        let md = markdown(&rows(&df)?, ctx.params.str("note").unwrap_or(""));
+        let mut md = markdown(&rows(&df)?, ctx.params.str("note").unwrap_or(""));
+        let coords = ctx.input_coords.get("histories").cloned().unwrap_or_default();
+        let mut terms = Vec::new();
+        for (path, c) in ctx.input_all("histories").iter().zip(coords) {
+            let h = stages::table::read_parquet(path).map_err(to_stage)?;
+            let col = |n: &str| -> Result<Vec<f64>, StageError> { Ok(h.column(n).map_err(pe)?.f64().map_err(pe)?.into_no_null_iter().collect()) };
+            let (svdd, rec) = (col("svdd_loss")?, col("reconstruction_loss")?);
+            let (Some(first), Some(last)) = (svdd.first().zip(rec.first()), svdd.last().zip(rec.last())) else { continue };
+            let dataset = c.get("dataset").and_then(Value::as_str).unwrap_or("?").to_string();
+            let mu2 = c.get("mu2").and_then(Value::as_f64).unwrap_or(0.0);
+            terms.push(LossTerms { dataset, mu2, first: (*first.0, *first.1), last: (*last.0, *last.1) });
+        }
+        md.push_str(&loss_terms(&terms));
         std::fs::write(ctx.output("markdown"), md).map_err(|e| StageError::io("write report.md", e))
     }
 }

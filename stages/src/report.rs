@@ -62,6 +62,48 @@ pub fn ruff_table1(dataset: &str) -> Option<[(f64, f64); 10]> {
     }
 }
 
+/// One trained model's two loss terms (Deep SVDD: mean squared distance to the centre;
+/// reconstruction: squared error summed over pixels, mean over the batch) at its first and last
+/// epoch, from its training history.
+#[derive(Clone, Debug)]
+pub struct LossTerms {
+    pub dataset: String,
+    pub mu2: f64,
+    pub first: (f64, f64),
+    pub last: (f64, f64),
+}
+
+/// A markdown section with the terms' magnitudes per dataset and mu2 (mean over seeds), so the
+/// mu2 axis reads: mu2 weighs a reconstruction error summed over hundreds of pixels against
+/// distances near 0.01-0.1. Empty when there are no hybrids.
+pub fn loss_terms(terms: &[LossTerms]) -> String {
+    let mut groups: BTreeMap<(String, u64), Vec<&LossTerms>> = BTreeMap::new();
+    for t in terms {
+        groups.entry((t.dataset.clone(), t.mu2.to_bits())).or_default().push(t);
+    }
+    if !groups.keys().any(|(_, m)| f64::from_bits(*m) > 0.0) {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "\n## The hybrid's two loss terms (mean over seeds)\n");
+    let _ = writeln!(
+        out,
+        "Deep SVDD term: mean squared distance to the centre. Reconstruction term: squared error summed over the pixels, mean over \
+         the batch (the hybrid minimises SVDD + mu2 x reconstruction). The last column is the weighted reconstruction's share \
+         of the loss at the last epoch.\n"
+    );
+    let _ = writeln!(out, "| dataset | mu2 | SVDD first / last epoch | reconstruction first / last epoch | mu2 x rec / (SVDD + mu2 x rec), last |\n|---|---|---|---|---|");
+    for ((d, m), ts) in &groups {
+        let mu2 = f64::from_bits(*m);
+        let mean = |f: fn(&LossTerms) -> f64| ts.iter().map(|t| f(t)).sum::<f64>() / ts.len() as f64;
+        let (s0, r0, s1, r1) = (mean(|t| t.first.0), mean(|t| t.first.1), mean(|t| t.last.0), mean(|t| t.last.1));
+        let share = if mu2 > 0.0 { format!("{:.3}", mu2 * r1 / (s1 + mu2 * r1)) } else { "- (baseline)".into() };
+        let rec = if r0.is_finite() && r1.is_finite() { format!("{r0:.2} / {r1:.2}") } else { "- (not trained)".into() };
+        let _ = writeln!(out, "| {} | {mu2:?} | {s0:.4} / {s1:.4} | {rec} | {share} |", dataset_title(d));
+    }
+    out
+}
+
 /// Two-sided 95% quantile of Student's t with `df` degrees of freedom (standard table values;
 /// 1.96, the normal quantile, beyond 30).
 pub fn t_975(df: usize) -> f64 {
@@ -117,7 +159,7 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
     }
     let _ = writeln!(out, "\n## Paired differences to the baseline (AUC, same seeds)\n");
     let _ = writeln!(out, "Variant minus baseline Deep SVDD, paired by seed; 95% interval from Student's t with n-1 degrees of freedom.\n");
-    let _ = writeln!(out, "| dataset | variant | mean difference | 95% interval | | seeds |\n|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| dataset | variant | mean difference | 95% interval | verdict | seeds |\n|---|---|---|---|---|---|");
     for l in lines {
         let _ = writeln!(out, "{l}");
     }
@@ -224,6 +266,15 @@ mod paired_tests {
 
     fn r(mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
         ResultRow { dataset: "mnist".into(), normal_class: 0, mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+    }
+
+    #[test]
+    fn loss_terms_show_the_weighted_share() {
+        let t = |mu2: f64, s: f64, r: f64| LossTerms { dataset: "mnist".into(), mu2, first: (1.0, 50.0), last: (s, r) };
+        let md = loss_terms(&[t(0.0, 0.05, 30.0), t(0.5, 0.08, 10.0), t(0.5, 0.12, 14.0)]);
+        // mu2 0.5: last SVDD 0.10, reconstruction 12.0 -> 6 / 6.1 = 0.984.
+        assert!(md.contains("| MNIST | 0.5 | 1.0000 / 0.1000 | 50.00 / 12.00 | 0.984 |"), "{md}");
+        assert!(loss_terms(&[t(0.0, 0.05, 30.0)]).is_empty());
     }
 
     #[test]
