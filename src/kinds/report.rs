@@ -57,9 +57,10 @@ impl StageKind for Report {
     fn name(&self) -> &'static str {
         "report"
     }
-    /// 2: the header no longer names one results file.
+    /// 2: the header no longer names one results file. 3: a note, paired differences over seeds
+    /// and the hybrid's loss terms.
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec::optional("note", ParamType::Str, Value::Str(String::new()),
