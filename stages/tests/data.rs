@@ -211,3 +211,29 @@ fn missing_dataset_says_where_it_looked() {
     let e = data::locate(DatasetKind::FashionMnist, Some(&d)).unwrap_err().to_string();
     assert!(e.contains("Fashion-MNIST not found") && e.contains(&d.display().to_string()) && e.contains("pipe data fetch"), "{e}");
 }
+
+#[test]
+fn damaged_idx_headers_are_clear_errors_not_panics() {
+    // Dimensions whose product overflows usize: no arithmetic panic, no allocation.
+    let mut header = vec![0, 0, 8, 3];
+    for d in [u32::MAX, u32::MAX, u32::MAX] {
+        header.extend(d.to_be_bytes());
+    }
+    let e = idx::read_images(Path::new("x-idx3"), &header).unwrap_err().to_string();
+    assert!(e.contains("x-idx3") && e.contains("more bytes than can exist"), "{e}");
+
+    // 14x56 "MNIST" images, consistent with a SHA256SUMS that matches them: refused by shape.
+    let d = tmp("shape");
+    let mut lines = Vec::new();
+    for (split, n) in [("train", 20usize), ("t10k", 10)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let img = idx::encode_images(&idx::Images { n, rows: 14, cols: 56, pixels: vec![7; n * 14 * 56] });
+        for (name, bytes) in [(format!("{split}-images-idx3-ubyte"), img), (format!("{split}-labels-idx1-ubyte"), idx::encode_labels(&labels))] {
+            lines.push(format!("{}  {name}", hex(&Sha256::digest(&bytes))));
+            std::fs::write(d.join(name), bytes).unwrap();
+        }
+    }
+    std::fs::write(d.join("SHA256SUMS"), lines.join("\n")).unwrap();
+    let e = data::load_raw(DatasetKind::Mnist, &d).err().unwrap().to_string();
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("images are 14x56; MNIST images are 28x28"), "{e}");
+}

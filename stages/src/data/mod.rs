@@ -248,6 +248,15 @@ pub fn load_raw(kind: DatasetKind, dir: &Path) -> Result<Raw> {
             let mut images = |name: &str| -> Result<Images> {
                 let (path, bytes) = read_file(dir, name)?;
                 let img = idx::read_images(&path, &bytes)?;
+                if (img.rows, img.cols) != (28, 28) {
+                    return Err(Error::Data(format!(
+                        "{}: images are {}x{}; {} images are 28x28: the file is another dataset or damaged",
+                        path.display(),
+                        img.rows,
+                        img.cols,
+                        kind.title()
+                    )));
+                }
                 check(&path, name, &bytes)?;
                 Ok(img)
             };
