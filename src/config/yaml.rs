@@ -120,6 +120,8 @@ const MAX_DEPTH: usize = 128;
 struct Builder {
     stack: Vec<(Node, usize)>,
     pending_key: Vec<Option<Node>>,
+    /// The string keys seen so far in each open mapping (duplicate checks in constant time).
+    seen_keys: Vec<std::collections::HashSet<String>>,
     /// Anchored nodes with their size in values.
     anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
@@ -155,7 +157,10 @@ impl Builder {
                 match slot.take() {
                     None => *slot = Some(node),
                     Some(key) => {
-                        let dup = entries.iter().any(|(k, _)| k.as_str().is_some() && k.as_str() == key.as_str());
+                        let dup = match (key.as_str(), self.seen_keys.last_mut()) {
+                            (Some(k), Some(seen)) => !seen.insert(k.to_string()),
+                            _ => false,
+                        };
                         if dup {
                             self.duplicates.push(ParseError {
                                 pos: key.pos,
@@ -209,13 +214,16 @@ impl MarkedEventReceiver for Builder {
             Event::SequenceStart(anchor, _) => {
                 self.stack.push((Node { pos, kind: NodeKind::Seq(Vec::new()) }, anchor));
                 self.pending_key.push(None);
+                self.seen_keys.push(Default::default());
             }
             Event::MappingStart(anchor, _) => {
                 self.stack.push((Node { pos, kind: NodeKind::Map(Vec::new()) }, anchor));
                 self.pending_key.push(None);
+                self.seen_keys.push(Default::default());
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.pending_key.pop();
+                self.seen_keys.pop();
                 if let Some((node, anchor)) = self.stack.pop() {
                     self.push_value(node, anchor);
                 }
