@@ -44,3 +44,25 @@ fn a_closed_stdout_ends_status_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn sigterm_stops_the_node_and_its_children_quickly_and_keeps_the_record() {
+    let ws = Workspace::new("sigterm");
+    // A unique marker so the test finds exactly this command's background child.
+    let marker = format!("{}", 4_000_000 + std::process::id() % 1_000_000);
+    ws.write(
+        "p.yaml",
+        &format!("stages:\n  a:\n    kind: command\n    params: {{cmd: \"sleep {marker} & sleep {marker}; echo > ${{outputs.o}}\", outputs: [o]}}\n"),
+    );
+    let mut child = ws.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(ws.last_run_status(), "interrupted");
+    std::thread::sleep(Duration::from_millis(300));
+    let left = std::process::Command::new("pgrep").args(["-f", &format!("sleep {marker}")]).output().unwrap();
+    assert!(left.stdout.is_empty(), "children left running: {}", String::from_utf8_lossy(&left.stdout));
+}
