@@ -64,7 +64,7 @@ fn main() {
             store: &store,
             pipeline: "bench",
             workspace: dir.clone(),
-            options: RunOptions { jobs, threads: 1, fail_fast: false },
+            options: RunOptions { jobs, threads: 1, fail_fast: false, force: false, pull_only: false },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
             dispatch: None,

@@ -334,7 +334,7 @@ fn live_keys(store: &Store, registry: &Registry, keep_days: f64) -> (std::collec
                 continue;
             }
             let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-            if !ft.is_file() || !yaml || e.metadata().map(|m| m.len()).unwrap_or(u64::MAX) > 4 << 20 {
+            if !ft.is_file() || !yaml {
                 continue;
             }
             let rel = path.strip_prefix(&ws).unwrap_or(&path).to_path_buf();
@@ -401,8 +401,9 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
         Cmd::Run { p, jobs, threads, fail_fast, dry_run, force, verbose, executor, partition, sbatch_args } => {
             let (pipeline, graph) = load(&p, registry)?;
             let store = open_store(&cli.store, &cli.cache)?;
+            let ns = ref_namespace(&p.file);
             if dry_run {
-                let st = plan::status(&graph, &store, &ref_namespace(&p.file), &workspace());
+                let st = plan::status(&graph, &store, &ns, &workspace());
                 let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh").collect();
                 for s in &todo {
                     println!("would run {}  ({})", s.node, s.reasons.join("; "));
@@ -440,7 +441,6 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             let reporter = Terminal::new(verbose);
             let started_at = now();
             let t0 = Instant::now();
-            let ns = ref_namespace(&p.file);
             let ex = Executor {
                 graph: &graph,
                 store: &store,

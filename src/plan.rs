@@ -100,7 +100,7 @@ pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, works
         let dest = workspace.join(rel);
         if !dest.exists() {
             r.push(format!("published file {} is missing (`pipe run` restores it)", rel.display()));
-        } else if !crate::exec::same_content(&dest, obj) {
+        } else if !crate::store::same_content(&dest, obj) {
             r.push(format!("published file {} differs from the node's output `{name}` (edited by hand? `pipe run --force` overwrites it)", rel.display()));
         }
     }
@@ -224,23 +224,7 @@ fn node_status(
     };
     let fp = fingerprint(node, &inputs, store, pipeline);
     let key = fp.key();
-    let (st, outs) = node_state(node, &fp, &key, &inputs, store, pipeline, workspace, mk);
-    (NodeStatus { key: Some(key), ..st }, outs)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn node_state(
-    node: &NodeSpec,
-    fp: &Fingerprint,
-    key: &str,
-    inputs: &ResolvedInputs,
-    store: &Store,
-    pipeline: &str,
-    workspace: &Path,
-    mk: impl Fn(&str, Vec<String>) -> NodeStatus,
-) -> (NodeStatus, Option<BTreeMap<String, ObjectRef>>) {
-    let previous = || store.get_ref(pipeline, &node.id);
-    match lookup(store, key, false) {
+    let (st, outs) = match lookup(store, &key, false) {
         Lookup::Hit(rec) => {
             let unpublished = unpublished(node, &rec.outputs, workspace);
             let state = if unpublished.is_empty() { "fresh" } else { "stale" };
@@ -264,5 +248,6 @@ fn node_state(
                 _ => (mk("stale", vec!["previous record removed (gc?)".to_string()]), None),
             },
         },
-    }
+    };
+    (NodeStatus { key: Some(key), ..st }, outs)
 }

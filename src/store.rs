@@ -169,6 +169,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the file at `path` holds exactly `obj` (size, then hash).
+pub fn same_content(path: &Path, obj: &ObjectRef) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == obj.size) && hash_file(path).is_ok_and(|h| h == obj.hash)
+}
+
 /// A content hash as the store names things: 64 lowercase hex digits (blake3).
 pub fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -281,14 +286,16 @@ impl Store {
 
     /// Uploads a local object unless the remote already holds one of the same size (content
     /// addressing: same name, same bytes; a repeated upload would be harmless, only slower).
-    fn upload(&self, obj: &ObjectRef) -> Result<(), StoreError> {
-        let Some(r) = &self.remote else { return Ok(()) };
+    /// Returns whether it uploaded.
+    fn upload(&self, obj: &ObjectRef) -> Result<bool, StoreError> {
+        let Some(r) = &self.remote else { return Ok(false) };
         let rel = Self::object_rel(obj);
         let known_bad = self.remote_corrupt.lock().unwrap_or_else(|e| e.into_inner()).remove(&obj.hash);
         if !known_bad && r.size(&rel)? == Some(obj.size) {
-            return Ok(());
+            return Ok(false);
         }
-        r.put_file(&rel, &self.object_path(obj))
+        r.put_file(&rel, &self.object_path(obj))?;
+        Ok(true)
     }
 
     /// Downloads an object from the remote into the cache: into scratch, hash-checked, then
@@ -580,21 +587,19 @@ impl Store {
     /// Keys of every node in the run records started at or after `since` (seconds since the epoch).
     pub fn run_keys_since(&self, since: f64) -> HashSet<String> {
         let mut keys = HashSet::new();
-        for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
-            let Some(run) = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) else { continue };
-            if run.started_at >= since {
+        let mut add = |bytes: Option<Vec<u8>>| {
+            if let Some(run) = bytes.and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()).filter(|r| r.started_at >= since) {
                 keys.extend(run.nodes.into_iter().filter_map(|n| n.key));
             }
+        };
+        for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
+            add(fs::read(e.path()).ok());
         }
         // Runs made on other machines (a Slurm driver, a colleague) reach the remote only.
         if let Some(r) = &self.remote {
             for f in r.list("runs").map(|l| l.0).unwrap_or_default() {
-                if self.root.join(&f.rel).exists() {
-                    continue;
-                }
-                let Some(run) = r.get(&f.rel).ok().flatten().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) else { continue };
-                if run.started_at >= since {
-                    keys.extend(run.nodes.into_iter().filter_map(|n| n.key));
+                if !self.root.join(&f.rel).exists() {
+                    add(r.get(&f.rel).ok().flatten().map(|b| b.to_vec()));
                 }
             }
         }
@@ -682,7 +687,7 @@ impl Store {
         let mut stats = PushStats::default();
         let Some(r) = &self.remote else { return Ok(stats) };
         for rec in self.all_records() {
-            if check_record(&rec, &rec.key).is_err() || !is_hash(&rec.key) {
+            if !is_hash(&rec.key) || check_record(&rec, &rec.key).is_err() {
                 continue;
             }
             let rel = format!("nodes/{}.json", rec.key);
@@ -694,8 +699,7 @@ impl Store {
                 continue;
             }
             for obj in rec.outputs.values() {
-                if r.size(&Self::object_rel(obj))? != Some(obj.size) {
-                    r.put_file(&Self::object_rel(obj), &self.object_path(obj))?;
+                if self.upload(obj)? {
                     stats.objects += 1;
                     stats.bytes += obj.size;
                 }

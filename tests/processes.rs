@@ -34,7 +34,8 @@ fn a_background_child_does_not_keep_the_node_running() {
 #[test]
 fn a_closed_stdout_ends_status_quietly() {
     let ws = Workspace::new("epipe");
-    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    matrix: {x: [VALUES]}\n    params: {cmd: \"true\"}\n".replace("VALUES", &(0..3000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")).as_str());
+    // ~500 KB of status lines: far more than a pipe buffer, so `pipe` must meet the closed pipe.
+    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    matrix: {x: [VALUES]}\n    params: {cmd: \"true\"}\n".replace("VALUES", &(0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")).as_str());
     let mut child = ws.cmd(&["status", "p.yaml"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
@@ -43,6 +44,8 @@ fn a_closed_stdout_ends_status_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
+    // Ended by SIGPIPE, as `head`'s other Unix writers are.
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(13), "{:?}: {stderr}", out.status);
 }
 
 #[test]

@@ -53,28 +53,15 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
         d.sort();
         LoadError::Invalid(Box::new(d))
     };
-    let (root, duplicates) = match yaml::parse(src) {
+    let (root, problems) = match yaml::parse(src) {
         Ok(r) => r,
         Err(e) => {
-            // Bounds (aliases, depth, documents) are not syntax errors: say what to change.
-            let (what, hint) = if e.message.starts_with("a second YAML document") {
-                ("", "remove the `---` and what follows, or put it in its own file")
-            } else if e.message.starts_with("aliases") || e.message.starts_with("values are nested") {
-                ("", "simplify this part of the file")
-            } else {
-                ("YAML syntax error: ", "check indentation and quoting around this spot")
-            };
-            d.error(e.pos, format!("{what}{}", e.message), Some(hint.into()));
+            d.error(e.pos, e.message, Some(e.hint.into()));
             return Err(invalid(d));
         }
     };
-    for e in duplicates {
-        let hint = if e.message.starts_with("integer") {
-            "quote it to use it as text (`\"...\"`), or use a number in range"
-        } else {
-            "remove or rename one of them"
-        };
-        d.error(e.pos, e.message, Some(hint.into()));
+    for e in problems {
+        d.error(e.pos, e.message, Some(e.hint.into()));
     }
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
     let mut spec = spec::parse_spec(&root, default_name, &mut d);

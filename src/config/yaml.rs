@@ -75,10 +75,23 @@ impl Node {
 pub struct ParseError {
     pub pos: Pos,
     pub message: String,
+    /// How to fix it.
+    pub hint: &'static str,
 }
 
-/// Parses one YAML document. An empty document is an empty mapping. Duplicate keys do not stop
-/// the parse: they come back as the second element so they are reported with every other error.
+impl ParseError {
+    fn too_deep(pos: Pos) -> Self {
+        ParseError {
+            pos,
+            message: format!("values are nested more than {MAX_DEPTH} levels deep; a pipeline needs a handful"),
+            hint: "simplify this part of the file",
+        }
+    }
+}
+
+/// Parses one YAML document. An empty document is an empty mapping. Duplicate keys and
+/// out-of-range integers do not stop the parse: they come back as the second element so they are
+/// reported with every other error.
 pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
     // Block nesting the parser would follow by recursion (`- - - ... x` on one line, or ever
     // deeper indentation) is refused before parsing: a stack overflow aborts the process.
@@ -91,10 +104,7 @@ pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
             dashes += 1;
         }
         if dashes > MAX_DEPTH || indent > 8 * MAX_DEPTH {
-            return Err(ParseError {
-                pos: Pos { line: i + 1, col: indent + 1 },
-                message: format!("values are nested more than {MAX_DEPTH} levels deep; a pipeline needs a handful"),
-            });
+            return Err(ParseError::too_deep(Pos { line: i + 1, col: indent + 1 }));
         }
     }
     let mut b = Builder::default();
@@ -102,12 +112,16 @@ pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
     // Every document is read, so a second one (after `---`) is reported rather than ignored.
     parser
         .load(&mut b, true)
-        .map_err(|e| ParseError { pos: (*e.marker()).into(), message: e.info().to_string() })?;
+        .map_err(|e| ParseError {
+            pos: (*e.marker()).into(),
+            message: format!("YAML syntax error: {}", e.info()),
+            hint: "check indentation and quoting around this spot",
+        })?;
     if let Some(fatal) = b.fatal {
         return Err(fatal);
     }
     let root = b.root.unwrap_or(Node { pos: Pos { line: 1, col: 1 }, kind: NodeKind::Map(Vec::new()) });
-    Ok((root, b.duplicates))
+    Ok((root, b.problems))
 }
 
 /// Bounds that keep a hostile file from taking unbounded time or memory: values produced by
@@ -125,7 +139,8 @@ struct Builder {
     /// Anchored nodes with their size in values.
     anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
-    duplicates: Vec<ParseError>,
+    /// Errors that do not stop the parse (duplicate keys, out-of-range integers).
+    problems: Vec<ParseError>,
     documents: usize,
     alias_values: usize,
     /// An error after which the rest of the stream is not read.
@@ -162,12 +177,13 @@ impl Builder {
                             _ => false,
                         };
                         if dup {
-                            self.duplicates.push(ParseError {
+                            self.problems.push(ParseError {
                                 pos: key.pos,
                                 message: format!(
                                     "duplicate key `{}`; each key may appear once in a mapping",
                                     key.as_str().unwrap_or("?")
                                 ),
+                                hint: "remove or rename one of them",
                             });
                         }
                         entries.push((key, node));
@@ -186,7 +202,7 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         if self.stack.len() > MAX_DEPTH {
-            self.fatal = Some(ParseError { pos, message: format!("values are nested more than {MAX_DEPTH} levels deep; a pipeline needs a handful") });
+            self.fatal = Some(ParseError::too_deep(pos));
             return;
         }
         match ev {
@@ -194,9 +210,10 @@ impl MarkedEventReceiver for Builder {
                 let plain = style == TScalarStyle::Plain;
                 let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
                 if plain && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && text.parse::<i64>().is_err() {
-                    self.duplicates.push(ParseError {
+                    self.problems.push(ParseError {
                         pos,
                         message: format!("integer `{text}` is out of range for a 64-bit integer (-9223372036854775808..=9223372036854775807)"),
+                        hint: "quote it to use it as text (`\"...\"`), or use a number in range",
                     });
                 }
                 let v = if plain { Value::from_plain_scalar(&text) } else { Value::Str(text) };
@@ -208,6 +225,7 @@ impl MarkedEventReceiver for Builder {
                     self.fatal = Some(ParseError {
                         pos,
                         message: "a second YAML document (after `---`): a pipeline file holds one; pipe would ignore this one".into(),
+                        hint: "remove the `---` and what follows, or put it in its own file",
                     });
                 }
             }
@@ -235,6 +253,7 @@ impl MarkedEventReceiver for Builder {
                     self.fatal = Some(ParseError {
                         pos,
                         message: format!("aliases (`*name`) expand to more than {MAX_ALIAS_VALUES} values; write the values out, or use `${{params.NAME}}`"),
+                        hint: "simplify this part of the file",
                     });
                     return;
                 }
