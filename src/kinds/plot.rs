@@ -56,9 +56,10 @@ impl StageKind for Plot {
     fn name(&self) -> &'static str {
         "plot"
     }
-    /// 2: the hybrid shown is declared (`hybrid_mu2`), never picked by test AUC.
+    /// 2: the hybrid shown is declared (`hybrid_mu2`), never picked by test AUC. 3: a hybrid's
+    /// panel no longer claims mu1 = 1 (the plot does not know it).
     fn version(&self) -> u32 {
-        2
+        3
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {
@@ -141,7 +142,7 @@ impl StageKind for Plot {
             let (x, y) = (f("x")?, f("y")?);
             let label: Vec<i64> = df.column("label").map_err(pe)?.i64().map_err(pe)?.into_iter().flatten().collect();
             let auc = run.iter().find(|e| e.0.mu2 == m.mu2 && e.0.method == "radius").map(|e| e.1);
-            let name = variant(m.mu2, "radius");
+            let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, "radius") };
             let t = match auc {
                 Some(a) => format!("{name} (AUC {a:.3})"),
                 None => name,
@@ -166,7 +167,7 @@ impl StageKind for Plot {
                 grid.push((usize::MAX, "input".to_string(), originals));
             }
             let cells = (0..images.size()[0]).map(|i| cell(&images.get(i), Some(&heat.get(i)))).collect::<Result<Vec<_>, _>>()?;
-            let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(m.mu2, &m.method) };
+            let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, &m.method) };
             grid.push((pos, name, cells));
         }
         grid.sort_by_key(|g| if g.0 == usize::MAX { 0 } else { g.0 + 1 });

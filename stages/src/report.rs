@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 pub struct ResultRow {
     pub dataset: String,
     pub normal_class: i64,
+    /// The Deep SVDD term's weight the model trained with: `None` where the run did not record it
+    /// (no `mu1` column and no training history for the row).
+    pub mu1: Option<f64>,
     pub mu2: f64,
     pub method: String,
     pub seed: i64,
@@ -21,15 +24,64 @@ pub struct ResultRow {
 }
 
 /// The report's experiment names: baseline (mu2 = 0, radius threshold), hybrid (mu2 > 0),
-/// adaptive (Mahalanobis score on the baseline model).
-pub fn variant(mu2: f64, method: &str) -> String {
+/// adaptive (Mahalanobis score on the baseline model). A weight mu1 other than 1 (the published
+/// study's) is named, so such a run is never filed under a published row; an unrecorded mu1 is
+/// not claimed to be 1 for a hybrid.
+pub fn variant(mu1: Option<f64>, mu2: f64, method: &str) -> String {
+    let other_mu1 = match mu1 {
+        Some(m) if m != 1.0 => format!(", mu1={}", short(m)),
+        _ => String::new(),
+    };
     match (mu2 == 0.0, method) {
-        (true, "radius") => "baseline Deep SVDD".into(),
-        (true, "mahalanobis") => "adaptive (Mahalanobis)".into(),
-        (true, m) => format!("baseline + {m} threshold"),
-        (false, "radius") => format!("hybrid mu1=1, mu2={mu2:?}"),
-        (false, m) => format!("hybrid mu2={mu2:?} + {m}"),
+        (true, "radius") => format!("baseline Deep SVDD{other_mu1}"),
+        (true, "mahalanobis") => format!("adaptive (Mahalanobis){other_mu1}"),
+        (true, m) => format!("baseline + {m} threshold{other_mu1}"),
+        (false, "radius") => match mu1 {
+            Some(m) => format!("hybrid mu1={}, mu2={mu2:?}", short(m)),
+            None => format!("hybrid mu2={mu2:?} (mu1 not recorded)"),
+        },
+        (false, m) => format!("hybrid mu2={mu2:?} + {m}{other_mu1}"),
     }
+}
+
+/// A weight as the published labels print it: `1`, `0.5`, `2`.
+fn short(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e9 { format!("{}", x as i64) } else { format!("{x}") }
+}
+
+/// The loss weights (mu1, mu2) a Deep SVDD model trained with, recovered from its training history:
+/// every epoch's logged loss is mu1 x svdd + mu2 x reconstruction (reconstruction NaN when mu2 = 0),
+/// solved by least squares over the epochs and rounded to 6 significant digits (the terms are
+/// float32). `None` when the history is empty or does not determine them.
+pub fn loss_weights(loss: &[f64], svdd: &[f64], rec: &[f64]) -> Option<(f64, f64)> {
+    let round = |x: f64| {
+        if x == 0.0 || !x.is_finite() {
+            return x;
+        }
+        let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
+        (x * scale).round() / scale
+    };
+    let rows: Vec<(f64, f64, f64)> = loss.iter().zip(svdd).zip(rec).map(|((&l, &s), &r)| (l, s, r)).filter(|(l, s, _)| l.is_finite() && s.is_finite()).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    if rows.iter().all(|(_, _, r)| !r.is_finite()) {
+        let (sl, ss) = rows.iter().fold((0.0, 0.0), |(a, b), (l, s, _)| (a + l * s, b + s * s));
+        return (ss > 0.0).then(|| (round(sl / ss), 0.0));
+    }
+    let (mut a11, mut a12, mut a22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (l, s, r) in rows.iter().filter(|(_, _, r)| r.is_finite()) {
+        a11 += s * s;
+        a12 += s * r;
+        a22 += r * r;
+        b1 += s * l;
+        b2 += r * l;
+    }
+    let det = a11 * a22 - a12 * a12;
+    if det.abs() <= 1e-12 * a11 * a22 {
+        return None;
+    }
+    Some((round((b1 * a22 - b2 * a12) / det), round((a11 * b2 - a12 * b1) / det)))
 }
 
 pub fn dataset_title(d: &str) -> &str {
@@ -124,19 +176,19 @@ pub fn t_975(df: usize) -> f64 {
 fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[String]) {
     let mut lines = Vec::new();
     for d in datasets {
-        let baseline: BTreeMap<i64, f64> =
-            class0.iter().filter(|r| &r.dataset == d && r.mu2 == 0.0 && r.method == "radius").map(|r| (r.seed, r.auc)).collect();
-        let mut variants: Vec<(f64, String)> = class0
+        let base = "baseline Deep SVDD";
+        let baseline: BTreeMap<i64, f64> = class0.iter().filter(|r| &r.dataset == d && label(r) == base).map(|r| (r.seed, r.auc)).collect();
+        let mut variants: Vec<(String, f64, String)> = class0
             .iter()
-            .filter(|r| &r.dataset == d && !(r.mu2 == 0.0 && r.method == "radius"))
-            .map(|r| (r.mu2, r.method.clone()))
+            .filter(|r| &r.dataset == d && label(r) != base)
+            .map(|r| (r.method.clone(), r.mu2, label(r)))
             .collect();
-        variants.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.total_cmp(&b.0)));
+        variants.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         variants.dedup();
-        for (mu2, method) in variants {
+        for (_, _, name) in variants {
             let diffs: Vec<f64> = class0
                 .iter()
-                .filter(|r| &r.dataset == d && r.mu2 == mu2 && r.method == method)
+                .filter(|r| &r.dataset == d && label(r) == name)
                 .filter_map(|r| baseline.get(&r.seed).map(|b| r.auc - b))
                 .collect();
             if diffs.is_empty() {
@@ -151,7 +203,7 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
             } else {
                 "- | one seed: no interval".to_string()
             };
-            lines.push(format!("| {} | {} | {m:+.4} | {ci} | {n} |", dataset_title(d), variant(mu2, &method)));
+            lines.push(format!("| {} | {name} | {m:+.4} | {ci} | {n} |", dataset_title(d)));
         }
     }
     if lines.is_empty() {
@@ -163,6 +215,11 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
     for l in lines {
         let _ = writeln!(out, "{l}");
     }
+}
+
+/// A row's experiment name ([`variant`]).
+fn label(r: &ResultRow) -> String {
+    variant(r.mu1, r.mu2, &r.method)
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -216,7 +273,7 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
     let _ = writeln!(out, "{header}\n{rule}");
     let mut experiments: Vec<String> = published().iter().map(|(e, _)| e.to_string()).collect();
     for r in &class0 {
-        let v = variant(r.mu2, &r.method);
+        let v = label(r);
         if !experiments.contains(&v) {
             experiments.push(v);
         }
@@ -231,7 +288,7 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
                 }
                 None => line.push_str(" - |"),
             }
-            let ours: Vec<&&ResultRow> = class0.iter().filter(|r| &r.dataset == d && variant(r.mu2, &r.method) == *e).collect();
+            let ours: Vec<&&ResultRow> = class0.iter().filter(|r| &r.dataset == d && label(r) == *e).collect();
             if ours.is_empty() {
                 line.push_str(" not run |");
             } else {
@@ -244,7 +301,7 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
     paired_differences(&mut out, &class0, &datasets);
     // All classes (Ruff et al.'s protocol), when run.
     let mut per_class: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.mu2 == 0.0 && r.method == "radius") {
+    for r in rows.iter().filter(|r| label(r) == "baseline Deep SVDD") {
         per_class.entry((r.dataset.clone(), r.normal_class)).or_default().push(r.auc * 100.0);
     }
     let classes_run = per_class.keys().filter(|(_, c)| *c != 0).count();
@@ -265,7 +322,7 @@ mod paired_tests {
     use super::*;
 
     fn r(mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
-        ResultRow { dataset: "mnist".into(), normal_class: 0, mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+        ResultRow { dataset: "mnist".into(), normal_class: 0, mu1: Some(1.0), mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
     }
 
     #[test]
@@ -292,7 +349,7 @@ mod tests {
     use super::*;
 
     fn row(d: &str, mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
-        ResultRow { dataset: d.into(), normal_class: 0, mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+        ResultRow { dataset: d.into(), normal_class: 0, mu1: Some(1.0), mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
     }
 
     #[test]
@@ -301,5 +358,32 @@ mod tests {
         assert!(md.contains("| baseline Deep SVDD | 0.9814 / 0.9825 | 0.9700±0.0141 / 0.9000±0.0000 / 0.5000±0.0000 (2) |"), "{md}");
         assert!(md.contains("| hybrid mu1=1, mu2=0.5 | 0.9754 / 0.9820 | 0.9700 / 0.9000 / 0.5000 (1) |"), "{md}");
         assert!(md.contains("| adaptive (Mahalanobis) | 0.9848 / 0.9858 | not run |"), "{md}");
+    }
+
+    #[test]
+    fn a_run_with_another_mu1_is_not_filed_under_the_published_rows() {
+        let mut other = row("mnist", 0.5, "radius", 0, 0.91);
+        other.mu1 = Some(2.0);
+        let mut unknown = row("mnist", 0.5, "radius", 1, 0.92);
+        unknown.mu1 = None;
+        let md = markdown(&[row("mnist", 0.5, "radius", 0, 0.97), other, unknown], "");
+        assert!(md.contains("| hybrid mu1=1, mu2=0.5 | 0.9754 / 0.9820 | 0.9700 / 0.9000 / 0.5000 (1) |"), "{md}");
+        assert!(md.contains("| hybrid mu1=2, mu2=0.5 | - | 0.9100 / 0.9000 / 0.5000 (1) |"), "{md}");
+        assert!(md.contains("| hybrid mu2=0.5 (mu1 not recorded) | - | 0.9200 / 0.9000 / 0.5000 (1) |"), "{md}");
+        let mut base2 = row("mnist", 0.0, "radius", 0, 0.95);
+        base2.mu1 = Some(0.5);
+        assert!(markdown(&[base2], "").contains("| baseline Deep SVDD, mu1=0.5 | - | 0.9500 / 0.9000 / 0.5000 (1) |"));
+    }
+
+    #[test]
+    fn loss_weights_are_recovered_from_the_history() {
+        // float32 terms: loss = f32(mu1 * svdd) + f32(mu2 * rec).
+        let svdd = [3.1f64, 1.2, 0.7, 0.41, 0.3];
+        let rec = [12.4f64, 12.1, 11.9, 11.7, 11.65];
+        let loss: Vec<f64> = svdd.iter().zip(&rec).map(|(s, r)| ((2.0 * s) as f32 + (0.1 * r) as f32) as f64).collect();
+        assert_eq!(loss_weights(&loss, &svdd, &rec), Some((2.0, 0.1)));
+        let base: Vec<f64> = svdd.iter().map(|s| (*s as f32) as f64).collect();
+        assert_eq!(loss_weights(&base, &svdd, &[f64::NAN; 5]), Some((1.0, 0.0)));
+        assert_eq!(loss_weights(&[], &[], &[]), None);
     }
 }
