@@ -11,7 +11,7 @@ use std::sync::Arc;
 use petgraph::graph::DiGraph;
 
 use super::diag::{did_you_mean, Diagnostics};
-use super::spec::{Entry, PipelineSpec, Source, StageSpec, COMMAND_LINE};
+use super::spec::{Entry, Override, PipelineSpec, Source, StageSpec, COMMAND_LINE};
 use super::yaml::{Node, NodeKind, Pos};
 use crate::stage::{InputDecl, OutputSpec, ParamType, Params, Registry, StageKind};
 use crate::value::Value;
@@ -363,6 +363,7 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
                 }))
                 .collect();
         }
+        check_overrides(s, &axes, d);
         stage_axes.insert(s.name.as_str(), axes);
         let mut mine = Vec::new();
         for coords in combos {
@@ -446,11 +447,46 @@ fn check_identity_and_publish(spec: &PipelineSpec, nodes: &[NodeSpec], d: &mut D
     }
 }
 
+/// Whether a grid value equals a `when` value (numbers by value: `when: {mu2: 1}` matches 1.0).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn override_applies(o: &Override, coords: &[(String, Value)]) -> bool {
+    o.when.iter().all(|(axis, _, values)| coords.iter().any(|(k, v)| k == axis && values.iter().any(|w| same_value(v, w))))
+}
+
+/// Each `when` names an axis the stage's nodes have and values that axis takes, so an override
+/// never silently matches nothing (a typo such as `cifar-10`).
+fn check_overrides(s: &StageSpec, axes: &[(String, Vec<Value>)], d: &mut Diagnostics) {
+    for o in &s.overrides {
+        for (axis, pos, values) in &o.when {
+            let Some((_, have)) = axes.iter().find(|(n, _)| n == axis) else {
+                let names: Vec<&str> = axes.iter().map(|(n, _)| n.as_str()).collect();
+                let hint = did_you_mean(axis, names.iter().copied()).unwrap_or_else(|| {
+                    if names.is_empty() { format!("stage `{}` has no matrix axes", s.name) } else { format!("axes of stage `{}`: {}", s.name, names.join(", ")) }
+                });
+                err(d, *pos, format!("override of stage `{}`: no matrix axis `{axis}`", s.name), Some(hint));
+                continue;
+            };
+            for v in values.iter().filter(|v| !have.iter().any(|h| same_value(h, v))) {
+                let list: Vec<String> = have.iter().map(|h| h.to_string()).collect();
+                let hint = did_you_mean(&v.to_string(), list.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("axis `{axis}` takes: {}", list.join(", ")));
+                err(d, *pos, format!("override of stage `{}`: `{axis}` never takes the value {v}, so it would apply to no node", s.name), Some(hint));
+            }
+        }
+    }
+}
+
 /// Checks that do not depend on matrix coordinates: param names, input names, required inputs.
 fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) {
     let specs = kind.params();
     let names: Vec<&str> = specs.iter().map(|p| p.name).collect();
-    for e in &s.params {
+    for e in s.params.iter().chain(s.overrides.iter().flat_map(|o| &o.params)) {
         if !names.contains(&e.key.as_str()) {
             let hint = did_you_mean(&e.key, names.iter().copied())
                 .unwrap_or_else(|| format!("params of `{}`: {}", kind.name(), names.join(", ")));
@@ -516,7 +552,11 @@ fn expand_node(
     let specs = kind.params();
     let mut params = BTreeMap::new();
     for p in &specs {
-        let explicit = s.params.iter().find(|e| e.key == p.name);
+        // Precedence: `--set` (the command line), then the last matching override, then `params`.
+        let plain = s.params.iter().find(|e| e.key == p.name);
+        let explicit = plain.filter(|e| e.pos == COMMAND_LINE).or_else(|| {
+            s.overrides.iter().rev().filter(|o| override_applies(o, &coords)).find_map(|o| o.params.iter().find(|e| e.key == p.name))
+        }).or(plain);
         let raw = match explicit {
             Some(e) => {
                 let Some(v) = entry_value(e, d) else { continue };
@@ -561,7 +601,9 @@ fn expand_node(
         }
     }
     for p in specs.iter().filter(|p| p.default.is_none() && !params.contains_key(p.name)) {
-        if !s.params.iter().any(|e| e.key == p.name) {
+        let given = s.params.iter().any(|e| e.key == p.name)
+            || s.overrides.iter().filter(|o| override_applies(o, &coords)).any(|o| o.params.iter().any(|e| e.key == p.name));
+        if !given {
             d.error(s.pos, format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
                 Some(format!("`{}`: {}", p.name, p.help)));
         }

@@ -33,6 +33,18 @@ pub struct StageSpec {
     pub params: Vec<Entry>,
     pub inputs: Vec<InputSpec>,
     pub publish: Vec<Entry>,
+    /// Params that differ for some grid cells (e.g. a longer schedule on CIFAR-10), in file order;
+    /// a later matching override wins over an earlier one and over `params`.
+    pub overrides: Vec<Override>,
+}
+
+/// One `overrides:` item: `{when: {AXIS: VALUE | [VALUES]}, params: {...}}`. Applies to the
+/// stage's nodes whose coordinates (its own axes and inherited ones) match every `when` entry.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub pos: Pos,
+    pub when: Vec<(String, Pos, Vec<Value>)>,
+    pub params: Vec<Entry>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +72,7 @@ pub enum Source {
 }
 
 const TOP_KEYS: &[&str] = &["name", "description", "params", "stages"];
-const STAGE_KEYS: &[&str] = &["kind", "description", "params", "matrix", "inputs", "publish"];
+const STAGE_KEYS: &[&str] = &["kind", "description", "params", "overrides", "matrix", "inputs", "publish"];
 
 /// A pipeline's `name:`: a plain word (it appears in run records and messages, never as a path).
 fn is_pipeline_name(s: &str) -> bool {
@@ -167,6 +179,7 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
         params: Vec::new(),
         inputs: Vec::new(),
         publish: Vec::new(),
+        overrides: Vec::new(),
     };
     for (key, kpos, v) in entries(node, &format!("stage `{name}`"), d) {
         match key.as_str() {
@@ -183,6 +196,7 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                     s.params.push(Entry { key: k, pos: p, value: val.clone() });
                 }
             }
+            "overrides" => s.overrides = parse_overrides(&name, v, d),
             "matrix" => {
                 for (axis, p, vals) in entries(v, &format!("matrix of stage `{name}`"), d) {
                     if !is_identifier(&axis) {
@@ -246,6 +260,68 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
         d.error(pos, format!("stage `{name}` has no `kind`"), Some("add e.g. `kind: command`".into()));
     }
     Some(s)
+}
+
+const OVERRIDE_HINT: &str = "write `overrides: [{when: {dataset: cifar10}, params: {epochs: 350}}]`";
+
+/// `overrides:` of a stage: a list of `{when: {AXIS: VALUE | [VALUES]}, params: {...}}`.
+fn parse_overrides(stage: &str, v: &Node, d: &mut Diagnostics) -> Vec<Override> {
+    let NodeKind::Seq(items) = &v.kind else {
+        d.error(v.pos, format!("`overrides` of stage `{stage}` must be a list, found {}", v.type_name()), Some(OVERRIDE_HINT.into()));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if !matches!(item.kind, NodeKind::Map(_)) {
+            d.error(item.pos, format!("an override of stage `{stage}` must be a mapping, found {}", item.type_name()), Some(OVERRIDE_HINT.into()));
+            continue;
+        }
+        let mut o = Override { pos: item.pos, when: Vec::new(), params: Vec::new() };
+        let mut saw = (false, false);
+        for (k, kpos, val) in entries(item, &format!("an override of stage `{stage}`"), d) {
+            match k.as_str() {
+                "when" => {
+                    saw.0 = true;
+                    for (axis, apos, vals) in entries(val, "`when`", d) {
+                        let values: Vec<Value> = match &vals.kind {
+                            NodeKind::Scalar(x) if *x != Value::Null => vec![x.clone()],
+                            NodeKind::Seq(xs) if !xs.is_empty() => xs
+                                .iter()
+                                .filter_map(|x| match &x.kind {
+                                    NodeKind::Scalar(x) if *x != Value::Null => Some(x.clone()),
+                                    _ => {
+                                        d.error(x.pos, format!("`when` values must be scalars, found {}", x.type_name()), None);
+                                        None
+                                    }
+                                })
+                                .collect(),
+                            _ => {
+                                d.error(vals.pos, format!("`when: {{{axis}: ...}}` needs a value or a non-empty list, found {}", vals.type_name()),
+                                    Some(format!("e.g. `when: {{{axis}: VALUE}}`")));
+                                continue;
+                            }
+                        };
+                        o.when.push((axis, apos, values));
+                    }
+                }
+                "params" => {
+                    saw.1 = true;
+                    for (pk, ppos, pv) in entries(val, "override `params`", d) {
+                        o.params.push(Entry { key: pk, pos: ppos, value: pv.clone() });
+                    }
+                }
+                _ => unknown_key(d, kpos, &k, &format!("an override of stage `{stage}`"), &["when", "params"]),
+            }
+        }
+        if !saw.0 || o.when.is_empty() {
+            d.error(item.pos, format!("an override of stage `{stage}` has no `when`"), Some("say which grid cells it applies to, e.g. `when: {dataset: cifar10}`".into()));
+        }
+        if !saw.1 {
+            d.error(item.pos, format!("an override of stage `{stage}` has no `params`"), Some(OVERRIDE_HINT.into()));
+        }
+        out.push(o);
+    }
+    out
 }
 
 fn parse_ref(text: &str, pos: Pos, d: &mut Diagnostics) -> Option<Source> {
