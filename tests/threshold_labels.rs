@@ -79,3 +79,49 @@ fn shuffled_test_labels_give_the_same_threshold() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A score table of `n` rows (train / holdout / test) whose scores are `distance - r2`.
+fn boundary_table(path: &std::path::Path, r2: f64) {
+    let n = 60;
+    let split: Vec<&str> = (0..n).map(|i| if i < 30 { "train" } else if i < 40 { "holdout" } else { "test" }).collect();
+    let distance: Vec<f64> = (0..n).map(|i| 0.01 * i as f64).collect();
+    let mut df = DataFrame::new(vec![
+        Column::new("split".into(), split),
+        Column::new("index".into(), (0..n as i64).collect::<Vec<_>>()),
+        Column::new("label".into(), (0..n).map(|i| i64::from(i >= 50)).collect::<Vec<_>>()),
+        Column::new("class".into(), vec![0i64; n]),
+        Column::new("distance".into(), distance.clone()),
+        Column::new("score".into(), distance.iter().map(|d| d - r2).collect::<Vec<_>>()),
+        Column::new("z0".into(), distance.iter().map(|d| *d as f32).collect::<Vec<_>>()),
+    ])
+    .unwrap();
+    stages::table::write_parquet(&mut df, path).unwrap();
+}
+
+#[test]
+fn boundary_cutoff_needs_a_soft_boundary_model() {
+    let dir = std::env::temp_dir().join(format!("pipe-boundary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kind = pipe::kinds::fit_threshold::FitThreshold;
+    let run = |table: &std::path::Path, out: &std::path::Path| {
+        std::fs::create_dir_all(out).unwrap();
+        let mut params: BTreeMap<String, Value> = kind.params().into_iter().filter_map(|p| p.default.map(|d| (p.name.to_string(), d))).collect();
+        params.insert("cutoff".into(), Value::Str("boundary".into()));
+        let ctx = RunContext::new("t".into(), Params(params), BTreeMap::from([("scores".to_string(), vec![table.to_path_buf()])]),
+            BTreeMap::new(), BTreeMap::new(), kind.outputs(&Params::default()).unwrap(), out.to_path_buf(), out.to_path_buf(), 1,
+            Arc::new(NoProgress), Arc::new(AtomicBool::new(false)));
+        kind.run(&ctx).map(|_| {
+            let df = stages::table::read_parquet(&out.join("threshold.parquet")).unwrap();
+            df.column("threshold").unwrap().f64().unwrap().get(0).unwrap()
+        })
+    };
+    // One-class scores (score = distance): an error naming the fix, not a 0 threshold that flags all.
+    boundary_table(&dir.join("one.parquet"), 0.0);
+    let err = run(&dir.join("one.parquet"), &dir.join("out-one")).unwrap_err().to_string();
+    assert!(err.contains("needs a soft-boundary model") && err.contains("objective: soft-boundary"), "{err}");
+    // Soft-boundary scores (distance - R^2): the boundary is score 0.
+    boundary_table(&dir.join("soft.parquet"), 0.2);
+    assert_eq!(run(&dir.join("soft.parquet"), &dir.join("out-soft")).unwrap(), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

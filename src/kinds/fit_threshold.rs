@@ -67,6 +67,12 @@ impl StageKind for FitThreshold {
             _ => Cutoff::Quantile(level),
         };
         let table = ScoreTable::read(ctx.input("scores")?).map_err(to_stage)?;
+        if matches!(cutoff, Cutoff::Boundary) && table.is_one_class() {
+            return Err(StageError::failed(
+                "cutoff `boundary` needs a soft-boundary model: these scores come from a one-class model (R = 0, so every image \
+                 would be flagged); train with `objective: soft-boundary`, or use `cutoff: quantile`",
+            ));
+        }
         let train = table.rows("train");
         let held = table.rows("holdout");
         let (calibration, cal) = if held.is_empty() {

@@ -19,6 +19,8 @@ pub struct ScoreTable {
     pub label: Vec<i64>,
     pub class: Vec<i64>,
     pub score: Vec<f64>,
+    /// ||phi(x) - c||^2 per row, where the table has it (a trained model's scores do).
+    pub distance: Option<Vec<f64>>,
     /// Latent codes [n, d] (float32); empty [n, 0] when the table has none.
     pub z: Tensor,
 }
@@ -48,7 +50,17 @@ impl ScoreTable {
             }
         }
         let z = Tensor::from_slice(&flat).view([n as i64, cols.len() as i64]);
-        Ok(ScoreTable { split, index: ints("index")?, label: ints("label")?, class: ints("class")?, score, z })
+        let distance = match df.column("distance") {
+            Ok(c) => Some(c.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()),
+            Err(_) => None,
+        };
+        Ok(ScoreTable { split, index: ints("index")?, label: ints("label")?, class: ints("class")?, score, distance, z })
+    }
+
+    /// Whether the scores come from a one-class Deep SVDD model: every score is the plain distance
+    /// (a soft-boundary model's score is distance - R^2 with R > 0, Ruff et al. 2018, eq. 3).
+    pub fn is_one_class(&self) -> bool {
+        self.distance.as_ref().is_some_and(|d| d.iter().zip(&self.score).all(|(a, b)| a == b))
     }
 
     pub fn rows(&self, split: &str) -> Vec<usize> {
