@@ -22,10 +22,18 @@ pub struct Pipeline {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read pipeline file {path}: {source}\n  = hint: check the path; pipelines usually live in pipelines/")]
+    #[error("cannot read pipeline file {path}: {source}\n  = hint: {}", read_hint(source))]
     Read { path: String, source: std::io::Error },
     #[error("{0}")]
     Invalid(Box<Diagnostics>),
+}
+
+fn read_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "check the path; pipelines usually live in pipelines/",
+        std::io::ErrorKind::PermissionDenied => "check the file's permissions",
+        _ => "give the path of a pipeline's YAML file (UTF-8 text, at most 16 MiB)",
+    }
 }
 
 /// Reads, validates and expands a pipeline file. `overrides` are `(stage.param, value)` pairs.
@@ -38,10 +46,21 @@ pub fn load(path: &Path, registry: &Registry, overrides: &[(String, String)]) ->
     if meta.is_dir() {
         return Err(read_err(std::io::Error::other("it is a directory, not a pipeline file")));
     }
+    if !meta.is_file() {
+        // Reading a FIFO would block forever.
+        return Err(read_err(std::io::Error::other("it is not a regular file (a pipe, socket or device); give the pipeline's YAML file")));
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(read_err(std::io::Error::other(format!("{} bytes; a pipeline file may hold at most {MAX_FILE_BYTES}", meta.len()))));
     }
-    let src = std::fs::read_to_string(path).map_err(read_err)?;
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        read_err(std::io::Error::other(format!(
+            "it is not UTF-8 text (invalid byte at offset {at}, line {line}): a binary file, or text in another encoding; save it as UTF-8"
+        )))
+    })?;
     parse(path, &src, registry, overrides)
 }
 

@@ -14,9 +14,10 @@ pub const TEST_FILE: &str = "test_batch.bin";
 pub fn read_batch(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<u8>)> {
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(Error::Data(format!(
-            "{}: {} bytes is not a whole number of {RECORD}-byte CIFAR-10 records; the file is truncated or not the binary version (cifar-10-binary.tar.gz)",
+            "{}: {} bytes is not a whole number of {RECORD}-byte CIFAR-10 records; the file is truncated or not the binary version (cifar-10-binary.tar.gz).{}",
             path.display(),
-            bytes.len()
+            bytes.len(),
+            super::idx::looks_like(bytes)
         )));
     }
     let n = bytes.len() / RECORD;

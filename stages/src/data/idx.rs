@@ -16,6 +16,21 @@ pub struct Images {
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
+/// What a file that is not IDX looks like, when it is recognisable: a web page saved by a failed
+/// download is the common case.
+pub(crate) fn looks_like(bytes: &[u8]) -> &'static str {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).trim_start().to_ascii_lowercase();
+    if head.starts_with("<!doctype html") || head.starts_with("<html") || head.starts_with("<?xml") || head.starts_with("<error") {
+        " It is an HTML/XML page (a failed download or an error page from the mirror)."
+    } else if bytes.starts_with(&[0x80]) {
+        " It looks like a Python pickle (the Python version of the dataset, not the binary one)."
+    } else if bytes.starts_with(b"PK") {
+        " It is a zip archive: extract it first."
+    } else {
+        ""
+    }
+}
+
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -28,7 +43,8 @@ pub fn read_images(path: &Path, bytes: &[u8]) -> Result<Images> {
     let magic = be32(bytes, 0);
     if magic != IMAGES_MAGIC {
         return Err(bad(format!(
-            "wrong magic number 0x{magic:08x} (IDX images have 0x{IMAGES_MAGIC:08x}); is this a labels file or not IDX at all?"
+            "wrong magic number 0x{magic:08x} (IDX images have 0x{IMAGES_MAGIC:08x}); is this a labels file or not IDX at all?{}",
+            looks_like(bytes)
         )));
     }
     let (n, rows, cols) = (be32(bytes, 4) as usize, be32(bytes, 8) as usize, be32(bytes, 12) as usize);
@@ -54,7 +70,8 @@ pub fn read_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     let magic = be32(bytes, 0);
     if magic != LABELS_MAGIC {
         return Err(bad(format!(
-            "wrong magic number 0x{magic:08x} (IDX labels have 0x{LABELS_MAGIC:08x}); is this an images file or not IDX at all?"
+            "wrong magic number 0x{magic:08x} (IDX labels have 0x{LABELS_MAGIC:08x}); is this an images file or not IDX at all?{}",
+            looks_like(bytes)
         )));
     }
     let n = be32(bytes, 4) as usize;

@@ -120,16 +120,35 @@ pub fn search_roots(data_dir: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// Finds the folder holding every file of `kind` (each plain or `.gz`).
+///
+/// Errors: no folder has them all. Where a folder holds some of them, the error names that folder
+/// and, per file, what is wrong (missing, a directory, not a regular file, unreadable), since
+/// "not found" would send the user looking in the wrong place.
 pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf> {
     let roots = search_roots(data_dir);
     let mut tried = Vec::new();
+    let mut partial: Option<(PathBuf, Vec<String>)> = None;
     for root in &roots {
         for dir in std::iter::once(root.clone()).chain(kind.folders().iter().map(|f| root.join(f))) {
             if kind.files().iter().all(|f| file_in(&dir, f).is_some()) {
                 return Ok(dir);
             }
+            let problems: Vec<(bool, String)> = kind.files().iter().map(|f| file_problem(&dir, f)).collect();
+            if partial.is_none() && problems.iter().any(|(present, _)| *present) {
+                partial = Some((dir.clone(), problems.into_iter().filter(|(_, p)| !p.is_empty()).map(|(_, p)| p).collect()));
+            }
             tried.push(dir.display().to_string());
         }
+    }
+    if let Some((dir, problems)) = partial {
+        return Err(Error::Data(format!(
+            "{}: {} files are incomplete here: {}. Replace them (`pipe data fetch {} --dir {}` downloads them), or point `data_dir` elsewhere",
+            dir.display(),
+            kind.title(),
+            problems.join("; "),
+            kind.name(),
+            dir.display()
+        )));
     }
     Err(Error::Data(format!(
         "{} not found; looked in: {}. Set the stage's `data_dir` param or PIPE_DATA_DIR, or run `pipe data fetch {}`",
@@ -141,6 +160,25 @@ pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf> {
 
 fn file_in(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+}
+
+/// (whether anything by that name is there, what is wrong with it: empty when it is a readable file).
+fn file_problem(dir: &Path, name: &str) -> (bool, String) {
+    for p in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        let file = p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        if meta.is_dir() {
+            return (true, format!("{file} is a directory, not a file"));
+        }
+        if !meta.is_file() {
+            return (true, format!("{file} is not a regular file (a pipe, socket or device)"));
+        }
+        return match std::fs::File::open(&p) {
+            Ok(_) => (true, String::new()),
+            Err(e) => (true, format!("{file} cannot be read ({e})")),
+        };
+    }
+    (false, format!("{name} (or {name}.gz) is missing"))
 }
 
 /// Reads a file, decompressing gzip (detected by its magic bytes, whatever the extension).
