@@ -15,7 +15,7 @@ pub enum QueryFormat {
 pub enum QueryError {
     #[error("cannot read {path}: {source}\n  = hint: run the pipeline first (`pipe run pipelines/quick.yaml`), or pass --results PATH")]
     Read { path: String, source: std::io::Error },
-    #[error("{path}: not a Parquet table ({source})")]
+    #[error("{path}: cannot read it as a Parquet table ({source})\n  = hint: pipe reads integers of every width (unsigned too), floats, booleans, strings, dictionary strings, dates, times, timestamps, decimals and nulls; a column of another type (a struct, a float16) must be converted first")]
     Parquet { path: String, source: PolarsError },
     #[error("query failed: {0}\n  = hint: the table is named `results`; `pipe query \"SELECT * FROM results LIMIT 0\"` lists its columns")]
     Sql(PolarsError),

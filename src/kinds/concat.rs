@@ -28,6 +28,8 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             Some(if x.is_unsigned_integer() && y.is_unsigned_integer() { DataType::UInt64 } else { DataType::Int64 })
         }
         (x, y) if x.is_primitive_numeric() && y.is_primitive_numeric() => Some(DataType::Float64),
+        // Dictionary strings (pyarrow/pandas categoricals) beside plain strings: strings.
+        (x, y) if x.is_string() || x.is_categorical() => (y.is_string() || y.is_categorical()).then_some(DataType::String),
         _ => None,
     }
 }
@@ -181,5 +183,14 @@ mod tests {
         let b = df!("x" => ["one"]).unwrap();
         let e = concat_diagonal(vec![a, b], &["first.parquet".into(), "second.parquet".into()]).unwrap_err();
         assert!(e.contains("column `x`") && e.contains("first.parquet") && e.contains("second.parquet"), "{e}");
+    }
+
+    #[test]
+    fn dictionary_strings_and_strings_combine_as_strings() {
+        let a = df!("d" => ["mnist"]).unwrap();
+        let b = DataFrame::new(vec![Column::new("d".into(), ["cifar10"]).cast(&DataType::from_categories(Categories::global())).unwrap()]).unwrap();
+        let out = concat_diagonal(vec![a, b], &["a".into(), "b".into()]).unwrap();
+        let v: Vec<&str> = out.column("d").unwrap().str().unwrap().into_no_null_iter().collect();
+        assert_eq!(v, vec!["mnist", "cifar10"]);
     }
 }
