@@ -13,4 +13,4 @@ trap 'scripts/cluster-down.sh' EXIT
 scripts/cluster-up.sh
 # shellcheck disable=SC1091
 . "$PIPE_CLUSTER_DIR/env"
-cargo test --workspace "$@"
+PIPE_REQUIRE_CLUSTER=1 cargo test --workspace "$@"

@@ -1,23 +1,12 @@
 //! `pipe`: an incremental, content-addressed, parallel DAG orchestrator for ML experiment grids.
 //!
-//! The engine (config, graph, hash, store, plan, exec, report) knows nothing of machine learning;
-//! stage kinds plug in through [`stage::StageKind`]; the built-in kinds live in [`kinds`].
+//! The engine (the `engine` crate: config, graph, hash, store, plan, exec, report) knows nothing of
+//! machine learning; the built-in stage kinds live in [`kinds`], built on the Deep SVDD library
+//! (the `stages` crate); [`cli`] is the command line.
 
 pub mod cli;
-pub mod config;
-pub mod exec;
-pub mod exit;
-pub mod graph;
-pub mod hash;
 pub mod kinds;
-pub mod plan;
 pub mod query;
-pub mod remote;
-pub mod report;
-pub mod slurm;
-pub mod stage;
-pub mod store;
-pub mod value;
 
-pub use stage::{Registry, StageKind};
-pub use value::Value;
+pub use engine::{config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, value};
+pub use engine::{Registry, StageKind, Value};

@@ -1,0 +1,29 @@
+//! pipe's engine: an incremental, content-addressed, parallel DAG orchestrator.
+//!
+//! It knows nothing of machine learning; the compiler enforces it (this crate depends on neither
+//! tch nor polars). Stage kinds plug in through [`stage::StageKind`].
+//!
+//! ```text
+//! pipeline.yaml --config--> PipelineSpec --grid--> NodeSpec[] --graph--> Graph (petgraph)
+//!   plan: inputs resolved, Fingerprint (hash) -> key -> store lookup: fresh | stale | missing
+//!   exec: levels in parallel (rayon) or one Slurm job each; StageKind::run in a work dir
+//!   store: outputs moved to objects/<blake3>, a record per key, a ref per pipeline file
+//!   remote: the same layout on S3 or a shared folder, cached locally
+//!   report: events -> terminal display, run record, exit code
+//! ```
+
+pub mod config;
+pub mod exec;
+pub mod exit;
+pub mod graph;
+pub mod hash;
+pub mod plan;
+pub mod remote;
+pub mod report;
+pub mod slurm;
+pub mod stage;
+pub mod store;
+pub mod value;
+
+pub use stage::{Registry, StageKind};
+pub use value::Value;
