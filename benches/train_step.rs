@@ -18,7 +18,16 @@ fn main() {
     tch::set_num_threads(threads);
     tch::manual_seed(0);
     for (arch, c, hw) in [(Arch::MnistLeNet, 1, 28), (Arch::CifarLeNet, 3, 32)] {
-        let cfg = TrainConfig { epochs: 1, batch_size: 200, lr: 1e-4, milestones: vec![], weight_decay: 0.5e-6, seed: 0, device: Device::Cpu, leaky_slope: 0.01 };
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 200,
+            lr: 1e-4,
+            milestones: vec![],
+            weight_decay: 0.5e-6,
+            seed: 0,
+            device: Device::Cpu,
+            leaky_slope: 0.01,
+        };
         let ae = Autoencoder::new(arch, &cfg).unwrap();
         let mut opt = nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(&ae.vs, cfg.lr).unwrap();
         let x = Tensor::rand([200, c, hw, hw], (Kind::Float, Device::Cpu));

@@ -205,9 +205,7 @@ fn data(action: DataCmd) -> Result<i32, i32> {
     match action {
         DataCmd::Fetch { dataset, dir, mirror } => {
             let kind = DatasetKind::parse(&dataset).map_err(fail)?;
-            let dest = dir.unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pipe/data").join(kind.name())
-            });
+            let dest = dir.unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pipe/data").join(kind.name()));
             let mut source = d::fetch::official(kind);
             if let Some(m) = mirror {
                 source.base = if m.ends_with('/') { m } else { format!("{m}/") };
@@ -233,7 +231,11 @@ fn data(action: DataCmd) -> Result<i32, i32> {
             let kind = DatasetKind::parse(&dataset).map_err(fail)?;
             let found = d::locate(kind, dir.as_deref()).map_err(fail)?;
             let raw = d::load_raw(kind, &found).map_err(fail)?;
-            let note = if raw.unverified.is_empty() { "all checksums verified".to_string() } else { format!("no checksum known for {}", raw.unverified.join(", ")) };
+            let note = if raw.unverified.is_empty() {
+                "all checksums verified".to_string()
+            } else {
+                format!("no checksum known for {}", raw.unverified.join(", "))
+            };
             println!("{}: {} train + {} test images in {} ({note})", kind.title(), raw.train.n, raw.test.n, found.display());
             Ok(exit::OK)
         }
@@ -303,7 +305,11 @@ fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { workspace().join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        workspace().join(p)
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -326,8 +332,11 @@ fn live_keys(store: &Store, registry: &Registry, keep_days: f64) -> (std::collec
             let name = e.file_name().to_string_lossy().to_string();
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
-                let skip = name.starts_with('.') || name == "target" || name == "node_modules"
-                    || std::fs::canonicalize(&path).ok() == store_dir || depth >= 6;
+                let skip = name.starts_with('.')
+                    || name == "target"
+                    || name == "node_modules"
+                    || std::fs::canonicalize(&path).ok() == store_dir
+                    || depth >= 6;
                 if !skip {
                     stack.push((path, depth + 1));
                 }
@@ -366,7 +375,9 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
         Cmd::Push => {
             let store = open_store(&cli.store, &cli.cache)?;
             if store.remote().is_none() {
-                eprintln!("error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)");
+                eprintln!(
+                    "error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)"
+                );
                 return Err(exit::USAGE);
             }
             let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
@@ -380,7 +391,14 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             for n in &stats.incomplete {
                 eprintln!("warning: not pushed: {n}");
             }
-            println!("pushed {} records, {} objects ({:.1} MB), {} refs to {}", stats.records, stats.objects, stats.bytes as f64 / 1e6, stats.refs, cli.store);
+            println!(
+                "pushed {} records, {} objects ({:.1} MB), {} refs to {}",
+                stats.records,
+                stats.objects,
+                stats.bytes as f64 / 1e6,
+                stats.refs,
+                cli.store
+            );
             Ok(exit::OK)
         }
         Cmd::Pull { p, force, verbose } => {
@@ -431,12 +449,10 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             // Slurm: up to 64 jobs in flight, one CPU each unless --threads says otherwise.
             let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
             let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
-            let _lock = store
-                .lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe()))
-                .map_err(|e| {
-                    eprintln!("error: {e}");
-                    exit::STORE
-                })?;
+            let _lock = store.lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe())).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::STORE
+            })?;
             store.clean_scratch();
             let reporter = Terminal::new(verbose);
             let started_at = now();
@@ -459,10 +475,15 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             // their refs; `pipe gc` decides what is live.
             reporter.finish();
             let count = |s: &str| nodes.iter().filter(|n| n.state == s).count();
-            let (ran, cached, failed, skipped, cancelled) =
-                (count("ran"), count("cached"), count("failed"), count("skipped"), count("cancelled"));
+            let (ran, cached, failed, skipped, cancelled) = (count("ran"), count("cached"), count("failed"), count("skipped"), count("cancelled"));
             let interrupted = cancel.load(Ordering::SeqCst) && !(fail_fast && failed > 0);
-            let status = if interrupted { "interrupted" } else if failed > 0 { "failed" } else { "ok" };
+            let status = if interrupted {
+                "interrupted"
+            } else if failed > 0 {
+                "failed"
+            } else {
+                "ok"
+            };
             let record = RunRecord {
                 run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
                 pipeline: pipeline.name.clone(),

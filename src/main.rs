@@ -7,13 +7,13 @@ use clap::Parser;
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
     // Query tables print in full, with every column.
-    for (k, v) in [("POLARS_FMT_MAX_ROWS", "200"), ("POLARS_FMT_MAX_COLS", "40"), ("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1"), ("POLARS_TABLE_WIDTH", "220")] {
+    for (k, v) in
+        [("POLARS_FMT_MAX_ROWS", "200"), ("POLARS_FMT_MAX_COLS", "40"), ("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1"), ("POLARS_TABLE_WIDTH", "220")]
+    {
         if std::env::var_os(k).is_none() {
             std::env::set_var(k, v);
         }

@@ -276,7 +276,8 @@ stages:
 "#,
     );
     // A plain directory store, shared by the driver and the jobs (the shared-file-system setup).
-    let out = ws.pipe(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", "--threads", "1", "--partition", "debug", "--sbatch-arg=--time=5"]);
+    let out =
+        ws.pipe(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", "--threads", "1", "--partition", "debug", "--sbatch-arg=--time=5"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("command exited with status 3") && stderr.contains("about to fail"), "{stderr}");
@@ -365,11 +366,8 @@ stages:
 "#,
     );
     let url = c.url("interrupt");
-    let driver = ws
-        .cmd(&["--store", &url, "--cache", "cache", "run", "p.yaml", "--executor", "slurm"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver =
+        ws.cmd(&["--store", &url, "--cache", "cache", "run", "p.yaml", "--executor", "slurm"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let job = wait_running("pipe:long");
     let t0 = Instant::now();
     assert!(Command::new("kill").args(["-INT", &driver.id().to_string()]).status().unwrap().success());
@@ -492,11 +490,8 @@ fn a_job_whose_machine_differs_refuses_to_run_under_another_key() {
     let out = ws.cmd(&["--store", "shared", "run", "p.yaml"]).env("PIPE_DATA_DIR", ws.dir.join("there")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let there = format!("--sbatch-arg=--export=ALL,PIPE_DATA_DIR={}", ws.dir.join("there").display());
-    let out = ws
-        .cmd(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", &there])
-        .env("PIPE_DATA_DIR", ws.dir.join("here"))
-        .output()
-        .unwrap();
+    let out =
+        ws.cmd(&["--store", "shared", "run", "p.yaml", "--executor", "slurm", &there]).env("PIPE_DATA_DIR", ws.dir.join("here")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("not the submitted") && stderr.contains("environment.data") && stderr.contains("pin it in the pipeline"), "{stderr}");

@@ -139,7 +139,9 @@ fn cases() -> Vec<Case> {
             for (split, n) in [("train", 20usize), ("t10k", 10)] {
                 let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
                 let img = idx::encode_images(&idx::Images { n, rows: 14, cols: 56, pixels: vec![7; n * 784] });
-                for (name, bytes) in [(format!("{split}-images-idx3-ubyte"), img), (format!("{split}-labels-idx1-ubyte"), idx::encode_labels(&labels))] {
+                for (name, bytes) in
+                    [(format!("{split}-images-idx3-ubyte"), img), (format!("{split}-labels-idx1-ubyte"), idx::encode_labels(&labels))]
+                {
                     lines.push(format!("{}  {name}", hex(&Sha256::digest(&bytes))));
                     std::fs::write(d.join(name), bytes).unwrap();
                 }
@@ -216,10 +218,13 @@ fn every_damaged_pipeline_file_gives_an_error_naming_it() {
         ("file_02_fifo", Box::new(|p| mkfifo(p))),
         ("file_03_binary", Box::new(|p| std::fs::write(p, b"\x7fELF\x02\x01\x01\0\0\0\xff\xfe").unwrap())),
         ("file_04_latin1_text", Box::new(|p| std::fs::write(p, b"stages:\n  caf\xe9:\n    kind: command\n").unwrap())),
-        ("file_05_too_large", Box::new(|p| {
-            let f = std::fs::File::create(p).unwrap();
-            f.set_len(17 << 20).unwrap();
-        })),
+        (
+            "file_05_too_large",
+            Box::new(|p| {
+                let f = std::fs::File::create(p).unwrap();
+                f.set_len(17 << 20).unwrap();
+            }),
+        ),
         ("file_06_missing", Box::new(|_| {})),
     ];
     let registry = pipe::kinds::builtin();

@@ -80,10 +80,8 @@ fn interrupted_download_resumes_and_verifies() {
     let (port, ranged) = serve(dir.clone(), "train-images-idx3-ubyte.gz", false);
     // The mirror serves the bundled files; their md5s stand in for the published ones.
     let names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "SHA256SUMS"];
-    let source = d::fetch::Source {
-        base: format!("http://127.0.0.1:{port}/"),
-        files: names.iter().map(|n| (n.to_string(), md5sum(&dir.join(n)))).collect(),
-    };
+    let source =
+        d::fetch::Source { base: format!("http://127.0.0.1:{port}/"), files: names.iter().map(|n| (n.to_string(), md5sum(&dir.join(n)))).collect() };
     let dest = ws.dir.join("dl");
     let first = d::fetch::fetch(&source, &dest, &|_, _, _| {});
     let err = first.err().expect("the cut connection fails the first fetch").to_string();

@@ -59,9 +59,12 @@ fn changing_one_matrix_value_reruns_exactly_its_nodes() {
     assert_eq!(
         ws.nodes_in("cached"),
         sorted(&[
-            "prep[dataset=a]", "prep[dataset=b]",
-            "train[dataset=a,mu2=0.5]", "train[dataset=b,mu2=0.5]",
-            "score[dataset=a,mu2=0.5]", "score[dataset=b,mu2=0.5]",
+            "prep[dataset=a]",
+            "prep[dataset=b]",
+            "train[dataset=a,mu2=0.5]",
+            "train[dataset=b,mu2=0.5]",
+            "score[dataset=a,mu2=0.5]",
+            "score[dataset=b,mu2=0.5]",
         ])
     );
 }

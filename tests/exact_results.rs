@@ -212,7 +212,12 @@ fn names_and_publish_paths_cannot_leave_the_workspace_or_clash() {
     assert!(ws.dir.join("p.yaml").exists());
 
     for (dest, why) in [("../x.txt", "leaves the workspace"), ("/tmp/x.txt", "is absolute"), ("", "is empty")] {
-        ws.write("p.yaml", &format!("stages:\n  a:\n    kind: command\n    params: {{cmd: \"echo 1 > ${{outputs.o}}\", outputs: [o]}}\n    publish: {{o: \"{dest}\"}}\n"));
+        ws.write(
+            "p.yaml",
+            &format!(
+                "stages:\n  a:\n    kind: command\n    params: {{cmd: \"echo 1 > ${{outputs.o}}\", outputs: [o]}}\n    publish: {{o: \"{dest}\"}}\n"
+            ),
+        );
         let out = ws.pipe(&["run", "p.yaml"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{dest}: {err}");
@@ -259,10 +264,7 @@ fn a_symlinked_output_is_stored_by_content_and_the_users_file_is_untouched() {
     let ws = Workspace::new("symlink-out");
     let raw = ws.write("data/raw.csv", "1,2\n");
     std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o644)).unwrap();
-    ws.write(
-        "p.yaml",
-        "stages:\n  link:\n    kind: command\n    params: {cmd: \"ln -s $PWD/data/raw.csv ${outputs.out}\", outputs: [out]}\n",
-    );
+    ws.write("p.yaml", "stages:\n  link:\n    kind: command\n    params: {cmd: \"ln -s $PWD/data/raw.csv ${outputs.out}\", outputs: [out]}\n");
     ws.ok(&["run", "p.yaml"]);
     let mut links = Vec::new();
     for d in std::fs::read_dir(ws.store().join("objects")).unwrap().flatten() {
@@ -285,7 +287,10 @@ fn a_symlinked_output_is_stored_by_content_and_the_users_file_is_untouched() {
 #[test]
 fn a_failed_publish_fails_the_run_and_names_the_path() {
     let ws = Workspace::new("publish-fails");
-    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo 1 > ${outputs.o}\", outputs: [o]}\n    publish: {o: out/result.txt}\n");
+    ws.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo 1 > ${outputs.o}\", outputs: [o]}\n    publish: {o: out/result.txt}\n",
+    );
     std::fs::create_dir_all(ws.dir.join("out/result.txt")).unwrap();
     let out = ws.pipe(&["run", "p.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -308,7 +313,10 @@ fn a_failed_publish_fails_the_run_and_names_the_path() {
 #[test]
 fn hand_edited_published_files_are_reported_and_never_silently_overwritten() {
     let ws = Workspace::new("hand-edit");
-    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo 1 > ${outputs.o}\", outputs: [o]}\n    publish: {o: out/result.txt}\n");
+    ws.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo 1 > ${outputs.o}\", outputs: [o]}\n    publish: {o: out/result.txt}\n",
+    );
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(ws.pipe(&["status", "p.yaml", "--check"]).status.code(), Some(0));
 
@@ -399,7 +407,10 @@ stages:
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(out.status.success(), "{}: {err}", dir.display());
         let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cache/runs/latest.json")).unwrap()).unwrap();
-        let keys: Vec<(String, String, String)> = rec["nodes"].as_array().unwrap().iter()
+        let keys: Vec<(String, String, String)> = rec["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
             .map(|n| (n["node"].as_str().unwrap().into(), n["state"].as_str().unwrap().into(), n["key"].as_str().unwrap().into()))
             .collect();
         (err, keys)

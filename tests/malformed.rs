@@ -18,7 +18,12 @@ impl StageKind for Train {
         vec![
             ParamSpec::required("epochs", ParamType::Int, "training epochs"),
             ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate"),
-            ParamSpec::optional("objective", ParamType::Choice(&["one-class", "soft-boundary"]), Value::Str("one-class".into()), "Deep SVDD objective"),
+            ParamSpec::optional(
+                "objective",
+                ParamType::Choice(&["one-class", "soft-boundary"]),
+                Value::Str("one-class".into()),
+                "Deep SVDD objective",
+            ),
             ParamSpec::optional("milestones", ParamType::List(Box::new(ParamType::Int)), Value::List(vec![]), "epochs at which lr drops 10x"),
         ]
     }

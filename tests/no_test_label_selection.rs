@@ -41,7 +41,12 @@ fn plot_svg(dir: &std::path::Path, models: &[(f64, &str, f64)], hybrid_mu2: Opti
     let ctx = RunContext::new(
         "plot[dataset=mnist]".into(),
         params.clone(),
-        BTreeMap::from([("metrics".to_string(), metrics), ("roc".to_string(), rocs), ("embedding".to_string(), vec![]), ("gradcam".to_string(), vec![])]),
+        BTreeMap::from([
+            ("metrics".to_string(), metrics),
+            ("roc".to_string(), rocs),
+            ("embedding".to_string(), vec![]),
+            ("gradcam".to_string(), vec![]),
+        ]),
         BTreeMap::from([("metrics".to_string(), nodes.clone()), ("roc".to_string(), nodes)]),
         BTreeMap::from([("metrics".to_string(), coords.clone()), ("roc".to_string(), coords)]),
         kind.outputs(&params).unwrap(),

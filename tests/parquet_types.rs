@@ -24,7 +24,11 @@ fn query_reads_and_renders_every_column_type_pyarrow_writes() {
     let csv = query(&ws, "SELECT * FROM results", &f, "csv");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "i8,i16,i32,i64,u8,u16,u32,u64,f32,f64,b,s,dict,d,ts,tsz,dec,nulls");
-    assert!(lines[1].starts_with("1,300,70000,1099511627776,255,65535,4000000000,9223372036854775813,0.5,0.1,true,a,mnist,2026-11-30,2026-11-30T07:12:46"), "{csv}");
+    assert!(
+        lines[1]
+            .starts_with("1,300,70000,1099511627776,255,65535,4000000000,9223372036854775813,0.5,0.1,true,a,mnist,2026-11-30,2026-11-30T07:12:46"),
+        "{csv}"
+    );
     assert!(lines[1].contains(",0.9814,"), "the decimal keeps its digits: {csv}");
     assert!(lines[2].starts_with("-2,-2,2,2,0,1,1,1,1.25,2.5,false,,fashion-mnist,1970-01-01,,,-1.5000,"), "{csv}");
 
@@ -47,8 +51,10 @@ fn query_reads_and_renders_every_column_type_pyarrow_writes() {
 #[test]
 fn concat_gathers_a_pyarrow_table() {
     let ws = Workspace::new("pyarrow-concat");
-    ws.write("pipeline.yaml", &format!(
-        r#"
+    ws.write(
+        "pipeline.yaml",
+        &format!(
+            r#"
 stages:
   make:
     kind: command
@@ -59,13 +65,22 @@ stages:
     inputs: {{tables: {{from: make.t.parquet, gather: true}}}}
     publish: {{table: all.parquet}}
 "#,
-        fixture().display()
-    ));
+            fixture().display()
+        ),
+    );
     ws.ok(&["run", "pipeline.yaml"]);
     let csv = query(&ws, "SELECT x, u64, dict, dec FROM results ORDER BY x, u8", "all.parquet", "csv");
     assert_eq!(
         csv.lines().collect::<Vec<_>>(),
-        ["x,u64,dict,dec", "1,1,fashion-mnist,-1.5000", "1,2,mnist,", "1,9223372036854775813,mnist,0.9814", "2,1,fashion-mnist,-1.5000", "2,2,mnist,", "2,9223372036854775813,mnist,0.9814"],
+        [
+            "x,u64,dict,dec",
+            "1,1,fashion-mnist,-1.5000",
+            "1,2,mnist,",
+            "1,9223372036854775813,mnist,0.9814",
+            "2,1,fashion-mnist,-1.5000",
+            "2,2,mnist,",
+            "2,9223372036854775813,mnist,0.9814"
+        ],
         "{csv}"
     );
 }

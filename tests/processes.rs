@@ -24,7 +24,10 @@ fn a_non_utf8_line_is_logged_and_the_command_is_not_killed() {
 #[test]
 fn a_background_child_does_not_keep_the_node_running() {
     let ws = Workspace::new("background");
-    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"sleep 30 & echo ok > ${outputs.o}\", outputs: [o]}\n    publish: {o: out.txt}\n");
+    ws.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: command\n    params: {cmd: \"sleep 30 & echo ok > ${outputs.o}\", outputs: [o]}\n    publish: {o: out.txt}\n",
+    );
     let t = Instant::now();
     ws.ok(&["run", "p.yaml"]);
     assert!(t.elapsed() < Duration::from_secs(10), "the node waited for its background child: {:?}", t.elapsed());
@@ -35,7 +38,12 @@ fn a_background_child_does_not_keep_the_node_running() {
 fn a_closed_stdout_ends_status_quietly() {
     let ws = Workspace::new("epipe");
     // ~500 KB of status lines: far more than a pipe buffer, so `pipe` must meet the closed pipe.
-    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    matrix: {x: [VALUES]}\n    params: {cmd: \"true\"}\n".replace("VALUES", &(0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")).as_str());
+    ws.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: command\n    matrix: {x: [VALUES]}\n    params: {cmd: \"true\"}\n"
+            .replace("VALUES", &(0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
+            .as_str(),
+    );
     let mut child = ws.cmd(&["status", "p.yaml"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();

@@ -27,7 +27,14 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
 
     // Converged on the bundled data: the baseline's AUC floors, and the adaptive (Mahalanobis)
     // variant at least as good (issue: an under-trained quick job showed 0.76 / 0.38).
-    let out = ws.pipe(&["query", "SELECT dataset, method, auc FROM results WHERE mu2 = 0.0 ORDER BY dataset, method", "--format", "csv", "--results", "results/quick.parquet"]);
+    let out = ws.pipe(&[
+        "query",
+        "SELECT dataset, method, auc FROM results WHERE mu2 = 0.0 ORDER BY dataset, method",
+        "--format",
+        "csv",
+        "--results",
+        "results/quick.parquet",
+    ]);
     let csv = String::from_utf8(out.stdout).unwrap();
     let auc = |d: &str, m: &str| -> f64 {
         csv.lines().find(|l| l.starts_with(&format!("{d},{m},"))).and_then(|l| l.rsplit(',').next()).unwrap().parse().unwrap()
@@ -40,7 +47,15 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     assert!(ws.read("Deliverables/quick/report.md").contains("> Quick job: the bundled"), "{}", ws.read("Deliverables/quick/report.md"));
     let svg = String::from_utf8(read_svg(&ws)).unwrap();
     assert!(svg.contains("hybrid mu2=0.5 (declared") && !svg.contains("hybrid mu2=2"), "the ROC legend shows the declared hybrid");
-    let plots = ["MNIST_ROC_Curve.png", "MNIST_ROC_Curve.svg", "MNIST_tSNE_Latent_Space.png", "MNIST_Grad_CAM_Comparative.png", "Fashion-MNIST_ROC_Curve.png", "Fashion-MNIST_tSNE_Latent_Space.png", "Fashion-MNIST_Grad_CAM_Comparative.png"];
+    let plots = [
+        "MNIST_ROC_Curve.png",
+        "MNIST_ROC_Curve.svg",
+        "MNIST_tSNE_Latent_Space.png",
+        "MNIST_Grad_CAM_Comparative.png",
+        "Fashion-MNIST_ROC_Curve.png",
+        "Fashion-MNIST_tSNE_Latent_Space.png",
+        "Fashion-MNIST_Grad_CAM_Comparative.png",
+    ];
     let read = |ws: &Workspace, p: &str| std::fs::read(ws.dir.join("Deliverables/quick/Plots/Comparative").join(p)).unwrap();
     for p in plots {
         let bytes = read(&ws, p);
@@ -77,7 +92,11 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     expected.sort();
     assert_eq!(ws.nodes_in("ran"), expected);
     let cached = ws.nodes_in("cached");
-    for n in ["ingest[dataset=mnist,normal_class=0]", "pretrain[dataset=mnist,normal_class=0,seed=0]", "train[dataset=fashion-mnist,normal_class=0,seed=0,mu2=0.5]"] {
+    for n in [
+        "ingest[dataset=mnist,normal_class=0]",
+        "pretrain[dataset=mnist,normal_class=0,seed=0]",
+        "train[dataset=fashion-mnist,normal_class=0,seed=0,mu2=0.5]",
+    ] {
         assert!(cached.contains(&n.to_string()), "{n} must be cached: {cached:?}");
     }
     assert_eq!(cached.len() + expected.len(), 56);
@@ -99,7 +118,14 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     assert!(line.contains("not run"), "{line}");
 
     // The results table answers SQL.
-    let out = ws.pipe(&["query", "SELECT dataset, mu2, method, auc FROM results WHERE mu2 = 1.0 ORDER BY dataset, method", "--format", "csv", "--results", "results/quick.parquet"]);
+    let out = ws.pipe(&[
+        "query",
+        "SELECT dataset, mu2, method, auc FROM results WHERE mu2 = 1.0 ORDER BY dataset, method",
+        "--format",
+        "csv",
+        "--results",
+        "results/quick.parquet",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();

@@ -83,7 +83,17 @@ fn shuffled_test_labels_give_the_same_threshold() {
 /// A score table of `n` rows (train / holdout / test) whose scores are `distance - r2`.
 fn boundary_table(path: &std::path::Path, r2: f64) {
     let n = 60;
-    let split: Vec<&str> = (0..n).map(|i| if i < 30 { "train" } else if i < 40 { "holdout" } else { "test" }).collect();
+    let split: Vec<&str> = (0..n)
+        .map(|i| {
+            if i < 30 {
+                "train"
+            } else if i < 40 {
+                "holdout"
+            } else {
+                "test"
+            }
+        })
+        .collect();
     let distance: Vec<f64> = (0..n).map(|i| 0.01 * i as f64).collect();
     let mut df = DataFrame::new(vec![
         Column::new("split".into(), split),
@@ -108,9 +118,19 @@ fn boundary_cutoff_needs_a_soft_boundary_model() {
         std::fs::create_dir_all(out).unwrap();
         let mut params: BTreeMap<String, Value> = kind.params().into_iter().filter_map(|p| p.default.map(|d| (p.name.to_string(), d))).collect();
         params.insert("cutoff".into(), Value::Str("boundary".into()));
-        let ctx = RunContext::new("t".into(), Params(params), BTreeMap::from([("scores".to_string(), vec![table.to_path_buf()])]),
-            BTreeMap::new(), BTreeMap::new(), kind.outputs(&Params::default()).unwrap(), out.to_path_buf(), out.to_path_buf(), 1,
-            Arc::new(NoProgress), Arc::new(AtomicBool::new(false)));
+        let ctx = RunContext::new(
+            "t".into(),
+            Params(params),
+            BTreeMap::from([("scores".to_string(), vec![table.to_path_buf()])]),
+            BTreeMap::new(),
+            BTreeMap::new(),
+            kind.outputs(&Params::default()).unwrap(),
+            out.to_path_buf(),
+            out.to_path_buf(),
+            1,
+            Arc::new(NoProgress),
+            Arc::new(AtomicBool::new(false)),
+        );
         kind.run(&ctx).map(|_| {
             let df = stages::table::read_parquet(&out.join("threshold.parquet")).unwrap();
             df.column("threshold").unwrap().f64().unwrap().get(0).unwrap()

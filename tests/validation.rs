@@ -103,7 +103,10 @@ fn hostile_yaml_is_bounded_and_located() {
 
     // 10,000 nested sequences on one line, flow and block style: an error, not a stack overflow,
     // and the 20,000-character line is shown as a window around the spot.
-    for (name, text) in [("deep.yaml", format!("stages: {}{}\n", "[".repeat(10_000), "]".repeat(10_000))), ("dash.yaml", format!("stages:\n  {}x\n", "- ".repeat(10_000)))] {
+    for (name, text) in [
+        ("deep.yaml", format!("stages: {}{}\n", "[".repeat(10_000), "]".repeat(10_000))),
+        ("dash.yaml", format!("stages:\n  {}x\n", "- ".repeat(10_000))),
+    ] {
         ws.write(name, &text);
         let err = fails(&ws, &["run", name]);
         assert!((err.contains("nested more than 128 levels") || err.contains("recursion limit")) && err.contains(&format!("{name}:")), "{err}");

@@ -46,7 +46,14 @@ pub struct Failure {
 pub trait Dispatch: Sync {
     /// Runs `node`, whose fingerprint is `fp` (key `key`), given its upstream nodes' outputs (by
     /// node id); returns its record once the store has it. Blocks until then.
-    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, fp: &Fingerprint, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure>;
+    fn dispatch(
+        &self,
+        ex: &Executor<'_>,
+        node: &NodeSpec,
+        fp: &Fingerprint,
+        key: &str,
+        upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>,
+    ) -> Result<NodeRecord, Failure>;
 }
 
 pub struct Executor<'a> {
@@ -155,14 +162,20 @@ impl<'a> Executor<'a> {
             let rn = match &results[idx] {
                 Some(r) => r.clone(),
                 None => {
-                    let blocked = self.graph.dependencies(i).into_iter().find(|d| {
-                        matches!(state_of[d.index()].as_deref(), Some("failed") | Some("skipped"))
-                    });
+                    let blocked =
+                        self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()].as_deref(), Some("failed") | Some("skipped")));
                     let (state, error) = match blocked {
                         Some(d) => ("skipped", format!("upstream {} did not complete", self.graph.node(d).id)),
                         None => ("cancelled", "not started: run interrupted".to_string()),
                     };
-                    let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s: 0.0, key: None, error: Some(error) };
+                    let rn = RunNode {
+                        node: node.id.clone(),
+                        stage: node.stage.clone(),
+                        state: state.into(),
+                        duration_s: 0.0,
+                        key: None,
+                        error: Some(error),
+                    };
                     self.reporter.event(&Event::NotRun { node: &node.id, state, reason: rn.error.as_deref().unwrap_or("") });
                     rn
                 }
@@ -193,7 +206,11 @@ fn visit(sh: &Shared<'_>, i: usize) {
             // A failed publish fails the node (its result is stored; dependents still run).
             let (state, error) = match published {
                 Ok(()) => {
-                    ex.reporter.event(&if state == "ran" { Event::Ran { node: &node.id, seconds: duration_s } } else { Event::Cached { node: &node.id } });
+                    ex.reporter.event(&if state == "ran" {
+                        Event::Ran { node: &node.id, seconds: duration_s }
+                    } else {
+                        Event::Cached { node: &node.id }
+                    });
                     (state, None)
                 }
                 Err(e) => {
@@ -255,7 +272,14 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
             } else {
                 let reason = format!("upstream {failed_id} did not complete");
                 ex.reporter.event(&Event::NotRun { node: &dn.id, state: "skipped", reason: &reason });
-                results[d.index()] = Some(RunNode { node: dn.id.clone(), stage: dn.stage.clone(), state: "skipped".into(), duration_s: 0.0, key: None, error: Some(reason) });
+                results[d.index()] = Some(RunNode {
+                    node: dn.id.clone(),
+                    stage: dn.stage.clone(),
+                    state: "skipped".into(),
+                    duration_s: 0.0,
+                    key: None,
+                    error: Some(reason),
+                });
                 true
             }
         };
@@ -275,10 +299,18 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         match ex.store.verify(obj) {
             crate::store::Verify::Ok => {}
             crate::store::Verify::Missing => {
-                return Err(format!("input object {} is missing from {} (removed by gc?); run `pipe run` again to recompute it", obj.short(), ex.store.describe()))
+                return Err(format!(
+                    "input object {} is missing from {} (removed by gc?); run `pipe run` again to recompute it",
+                    obj.short(),
+                    ex.store.describe()
+                ))
             }
             crate::store::Verify::Corrupt { actual } => {
-                return Err(format!("input object {} is corrupt in {} (hash {actual}); run `pipe run` again to recompute it", obj.short(), ex.store.describe()))
+                return Err(format!(
+                    "input object {} is corrupt in {} (hash {actual}); run `pipe run` again to recompute it",
+                    obj.short(),
+                    ex.store.describe()
+                ))
             }
             crate::store::Verify::Unavailable(e) => return Err(e),
         }
@@ -326,7 +358,12 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
 
 /// Resolves inputs and looks the key up: Ok when the node must run, Err(outcome) for a cache hit
 /// or a failure. With `expected`, a fingerprint other than the submitter's is a failure.
-fn prepare(ex: &Executor<'_>, node: &NodeSpec, outputs: &Mutex<Outputs>, expected: Option<&Fingerprint>) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
+fn prepare(
+    ex: &Executor<'_>,
+    node: &NodeSpec,
+    outputs: &Mutex<Outputs>,
+    expected: Option<&Fingerprint>,
+) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
     let inputs = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
         resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
@@ -387,8 +424,7 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
         Err(e) => return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
     };
     // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
-    let (input_nodes, input_coords) =
-        if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
+    let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
     let ctx = RunContext::new(
         node.id.clone(),
         node.params.clone(),
@@ -421,7 +457,13 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
     for o in &node.outputs {
         let path = scratch.join(&o.file);
         if path.is_dir() {
-            return fail(format!("declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`", o.name, o.file, o.name), false);
+            return fail(
+                format!(
+                    "declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`",
+                    o.name, o.file, o.name
+                ),
+                false,
+            );
         }
         if !path.is_file() {
             let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };

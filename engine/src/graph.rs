@@ -101,11 +101,8 @@ impl Graph {
     pub fn render(&self, format: RenderFormat) -> String {
         let mut out = String::new();
         let edges = || {
-            let mut e: Vec<(NodeIndex, NodeIndex, &str)> = self
-                .g
-                .edge_indices()
-                .filter_map(|e| self.g.edge_endpoints(e).map(|(a, b)| (a, b, self.g[e].as_str())))
-                .collect();
+            let mut e: Vec<(NodeIndex, NodeIndex, &str)> =
+                self.g.edge_indices().filter_map(|e| self.g.edge_endpoints(e).map(|(a, b)| (a, b, self.g[e].as_str()))).collect();
             e.sort();
             e.dedup();
             e

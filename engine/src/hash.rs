@@ -76,13 +76,7 @@ impl Fingerprint {
     }
 }
 
-fn diff_maps<V: PartialEq>(
-    what: &str,
-    old: &BTreeMap<String, V>,
-    new: &BTreeMap<String, V>,
-    r: &mut Vec<String>,
-    show: impl Fn(&V) -> String,
-) {
+fn diff_maps<V: PartialEq>(what: &str, old: &BTreeMap<String, V>, new: &BTreeMap<String, V>, r: &mut Vec<String>, show: impl Fn(&V) -> String) {
     for (k, v) in new {
         match old.get(k) {
             None => r.push(format!("{what}.{k} added (= {})", show(v))),

@@ -36,10 +36,8 @@ pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: 
                     let up_node = graph.node(graph.index_of(*up));
                     let up_id = &up_node.id;
                     coords.push(up_node.coords.iter().cloned().collect());
-                    let obj = outputs[*up]
-                        .as_ref()
-                        .and_then(|o| o.get(output))
-                        .ok_or_else(|| format!("upstream {up_id} has no output `{output}`"))?;
+                    let obj =
+                        outputs[*up].as_ref().and_then(|o| o.get(output)).ok_or_else(|| format!("upstream {up_id} has no output `{output}`"))?;
                     paths.push(store.object_path(obj));
                     hashes.push(obj.hash.clone());
                     sources.push(up_id.clone());
@@ -101,7 +99,10 @@ pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, works
         if !dest.exists() {
             r.push(format!("published file {} is missing (`pipe run` restores it)", rel.display()));
         } else if !crate::store::same_content(&dest, obj) {
-            r.push(format!("published file {} differs from the node's output `{name}` (edited by hand? `pipe run --force` overwrites it)", rel.display()));
+            r.push(format!(
+                "published file {} differs from the node's output `{name}` (edited by hand? `pipe run --force` overwrites it)",
+                rel.display()
+            ));
         }
     }
     r
@@ -112,7 +113,12 @@ pub enum Lookup {
     Hit(NodeRecord),
     Miss,
     /// The record exists but an object is gone or damaged.
-    Damaged { record: NodeRecord, object: ObjectRef, corrupt: bool, output: String },
+    Damaged {
+        record: NodeRecord,
+        object: ObjectRef,
+        corrupt: bool,
+        output: String,
+    },
     /// The record file itself is unreadable.
     BadRecord(String),
     /// The remote store could not be read (network, credentials): not a reason to recompute.

@@ -279,15 +279,18 @@ impl Remote {
     /// One level of a listing under `rel`: (objects as (path, size, modified unix seconds),
     /// sub-folders), all relative to the store's prefix.
     pub fn list(&self, rel: &str) -> Result<(Vec<Listed>, Vec<String>), StoreError> {
-        let listing = self
-            .rt
-            .block_on(self.inner.list_with_delimiter(Some(&self.path(rel))))
-            .map_err(|e| remote_err(&self.url, &format!("list {rel}"), e))?;
+        let listing =
+            self.rt.block_on(self.inner.list_with_delimiter(Some(&self.path(rel)))).map_err(|e| remote_err(&self.url, &format!("list {rel}"), e))?;
         let strip = |p: &ObjPath| {
             let p = p.as_ref();
-            if self.prefix.is_empty() { p.to_string() } else { p.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(p).to_string() }
+            if self.prefix.is_empty() {
+                p.to_string()
+            } else {
+                p.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(p).to_string()
+            }
         };
-        let objects = listing.objects.iter().map(|m| Listed { rel: strip(&m.location), size: m.size, modified: m.last_modified.timestamp() }).collect();
+        let objects =
+            listing.objects.iter().map(|m| Listed { rel: strip(&m.location), size: m.size, modified: m.last_modified.timestamp() }).collect();
         Ok((objects, listing.common_prefixes.iter().map(strip).collect()))
     }
 
@@ -306,7 +309,10 @@ mod tests {
     #[test]
     fn profiles_from_ini() {
         let text = "[default]\naws_access_key_id = A\n[other]\naws_access_key_id=B\nAWS_Secret_Access_Key = S\n";
-        assert_eq!(ini_section(text, &["other".into()]), vec![("aws_access_key_id".into(), "B".into()), ("aws_secret_access_key".into(), "S".into())]);
+        assert_eq!(
+            ini_section(text, &["other".into()]),
+            vec![("aws_access_key_id".into(), "B".into()), ("aws_secret_access_key".into(), "S".into())]
+        );
         assert_eq!(ini_section(text, &["default".into()]), vec![("aws_access_key_id".into(), "A".into())]);
     }
 

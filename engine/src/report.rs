@@ -12,15 +12,36 @@ use crate::stage::{NoProgress, Progress};
 /// What the scheduler reports as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
-    Planned { total: usize },
-    Started { node: &'a str },
-    Cached { node: &'a str },
-    Ran { node: &'a str, seconds: f64 },
-    Failed { node: &'a str, error: &'a str },
+    Planned {
+        total: usize,
+    },
+    Started {
+        node: &'a str,
+    },
+    Cached {
+        node: &'a str,
+    },
+    Ran {
+        node: &'a str,
+        seconds: f64,
+    },
+    Failed {
+        node: &'a str,
+        error: &'a str,
+    },
     /// Skipped because an upstream failed, or cancelled by an interrupt.
-    NotRun { node: &'a str, state: &'a str, reason: &'a str },
-    Warning { node: &'a str, message: &'a str },
-    ProgressDone { node: &'a str },
+    NotRun {
+        node: &'a str,
+        state: &'a str,
+        reason: &'a str,
+    },
+    Warning {
+        node: &'a str,
+        message: &'a str,
+    },
+    ProgressDone {
+        node: &'a str,
+    },
 }
 
 pub trait Reporter: Send + Sync {
@@ -138,8 +159,7 @@ impl Reporter for Terminal {
         let Some(mp) = &self.bars else { return Arc::new(NoProgress) };
         let b = mp.add(ProgressBar::new(0));
         b.set_style(
-            ProgressStyle::with_template("  {prefix:.bold} {bar:25.green/white} {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .expect("valid template"),
+            ProgressStyle::with_template("  {prefix:.bold} {bar:25.green/white} {pos}/{len} {msg} [{elapsed}<{eta}]").expect("valid template"),
         );
         b.set_prefix(node.to_string());
         self.node_bars.lock().unwrap_or_else(|e| e.into_inner()).insert(node.to_string(), b.clone());

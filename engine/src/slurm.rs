@@ -91,13 +91,45 @@ fn tail(text: &str, n: usize) -> String {
 
 /// Job states in which the batch script may still be running.
 fn active(state: &str) -> bool {
-    matches!(state, "PENDING" | "CONFIGURING" | "RUNNING" | "SUSPENDED" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SIGNALING" | "STAGE_OUT" | "STOPPED")
+    matches!(
+        state,
+        "PENDING"
+            | "CONFIGURING"
+            | "RUNNING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+    )
 }
 
 impl Slurm {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(exe: PathBuf, file: PathBuf, sets: Vec<String>, store_arg: String, cache: PathBuf, partition: Option<String>, sbatch_args: Vec<String>) -> Slurm {
-        Slurm { exe, file, sets, store_arg, cache, partition, sbatch_args, poll: Duration::from_millis(500), queue: Mutex::default(), submitted: Mutex::default() }
+    pub fn new(
+        exe: PathBuf,
+        file: PathBuf,
+        sets: Vec<String>,
+        store_arg: String,
+        cache: PathBuf,
+        partition: Option<String>,
+        sbatch_args: Vec<String>,
+    ) -> Slurm {
+        Slurm {
+            exe,
+            file,
+            sets,
+            store_arg,
+            cache,
+            partition,
+            sbatch_args,
+            poll: Duration::from_millis(500),
+            queue: Mutex::default(),
+            submitted: Mutex::default(),
+        }
     }
 
     /// Checks that the Slurm commands answer, before anything is submitted.
@@ -106,10 +138,7 @@ impl Slurm {
             format!("cannot run `squeue` ({e})\n  = hint: --executor slurm needs the Slurm client commands (sbatch, squeue, scancel) on PATH")
         })?;
         if !out.status.success() {
-            return Err(format!(
-                "`squeue` failed: {}\n  = hint: is slurmctld up and SLURM_CONF right?",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("`squeue` failed: {}\n  = hint: is slurmctld up and SLURM_CONF right?", String::from_utf8_lossy(&out.stderr).trim()));
         }
         Ok(())
     }
@@ -234,7 +263,14 @@ impl Slurm {
 }
 
 impl Dispatch for Slurm {
-    fn dispatch(&self, ex: &Executor<'_>, node: &NodeSpec, fp: &Fingerprint, key: &str, upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>) -> Result<NodeRecord, Failure> {
+    fn dispatch(
+        &self,
+        ex: &Executor<'_>,
+        node: &NodeSpec,
+        fp: &Fingerprint,
+        key: &str,
+        upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>,
+    ) -> Result<NodeRecord, Failure> {
         let fail = |error: String| Failure { error, cancelled: false };
         let store_err = |e: crate::store::StoreError| fail(e.to_string());
         let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: fp.clone(), upstream: upstream.clone() };
@@ -258,7 +294,15 @@ impl Dispatch for Slurm {
 impl Slurm {
     /// Polls until job `job` (node `node`, key `key`) has a result: its record, its failure
     /// marker, or leaving the queue without either.
-    fn wait(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str, job: &str, since: Instant, bar: &dyn crate::stage::Progress) -> Result<NodeRecord, Failure> {
+    fn wait(
+        &self,
+        ex: &Executor<'_>,
+        node: &NodeSpec,
+        key: &str,
+        job: &str,
+        since: Instant,
+        bar: &dyn crate::stage::Progress,
+    ) -> Result<NodeRecord, Failure> {
         let fail = |error: String| Failure { error, cancelled: false };
         let store_err = |e: crate::store::StoreError| fail(e.to_string());
         let mut shown = String::new();
@@ -283,14 +327,19 @@ impl Slurm {
                 return Ok(rec);
             }
             if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
-                let why = serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
+                let why =
+                    serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
                 return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(job).display())));
             }
             if state.as_deref() == Some("COMPLETING") {
                 continue;
             }
             let log = std::fs::read_to_string(self.log_path(job)).unwrap_or_default();
-            let log = if log.trim().is_empty() { String::new() } else { format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15)) };
+            let log = if log.trim().is_empty() {
+                String::new()
+            } else {
+                format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15))
+            };
             return Err(fail(format!(
                 "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
                 state.as_deref().unwrap_or("gone from the queue")

@@ -40,16 +40,12 @@ impl ParamType {
     pub fn check(&self, v: &Value) -> Result<Value, String> {
         let mismatch = || format!("expected {self}, found {} `{v}`", v.type_name());
         match (self, v) {
-            (ParamType::Bool, Value::Bool(_)) | (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => {
-                Ok(v.clone())
-            }
+            (ParamType::Bool, Value::Bool(_)) | (ParamType::Int, Value::Int(_)) | (ParamType::Str, Value::Str(_)) => Ok(v.clone()),
             (ParamType::Float, Value::Float(f)) if !f.is_finite() => Err(format!("expected a finite float, found `{v}`")),
             (ParamType::Float, Value::Float(_)) => Ok(v.clone()),
             (ParamType::Float, Value::Int(i)) => Ok(Value::Float(*i as f64)),
             (ParamType::Choice(options), Value::Str(s)) if options.contains(&s.as_str()) => Ok(v.clone()),
-            (ParamType::Choice(options), Value::Str(s)) => {
-                Err(format!("`{s}` is not one of: {}", options.join(", ")))
-            }
+            (ParamType::Choice(options), Value::Str(s)) => Err(format!("`{s}` is not one of: {}", options.join(", "))),
             (ParamType::List(t), Value::List(items)) => items
                 .iter()
                 .enumerate()
@@ -181,10 +177,9 @@ impl Params {
     pub fn str_list(&self, name: &str) -> Result<Vec<String>, StageError> {
         match self.get(name) {
             None => Ok(Vec::new()),
-            Some(Value::List(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| StageError::param(name, "a list of strings")))
-                .collect(),
+            Some(Value::List(items)) => {
+                items.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| StageError::param(name, "a list of strings"))).collect()
+            }
             Some(_) => Err(StageError::param(name, "a list of strings")),
         }
     }

@@ -120,7 +120,9 @@ pub struct RunRecord {
 pub enum Verify {
     Ok,
     Missing,
-    Corrupt { actual: String },
+    Corrupt {
+        actual: String,
+    },
     /// Not here, and the remote could not be read.
     Unavailable(String),
 }
@@ -356,7 +358,10 @@ impl Store {
         if meta.file_type().is_symlink() {
             let target = fs::metadata(src).map_err(io_err(src))?;
             if !target.is_file() {
-                return Err(StoreError::Io { path: src.display().to_string(), source: io::Error::other("a symlink to something other than a regular file") });
+                return Err(StoreError::Io {
+                    path: src.display().to_string(),
+                    source: io::Error::other("a symlink to something other than a regular file"),
+                });
             }
             let copy = src.with_file_name(format!(".{}.{}.copy", src.file_name().and_then(|n| n.to_str()).unwrap_or("out"), unique()));
             fs::copy(src, &copy).map_err(io_err(src))?;
@@ -451,8 +456,8 @@ impl Store {
             },
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let rec: NodeRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })?;
+        let rec: NodeRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadRecord { path: path.display().to_string(), message: e.to_string() })?;
         check_record(&rec, key).map_err(|message| StoreError::BadRecord { path: path.display().to_string(), message })?;
         Ok(Some(rec))
     }
@@ -577,11 +582,7 @@ impl Store {
 
     fn all_records(&self) -> Vec<NodeRecord> {
         let Ok(entries) = fs::read_dir(self.root.join("nodes")) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
-            .collect()
+        entries.flatten().filter_map(|e| fs::read(e.path()).ok()).filter_map(|b| serde_json::from_slice::<NodeRecord>(&b).ok()).collect()
     }
 
     /// Keys of every node in the run records started at or after `since` (seconds since the epoch).

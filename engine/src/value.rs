@@ -30,8 +30,7 @@ impl Value {
         if let Ok(i) = s.parse::<i64>() {
             return Value::Int(i);
         }
-        let numeric = s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
-            && s.chars().any(|c| c.is_ascii_digit());
+        let numeric = s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) && s.chars().any(|c| c.is_ascii_digit());
         if numeric {
             if let Ok(f) = s.parse::<f64>() {
                 return Value::Float(f);
@@ -126,11 +125,8 @@ impl fmt::Display for Value {
 pub fn canonical_axis(values: &[Value]) -> Result<Vec<Value>, String> {
     let numeric = values.iter().all(|v| matches!(v, Value::Int(_) | Value::Float(_)));
     let any_float = values.iter().any(|v| matches!(v, Value::Float(_)));
-    let out: Vec<Value> = if numeric && any_float {
-        values.iter().map(|v| Value::Float(v.as_f64().unwrap_or(f64::NAN))).collect()
-    } else {
-        values.to_vec()
-    };
+    let out: Vec<Value> =
+        if numeric && any_float { values.iter().map(|v| Value::Float(v.as_f64().unwrap_or(f64::NAN))).collect() } else { values.to_vec() };
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, v) in out.iter().enumerate() {
         if let Some(j) = seen.insert(v.to_string(), i) {
@@ -138,8 +134,13 @@ pub fn canonical_axis(values: &[Value]) -> Result<Vec<Value>, String> {
             return Err(if a == b {
                 format!("repeats the value `{v}`")
             } else {
-                format!("has two values that name the same grid cell: `{}` ({}) and `{}` ({}) both print as `{v}`",
-                    a, a.type_name(), b, b.type_name())
+                format!(
+                    "has two values that name the same grid cell: `{}` ({}) and `{}` ({}) both print as `{v}`",
+                    a,
+                    a.type_name(),
+                    b,
+                    b.type_name()
+                )
             });
         }
     }

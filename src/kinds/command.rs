@@ -36,9 +36,10 @@ fn expand(cmd: &str, ctx: &RunContext) -> Result<String, StageError> {
         let r = &after[..end];
         match r.split_once('.') {
             Some(("inputs", name)) => {
-                let paths = ctx.inputs.get(name).ok_or_else(|| {
-                    StageError::failed(format!("cmd uses `${{inputs.{name}}}` but the stage declares no input `{name}`"))
-                })?;
+                let paths = ctx
+                    .inputs
+                    .get(name)
+                    .ok_or_else(|| StageError::failed(format!("cmd uses `${{inputs.{name}}}` but the stage declares no input `{name}`")))?;
                 let quoted: Vec<String> = paths.iter().map(|p| quote(&p.to_string_lossy())).collect();
                 out.push_str(&quoted.join(" "));
             }
@@ -66,7 +67,12 @@ impl StageKind for CommandStage {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::required("cmd", ParamType::Str, "shell command; `${inputs.NAME}` and `${outputs.FILE}` expand to paths"),
-            ParamSpec::optional("outputs", ParamType::List(Box::new(ParamType::Str)), Value::List(vec![]), "files the command writes, e.g. [model.bin]"),
+            ParamSpec::optional(
+                "outputs",
+                ParamType::List(Box::new(ParamType::Str)),
+                Value::List(vec![]),
+                "files the command writes, e.g. [model.bin]",
+            ),
         ]
     }
     fn inputs(&self) -> InputDecl {
@@ -107,13 +113,11 @@ impl StageKind for CommandStage {
         // stops the reader), by threads that hand lines over a channel: the node never waits for
         // a pipe that a background child keeps open.
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
-        let pipes: Vec<Box<dyn Read + Send>> = [
-            child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
-            child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let pipes: Vec<Box<dyn Read + Send>> =
+            [child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>), child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>)]
+                .into_iter()
+                .flatten()
+                .collect();
         for pipe in pipes {
             let tx = tx.clone();
             std::thread::spawn(move || {

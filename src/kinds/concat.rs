@@ -133,10 +133,7 @@ impl StageKind for Concat {
         let paths = ctx.input_all("tables");
         let nodes = ctx.input_nodes.get("tables").cloned().unwrap_or_default();
         let coords = ctx.input_coords.get("tables").cloned().unwrap_or_default();
-        let mut frames = paths
-            .iter()
-            .map(|p| stages::table::read_parquet(p).map_err(to_stage))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut frames = paths.iter().map(|p| stages::table::read_parquet(p).map_err(to_stage)).collect::<Result<Vec<_>, _>>()?;
         let sources: Vec<String> = (0..frames.len())
             .map(|i| match nodes.get(i) {
                 Some(n) => format!("{n} ({})", paths[i].display()),

@@ -11,7 +11,6 @@ use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params, RunContext, StageEr
 
 pub struct Evaluate;
 
-
 impl StageKind for Evaluate {
     fn name(&self) -> &'static str {
         "evaluate"

@@ -47,8 +47,12 @@ impl StageKind for Explain {
         vec![
             ParamSpec::optional("k", ParamType::Int, Value::Int(6), "most / least anomalous test images to explain"),
             ParamSpec::optional("fixed", ParamType::Int, Value::Int(6), "fixed anomalous images (first of each anomalous class)"),
-            ParamSpec::optional("cam", ParamType::Choice(&["hirescam", "gradcam"]), Value::Str("hirescam".into()),
-                "hirescam (gradient x activation per location) or gradcam (channel-averaged gradient weights)"),
+            ParamSpec::optional(
+                "cam",
+                ParamType::Choice(&["hirescam", "gradcam"]),
+                Value::Str("hirescam".into()),
+                "hirescam (gradient x activation per location) or gradcam (channel-averaged gradient weights)",
+            ),
             ParamSpec::optional("device", ParamType::Choice(ml::DEVICES), Value::Str("auto".into()), "cpu, cuda or auto"),
         ]
     }
@@ -104,9 +108,7 @@ impl StageKind for Explain {
                 "top" => format!("{k} most anomalous"),
                 _ => format!("{k} most normal"),
             };
-            let cells = (0..idx.len() as i64)
-                .map(|i| cell(&images.get(i), Some(&heat.get(i))))
-                .collect::<Result<Vec<_>, _>>()?;
+            let cells = (0..idx.len() as i64).map(|i| cell(&images.get(i), Some(&heat.get(i)))).collect::<Result<Vec<_>, _>>()?;
             rows.push((label, cells));
             named.push((format!("{name}_index"), index));
             named.push((format!("{name}_image"), images));

@@ -28,14 +28,26 @@ impl StageKind for FitThreshold {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("method", ParamType::Choice(&["radius", "gaussian", "mahalanobis"]), Value::Str("radius".into()),
-                "radius (Deep SVDD score), gaussian (mean + k std) or mahalanobis (latent Gaussian)"),
-            ParamSpec::optional("cutoff", ParamType::Choice(&["quantile", "chi2", "boundary"]), Value::Str("quantile".into()),
-                "quantile of training scores; chi2 quantile (mahalanobis); boundary = soft-boundary R (radius)"),
+            ParamSpec::optional(
+                "method",
+                ParamType::Choice(&["radius", "gaussian", "mahalanobis"]),
+                Value::Str("radius".into()),
+                "radius (Deep SVDD score), gaussian (mean + k std) or mahalanobis (latent Gaussian)",
+            ),
+            ParamSpec::optional(
+                "cutoff",
+                ParamType::Choice(&["quantile", "chi2", "boundary"]),
+                Value::Str("quantile".into()),
+                "quantile of training scores; chi2 quantile (mahalanobis); boundary = soft-boundary R (radius)",
+            ),
             ParamSpec::optional("level", ParamType::Float, Value::Float(0.95), "quantile level for quantile and chi2 cutoffs").above(0.0).below(1.0),
             ParamSpec::optional("k", ParamType::Float, Value::Float(2.0), "gaussian: threshold = mean + k * std"),
-            ParamSpec::optional("shrinkage", ParamType::Choice(&["ledoit-wolf", "ridge"]), Value::Str("ledoit-wolf".into()),
-                "mahalanobis covariance shrinkage"),
+            ParamSpec::optional(
+                "shrinkage",
+                ParamType::Choice(&["ledoit-wolf", "ridge"]),
+                Value::Str("ledoit-wolf".into()),
+                "mahalanobis covariance shrinkage",
+            ),
             ParamSpec::optional("ridge", ParamType::Float, Value::Float(1e-3), "shrinkage `ridge`: added to the diagonal"),
         ]
     }
@@ -92,7 +104,9 @@ impl StageKind for FitThreshold {
         )
         .map_err(to_stage)?;
         let scores: Vec<f64> = match &fitted.gaussian {
-            Some((mean, precision)) => Vec::<f64>::try_from(threshold::mahalanobis(&table.z, mean, precision)).map_err(|e| StageError::failed(e.to_string()))?,
+            Some((mean, precision)) => {
+                Vec::<f64>::try_from(threshold::mahalanobis(&table.z, mean, precision)).map_err(|e| StageError::failed(e.to_string()))?
+            }
             None => table.score.clone(),
         };
         ctx.log(format!("{method_name}/{cutoff_name}: threshold {:.6} (shrinkage {:.4})", fitted.threshold, fitted.shrinkage));

@@ -67,9 +67,10 @@ impl StageKind for Ingest {
         let p = &ctx.params;
         let kind = DatasetKind::parse(p.str("dataset")?).map_err(to_stage)?;
         let normal = p.i64("normal_class")?;
-        let normal = u8::try_from(normal).ok().filter(|c| *c <= 9).ok_or_else(|| {
-            StageError::failed(format!("normal_class {normal} is out of range; {} has classes 0..=9", kind.title()))
-        })?;
+        let normal = u8::try_from(normal)
+            .ok()
+            .filter(|c| *c <= 9)
+            .ok_or_else(|| StageError::failed(format!("normal_class {normal} is out of range; {} has classes 0..=9", kind.title())))?;
         let dir = data::locate(kind, data_dir(Some(&ctx.workspace), p).as_deref()).map_err(to_stage)?;
         ctx.log(format!("reading {} from {}", kind.title(), dir.display()));
         let raw = data::load_raw(kind, &dir).map_err(to_stage)?;
@@ -78,8 +79,16 @@ impl StageKind for Ingest {
             tracing::warn!(node = %ctx.node, file = %f, "loaded without checksum");
         }
         let pre = Preprocess::parse_for(p.str("preprocessing")?, kind).map_err(to_stage)?;
-        let split = data::one_class_with_holdout(&raw, normal, pre, p.usize("limit_train")?, p.usize("limit_test")?, p.f64("holdout")?, p.i64("split_seed")? as u64)
-            .map_err(to_stage)?;
+        let split = data::one_class_with_holdout(
+            &raw,
+            normal,
+            pre,
+            p.usize("limit_train")?,
+            p.usize("limit_test")?,
+            p.f64("holdout")?,
+            p.i64("split_seed")? as u64,
+        )
+        .map_err(to_stage)?;
         ctx.log(format!(
             "normal class {normal}: {} training images, {} held out, {} test images",
             split.train_x.size()[0],

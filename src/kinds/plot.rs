@@ -17,7 +17,6 @@ use crate::value::Value;
 
 pub struct Plot;
 
-
 /// Grid position of an upstream node: (normal_class, seed, mu2, method).
 #[derive(Clone, Debug, PartialEq)]
 struct Model {
@@ -95,7 +94,9 @@ impl StageKind for Plot {
         // Metrics rows, paired with their ROC tables (both gathered from the same evaluate nodes).
         let mut evals: Vec<(Model, f64, std::path::PathBuf)> = Vec::new();
         let roc_nodes = ctx.input_nodes.get("roc").cloned().unwrap_or_default();
-        for ((path, c), node) in ctx.input_all("metrics").iter().zip(coords("metrics")).zip(ctx.input_nodes.get("metrics").cloned().unwrap_or_default()) {
+        for ((path, c), node) in
+            ctx.input_all("metrics").iter().zip(coords("metrics")).zip(ctx.input_nodes.get("metrics").cloned().unwrap_or_default())
+        {
             let df = stages::table::read_parquet(path).map_err(to_stage)?;
             let auc = df.column("auc").map_err(pe)?.f64().map_err(pe)?.get(0).unwrap_or(f64::NAN);
             let method = df.column("method").map_err(pe)?.str().map_err(pe)?.get(0).map(str::to_string);
@@ -122,7 +123,8 @@ impl StageKind for Plot {
             let df = stages::table::read_parquet(&e.2).map_err(to_stage)?;
             let fpr: Vec<f64> = df.column("fpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
             let tpr: Vec<f64> = df.column("tpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
-            let label = if name == "hybrid" { format!("hybrid mu2={} (declared; AUC {:.4})", e.0.mu2, e.1) } else { format!("{name} (AUC {:.4})", e.1) };
+            let label =
+                if name == "hybrid" { format!("hybrid mu2={} (declared; AUC {:.4})", e.0.mu2, e.1) } else { format!("{name} (AUC {:.4})", e.1) };
             curves.push(Curve { label, points: fpr.into_iter().zip(tpr).collect() });
             chosen.push(e.0.clone());
         }

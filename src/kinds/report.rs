@@ -12,7 +12,6 @@ use crate::value::Value;
 
 pub struct Report;
 
-
 /// Reads the rows the report needs; absent grid columns take their defaults (class 0, seed 0, mu2 0,
 /// mu1 unknown). The loss weights a row's model really trained with come from its training history
 /// where one was gathered ([`weights_from_histories`]).
@@ -97,8 +96,12 @@ impl StageKind for Report {
         4
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::optional("note", ParamType::Str, Value::Str(String::new()),
-            "printed at the top of the report: what this run is (data, epochs, seeds), e.g. that it is not the published comparison")]
+        vec![ParamSpec::optional(
+            "note",
+            ParamType::Str,
+            Value::Str(String::new()),
+            "printed at the top of the report: what this run is (data, epochs, seeds), e.g. that it is not the published comparison",
+        )]
     }
     fn inputs(&self) -> InputDecl {
         InputDecl::Named(vec![("results", true), ("histories", false)])

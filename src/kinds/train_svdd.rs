@@ -20,12 +20,23 @@ impl StageKind for TrainSvdd {
     }
     fn params(&self) -> Vec<ParamSpec> {
         let mut p = vec![
-            ParamSpec::optional("objective", ParamType::Choice(&["one-class", "soft-boundary"]), Value::Str("one-class".into()),
-                "Deep SVDD objective"),
-            ParamSpec::optional("nu", ParamType::Float, Value::Float(0.1), "soft-boundary: fraction of training points allowed outside R").above(0.0).at_most(1.0),
+            ParamSpec::optional(
+                "objective",
+                ParamType::Choice(&["one-class", "soft-boundary"]),
+                Value::Str("one-class".into()),
+                "Deep SVDD objective",
+            ),
+            ParamSpec::optional("nu", ParamType::Float, Value::Float(0.1), "soft-boundary: fraction of training points allowed outside R")
+                .above(0.0)
+                .at_most(1.0),
             ParamSpec::optional("mu1", ParamType::Float, Value::Float(1.0), "weight of the Deep SVDD term").above(0.0),
-            ParamSpec::optional("mu2", ParamType::Float, Value::Float(0.0),
-                "weight of the reconstruction term; > 0 trains encoder and decoder jointly (hybrid)").at_least(0.0),
+            ParamSpec::optional(
+                "mu2",
+                ParamType::Float,
+                Value::Float(0.0),
+                "weight of the reconstruction term; > 0 trains encoder and decoder jointly (hybrid)",
+            )
+            .at_least(0.0),
             ParamSpec::optional("warm_up_epochs", ParamType::Int, Value::Int(10), "soft-boundary: epochs before R is updated"),
             ParamSpec::optional("center_eps", ParamType::Float, Value::Float(0.1), "centre coordinates nearer 0 are set to +-eps"),
         ];

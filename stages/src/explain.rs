@@ -41,9 +41,7 @@ pub fn grad_cam(model: &SvddModel, x: &Tensor, scorer: &Scorer, method: CamMetho
     let (a, z) = model.encoder.forward_features(&x, false);
     let score = match scorer {
         Scorer::Distance => (&z - &model.c).square().sum_dim_intlist(1, false, Kind::Float),
-        Scorer::Mahalanobis { mean, precision } => {
-            mahalanobis(&z, &mean.to_device(device), &precision.to_device(device)).to_kind(Kind::Float)
-        }
+        Scorer::Mahalanobis { mean, precision } => mahalanobis(&z, &mean.to_device(device), &precision.to_device(device)).to_kind(Kind::Float),
     };
     let grads = Tensor::run_backward(&[score.sum(Kind::Float)], &[&a], false, false);
     let g = &grads[0];

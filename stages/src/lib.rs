@@ -8,13 +8,13 @@ pub mod data;
 pub mod eval;
 pub mod explain;
 pub mod models;
+pub mod plot;
+pub mod report;
 pub mod rng;
 pub mod score;
 pub mod table;
 pub mod train;
 pub mod tsne;
-pub mod plot;
-pub mod report;
 
 /// Errors of the stage library; messages name the file or field and how to fix it.
 #[derive(Debug, thiserror::Error)]

@@ -152,9 +152,7 @@ pub fn tsne_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
         // Anomalies first, normals on top: the normal cluster is what a one-class model learns.
         for (label, name, color) in [(1, "anomaly (other classes)", RGBColor(213, 94, 0)), (0, "normal", RGBColor(0, 114, 178))] {
             chart
-                .draw_series(
-                    p.points.iter().filter(|(_, l)| *l == label).map(|([x, y], _)| Circle::new((*x, *y), 2, color.mix(0.55).filled())),
-                )
+                .draw_series(p.points.iter().filter(|(_, l)| *l == label).map(|([x, y], _)| Circle::new((*x, *y), 2, color.mix(0.55).filled())))
                 .map_err(perr)?
                 .label(name)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
@@ -230,7 +228,10 @@ pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
             let sy = cell as f64 / img.h as f64;
             for y in 0..img.h {
                 for x in 0..img.w {
-                    let (a, b) = ((x0 + (x as f64 * sx) as i32, y0 + (y as f64 * sy) as i32), (x0 + ((x + 1) as f64 * sx) as i32, y0 + ((y + 1) as f64 * sy) as i32));
+                    let (a, b) = (
+                        (x0 + (x as f64 * sx) as i32, y0 + (y as f64 * sy) as i32),
+                        (x0 + ((x + 1) as f64 * sx) as i32, y0 + ((y + 1) as f64 * sy) as i32),
+                    );
                     root.draw(&Rectangle::new([a, b], img.rgb(y, x).filled())).map_err(perr)?;
                 }
             }

@@ -46,7 +46,11 @@ pub fn variant(mu1: Option<f64>, mu2: f64, method: &str) -> String {
 
 /// A weight as the published labels print it: `1`, `0.5`, `2`.
 fn short(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e9 { format!("{}", x as i64) } else { format!("{x}") }
+    if x.fract() == 0.0 && x.abs() < 1e9 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
 }
 
 /// The loss weights (mu1, mu2) a Deep SVDD model trained with, recovered from its training history:
@@ -61,7 +65,8 @@ pub fn loss_weights(loss: &[f64], svdd: &[f64], rec: &[f64]) -> Option<(f64, f64
         let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
         (x * scale).round() / scale
     };
-    let rows: Vec<(f64, f64, f64)> = loss.iter().zip(svdd).zip(rec).map(|((&l, &s), &r)| (l, s, r)).filter(|(l, s, _)| l.is_finite() && s.is_finite()).collect();
+    let rows: Vec<(f64, f64, f64)> =
+        loss.iter().zip(svdd).zip(rec).map(|((&l, &s), &r)| (l, s, r)).filter(|(l, s, _)| l.is_finite() && s.is_finite()).collect();
     if rows.is_empty() {
         return None;
     }
@@ -108,8 +113,12 @@ pub fn published() -> Vec<(&'static str, [(&'static str, f64, f64); 3])> {
 /// Ruff et al. 2018, Table 1, One-Class Deep SVDD AUC % (mean, std over 10 seeds) per class.
 pub fn ruff_table1(dataset: &str) -> Option<[(f64, f64); 10]> {
     match dataset {
-        "mnist" => Some([(98.0, 0.7), (99.7, 0.1), (91.7, 0.8), (91.9, 1.5), (94.9, 0.8), (88.5, 0.9), (98.3, 0.5), (94.6, 0.9), (93.9, 1.6), (96.5, 0.3)]),
-        "cifar10" => Some([(61.7, 4.1), (65.9, 2.1), (50.8, 0.8), (59.1, 1.4), (60.9, 1.1), (65.7, 2.5), (67.7, 2.6), (67.3, 0.9), (75.9, 1.2), (73.1, 1.2)]),
+        "mnist" => {
+            Some([(98.0, 0.7), (99.7, 0.1), (91.7, 0.8), (91.9, 1.5), (94.9, 0.8), (88.5, 0.9), (98.3, 0.5), (94.6, 0.9), (93.9, 1.6), (96.5, 0.3)])
+        }
+        "cifar10" => {
+            Some([(61.7, 4.1), (65.9, 2.1), (50.8, 0.8), (59.1, 1.4), (60.9, 1.1), (65.7, 2.5), (67.7, 2.6), (67.3, 0.9), (75.9, 1.2), (73.1, 1.2)])
+        }
         _ => None,
     }
 }
@@ -160,8 +169,8 @@ pub fn loss_terms(terms: &[LossTerms]) -> String {
 /// 1.96, the normal quantile, beyond 30).
 pub fn t_975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110,
-        2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::NAN,
@@ -178,19 +187,13 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
     for d in datasets {
         let base = "baseline Deep SVDD";
         let baseline: BTreeMap<i64, f64> = class0.iter().filter(|r| &r.dataset == d && label(r) == base).map(|r| (r.seed, r.auc)).collect();
-        let mut variants: Vec<(String, f64, String)> = class0
-            .iter()
-            .filter(|r| &r.dataset == d && label(r) != base)
-            .map(|r| (r.method.clone(), r.mu2, label(r)))
-            .collect();
+        let mut variants: Vec<(String, f64, String)> =
+            class0.iter().filter(|r| &r.dataset == d && label(r) != base).map(|r| (r.method.clone(), r.mu2, label(r))).collect();
         variants.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
         variants.dedup();
         for (_, _, name) in variants {
-            let diffs: Vec<f64> = class0
-                .iter()
-                .filter(|r| &r.dataset == d && label(r) == name)
-                .filter_map(|r| baseline.get(&r.seed).map(|b| r.auc - b))
-                .collect();
+            let diffs: Vec<f64> =
+                class0.iter().filter(|r| &r.dataset == d && label(r) == name).filter_map(|r| baseline.get(&r.seed).map(|b| r.auc - b)).collect();
             if diffs.is_empty() {
                 continue;
             }
@@ -198,7 +201,13 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
             let n = diffs.len();
             let ci = if n > 1 {
                 let h = t_975(n - 1) * sd / (n as f64).sqrt();
-                let verdict = if m - h > 0.0 { "better" } else if m + h < 0.0 { "worse" } else { "no difference shown" };
+                let verdict = if m - h > 0.0 {
+                    "better"
+                } else if m + h < 0.0 {
+                    "worse"
+                } else {
+                    "no difference shown"
+                };
                 format!("[{:+.4}, {:+.4}] | {verdict}", m - h, m + h)
             } else {
                 "- | one seed: no interval".to_string()
@@ -322,7 +331,20 @@ mod paired_tests {
     use super::*;
 
     fn r(mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
-        ResultRow { dataset: "mnist".into(), normal_class: 0, mu1: Some(1.0), mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+        ResultRow {
+            dataset: "mnist".into(),
+            normal_class: 0,
+            mu1: Some(1.0),
+            mu2,
+            method: method.into(),
+            seed,
+            auc,
+            oracle_f1: 0.9,
+            f1: 0.5,
+            precision: 0.5,
+            recall: 0.5,
+            auprc: 0.9,
+        }
     }
 
     #[test]
@@ -337,8 +359,14 @@ mod paired_tests {
     #[test]
     fn paired_difference_uses_the_t_interval_over_seeds() {
         // Differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t(0.975, 2) = 4.303 -> +-0.0248.
-        let rows = [r(0.0, "radius", 0, 0.90), r(0.0, "radius", 1, 0.91), r(0.0, "radius", 2, 0.92),
-                    r(0.5, "radius", 0, 0.91), r(0.5, "radius", 1, 0.93), r(0.5, "radius", 2, 0.95)];
+        let rows = [
+            r(0.0, "radius", 0, 0.90),
+            r(0.0, "radius", 1, 0.91),
+            r(0.0, "radius", 2, 0.92),
+            r(0.5, "radius", 0, 0.91),
+            r(0.5, "radius", 1, 0.93),
+            r(0.5, "radius", 2, 0.95),
+        ];
         let md = markdown(&rows, "");
         assert!(md.contains("| MNIST | hybrid mu1=1, mu2=0.5 | +0.0200 | [-0.0048, +0.0448] | no difference shown | 3 |"), "{md}");
     }
@@ -349,7 +377,20 @@ mod tests {
     use super::*;
 
     fn row(d: &str, mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
-        ResultRow { dataset: d.into(), normal_class: 0, mu1: Some(1.0), mu2, method: method.into(), seed, auc, oracle_f1: 0.9, f1: 0.5, precision: 0.5, recall: 0.5, auprc: 0.9 }
+        ResultRow {
+            dataset: d.into(),
+            normal_class: 0,
+            mu1: Some(1.0),
+            mu2,
+            method: method.into(),
+            seed,
+            auc,
+            oracle_f1: 0.9,
+            f1: 0.5,
+            precision: 0.5,
+            recall: 0.5,
+            auprc: 0.9,
+        }
     }
 
     #[test]

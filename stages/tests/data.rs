@@ -168,7 +168,10 @@ fn png_chw(path: &Path) -> Vec<u8> {
 fn cifar_binary_from_real_images() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/cifar10-sample");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&sample)
-        .unwrap_or_else(|e| panic!("{}: {e}", sample.display())).map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
+        .unwrap_or_else(|e| panic!("{}: {e}", sample.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
     files.sort();
     assert_eq!(files.len(), 20, "the 20 real CIFAR-10 images");
     let mut pixels = Vec::new();

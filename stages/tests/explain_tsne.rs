@@ -30,11 +30,19 @@ fn grad_cam_peaks_inside_the_anomalous_square() {
         test_class: Tensor::ones([8], (Kind::Int64, Device::Cpu)),
         scale: Tensor::from_slice(&[0.0f32, 1.0]),
     };
-    let train = TrainConfig { epochs: 10, batch_size: 64, lr: 1e-3, milestones: vec![], weight_decay: 1e-6, seed: 1, device: Device::Cpu, leaky_slope: 0.01 };
+    let train =
+        TrainConfig { epochs: 10, batch_size: 64, lr: 1e-3, milestones: vec![], weight_decay: 1e-6, seed: 1, device: Device::Cpu, leaky_slope: 0.01 };
     let (ae, _) = stages::train::autoencoder::pretrain(&data, &train, &Quiet).unwrap();
     let ae_path = std::env::temp_dir().join(format!("gradcam-ae-{}.safetensors", std::process::id()));
     ae.save(&ae_path).unwrap();
-    let cfg = SvddConfig { train: TrainConfig { lr: 1e-4, ..train }, objective: Objective::OneClass, mu1: 1.0, mu2: 0.0, warm_up_epochs: 0, center_eps: 0.1 };
+    let cfg = SvddConfig {
+        train: TrainConfig { lr: 1e-4, ..train },
+        objective: Objective::OneClass,
+        mu1: 1.0,
+        mu2: 0.0,
+        warm_up_epochs: 0,
+        center_eps: 0.1,
+    };
     let (model, _) = svdd::train(&data, Some(&ae_path), &cfg, &Quiet).unwrap();
     let (heat, scores) = grad_cam(&model, &test_x, &Scorer::Distance, CamMethod::HiResCam).unwrap();
     assert_eq!(heat.size(), vec![8, 28, 28]);

@@ -53,9 +53,7 @@ impl Workspace {
     pub fn last_run(&self) -> Vec<(String, String)> {
         let text = std::fs::read_to_string(self.store().join("runs/latest.json")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["nodes"].as_array().unwrap().iter()
-            .map(|n| (n["node"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string()))
-            .collect()
+        v["nodes"].as_array().unwrap().iter().map(|n| (n["node"].as_str().unwrap().to_string(), n["state"].as_str().unwrap().to_string())).collect()
     }
 
     pub fn last_run_status(&self) -> String {
@@ -102,4 +100,3 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
     v.sort();
     v
 }
-

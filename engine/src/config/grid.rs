@@ -42,7 +42,10 @@ impl std::fmt::Debug for NodeSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputRef {
     /// Output `output` of the node at index `node` (indices into the expanded node list).
-    Node { node: usize, output: String },
+    Node {
+        node: usize,
+        output: String,
+    },
     File(PathBuf),
 }
 
@@ -98,11 +101,7 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
                     message: format!("override `{target}`: a matrix axis needs at least one value"),
                     hint: Some(format!("e.g. `--set {target}=[0.5, 1.0]`")),
                 }),
-                None => d.push(super::diag::Diagnostic {
-                    pos: None,
-                    message: format!("override `{target}`: no stage named `{scope}`"),
-                    hint: None,
-                }),
+                None => d.push(super::diag::Diagnostic { pos: None, message: format!("override `{target}`: no stage named `{scope}`"), hint: None }),
             }
             continue;
         }
@@ -111,17 +110,14 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
             d.push(super::diag::Diagnostic {
                 pos: None,
                 message: format!("override `{target}`: the pipeline declares no param `{param}`"),
-                hint: did_you_mean(param, names.iter().copied())
-                    .or_else(|| Some(if names.is_empty() { "it has no top-level `params:`".into() } else { format!("params: {}", names.join(", ")) })),
+                hint: did_you_mean(param, names.iter().copied()).or_else(|| {
+                    Some(if names.is_empty() { "it has no top-level `params:`".into() } else { format!("params: {}", names.join(", ")) })
+                }),
             });
             continue;
         }
         let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value };
-        let list = if scope == "params" {
-            Some(&mut spec.params)
-        } else {
-            spec.stages.iter_mut().find(|s| s.name == scope).map(|s| &mut s.params)
-        };
+        let list = if scope == "params" { Some(&mut spec.params) } else { spec.stages.iter_mut().find(|s| s.name == scope).map(|s| &mut s.params) };
         match list {
             Some(list) => {
                 list.retain(|e| e.key != param);
@@ -132,8 +128,7 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
                 d.push(super::diag::Diagnostic {
                     pos: None,
                     message: format!("override `{target}`: no stage named `{scope}`"),
-                    hint: did_you_mean(scope, names.iter().copied().chain(["params"]))
-                        .or_else(|| Some(format!("stages: {}", names.join(", ")))),
+                    hint: did_you_mean(scope, names.iter().copied().chain(["params"])).or_else(|| Some(format!("stages: {}", names.join(", ")))),
                 });
             }
         }
@@ -173,8 +168,11 @@ fn stage_order(spec: &PipelineSpec, d: &mut Diagnostics) -> Option<Vec<usize>> {
             let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
             let path = cycle_path(&g, &nodes, &members, &names);
             let first = &spec.stages[members[0]];
-            d.error(first.pos, format!("dependency cycle: {path}"),
-                Some("a stage cannot depend on its own outputs; remove one of these inputs".into()));
+            d.error(
+                first.pos,
+                format!("dependency cycle: {path}"),
+                Some("a stage cannot depend on its own outputs; remove one of these inputs".into()),
+            );
         }
     }
     if !ok {
@@ -184,9 +182,8 @@ fn stage_order(spec: &PipelineSpec, d: &mut Diagnostics) -> Option<Vec<usize>> {
     let mut placed = vec![false; spec.stages.len()];
     let mut order = Vec::with_capacity(spec.stages.len());
     while order.len() < spec.stages.len() {
-        let next = (0..spec.stages.len()).find(|&i| {
-            !placed[i] && g.neighbors_directed(nodes[i], petgraph::Direction::Incoming).all(|n| placed[g[n]])
-        })?;
+        let next =
+            (0..spec.stages.len()).find(|&i| !placed[i] && g.neighbors_directed(nodes[i], petgraph::Direction::Incoming).all(|n| placed[g[n]]))?;
         placed[next] = true;
         order.push(next);
     }
@@ -309,8 +306,7 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         .map(|s| {
             let k = registry.get(&s.kind).cloned();
             if k.is_none() && !s.kind.is_empty() {
-                let hint = did_you_mean(&s.kind, registry.names())
-                    .unwrap_or_else(|| format!("known kinds: {}", registry.names().join(", ")));
+                let hint = did_you_mean(&s.kind, registry.names()).unwrap_or_else(|| format!("known kinds: {}", registry.names().join(", ")));
                 d.error(s.kind_pos, format!("unknown stage kind `{}`", s.kind), Some(hint));
             }
             k
@@ -336,9 +332,12 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
             let Source::Output { stage, .. } = &input.source else { continue };
             for (name, values) in stage_axes.get(stage.as_str()).into_iter().flatten() {
                 match axes.iter().find(|(n, _)| n == name) {
-                    Some((_, existing)) if existing != values => err(d, input.pos,
+                    Some((_, existing)) if existing != values => err(
+                        d,
+                        input.pos,
                         format!("stage `{}` joins axis `{name}` with different values from its inputs", s.name),
-                        Some("declare each matrix axis once upstream, or `gather: true` one of the inputs".into())),
+                        Some("declare each matrix axis once upstream, or `gather: true` one of the inputs".into()),
+                    ),
                     Some(_) => {}
                     None => axes.push((name.clone(), values.clone())),
                 }
@@ -346,8 +345,12 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         }
         for a in &s.matrix {
             if axes.iter().any(|(n, _)| *n == a.name) {
-                err(d, a.pos, format!("matrix axis `{}` of stage `{}` is already inherited from an upstream stage", a.name, s.name),
-                    Some("remove it here; the upstream's values already apply".into()));
+                err(
+                    d,
+                    a.pos,
+                    format!("matrix axis `{}` of stage `{}` is already inherited from an upstream stage", a.name, s.name),
+                    Some("remove it here; the upstream's values already apply".into()),
+                );
                 continue;
             }
             axes.push((a.name.clone(), a.values.clone()));
@@ -356,11 +359,13 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         for (name, values) in &axes {
             combos = combos
                 .into_iter()
-                .flat_map(|c| values.iter().map(move |v| {
-                    let mut c = c.clone();
-                    c.push((name.clone(), v.clone()));
-                    c
-                }))
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((name.clone(), v.clone()));
+                        c
+                    })
+                })
                 .collect();
         }
         check_overrides(s, &axes, d);
@@ -415,8 +420,12 @@ fn check_identity_and_publish(spec: &PipelineSpec, nodes: &[NodeSpec], d: &mut D
     for n in nodes {
         if ids.insert(n.id.as_str(), n).is_some() && !repeated(&n.stage) {
             let pos = stage_of(&n.stage).map(|s| s.pos).unwrap_or(COMMAND_LINE);
-            err(d, pos, format!("two nodes of stage `{}` print as `{}`", n.stage, n.id),
-                Some("matrix values holding `,`, `=` or `]` make node ids ambiguous: rename them".into()));
+            err(
+                d,
+                pos,
+                format!("two nodes of stage `{}` print as `{}`", n.stage, n.id),
+                Some("matrix values holding `,`, `=` or `]` make node ids ambiguous: rename them".into()),
+            );
         }
     }
     let mut published: HashMap<PathBuf, (&NodeSpec, &str)> = HashMap::new();
@@ -425,7 +434,10 @@ fn check_identity_and_publish(spec: &PipelineSpec, nodes: &[NodeSpec], d: &mut D
             if let Some((first, first_out)) = published.insert(dest.clone(), (n, output.as_str())) {
                 let pos = stage_of(&n.stage).and_then(|s| s.publish.iter().find(|e| e.key == *output)).map(|e| e.value.pos).unwrap_or(COMMAND_LINE);
                 let hint = if first.stage == n.stage {
-                    format!("put a matrix value in the path, e.g. `results/${{matrix.AXIS}}/{}`", dest.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default())
+                    format!(
+                        "put a matrix value in the path, e.g. `results/${{matrix.AXIS}}/{}`",
+                        dest.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+                    )
                 } else {
                     "publish each output to its own path".to_string()
                 };
@@ -440,8 +452,12 @@ fn check_identity_and_publish(spec: &PipelineSpec, nodes: &[NodeSpec], d: &mut D
                 let InputRef::File(p) = r else { continue };
                 let Some((by, output)) = published.get(&lexical(p)) else { continue };
                 let pos = stage_of(&n.stage).and_then(|s| s.inputs.iter().find(|i| i.name == *name)).map(|i| i.pos).unwrap_or(COMMAND_LINE);
-                err(d, pos, format!("input `{name}` of stage `{}` reads `{}`, which {} publishes", n.stage, p.display(), by.id),
-                    Some(format!("read it from the store, so the run orders the two: `{name}: {}.{output}`", by.stage)));
+                err(
+                    d,
+                    pos,
+                    format!("input `{name}` of stage `{}` reads `{}`, which {} publishes", n.stage, p.display(), by.id),
+                    Some(format!("read it from the store, so the run orders the two: `{name}: {}.{output}`", by.stage)),
+                );
             }
         }
     }
@@ -467,7 +483,11 @@ fn check_overrides(s: &StageSpec, axes: &[(String, Vec<Value>)], d: &mut Diagnos
             let Some((_, have)) = axes.iter().find(|(n, _)| n == axis) else {
                 let names: Vec<&str> = axes.iter().map(|(n, _)| n.as_str()).collect();
                 let hint = did_you_mean(axis, names.iter().copied()).unwrap_or_else(|| {
-                    if names.is_empty() { format!("stage `{}` has no matrix axes", s.name) } else { format!("axes of stage `{}`: {}", s.name, names.join(", ")) }
+                    if names.is_empty() {
+                        format!("stage `{}` has no matrix axes", s.name)
+                    } else {
+                        format!("axes of stage `{}`: {}", s.name, names.join(", "))
+                    }
                 });
                 err(d, *pos, format!("override of stage `{}`: no matrix axis `{axis}`", s.name), Some(hint));
                 continue;
@@ -488,8 +508,7 @@ fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) 
     let names: Vec<&str> = specs.iter().map(|p| p.name).collect();
     for e in s.params.iter().chain(s.overrides.iter().flat_map(|o| &o.params)) {
         if !names.contains(&e.key.as_str()) {
-            let hint = did_you_mean(&e.key, names.iter().copied())
-                .unwrap_or_else(|| format!("params of `{}`: {}", kind.name(), names.join(", ")));
+            let hint = did_you_mean(&e.key, names.iter().copied()).unwrap_or_else(|| format!("params of `{}`: {}", kind.name(), names.join(", ")));
             err(d, e.pos, format!("unknown param `{}` for stage kind `{}`", e.key, kind.name()), Some(hint));
         }
     }
@@ -497,15 +516,15 @@ fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) 
         let allowed: Vec<&str> = decl.iter().map(|(n, _)| *n).collect();
         for i in &s.inputs {
             if !allowed.contains(&i.name.as_str()) {
-                let hint = did_you_mean(&i.name, allowed.iter().copied())
-                    .unwrap_or_else(|| format!("inputs of `{}`: {}", kind.name(), if allowed.is_empty() { "none".into() } else { allowed.join(", ") }));
+                let hint = did_you_mean(&i.name, allowed.iter().copied()).unwrap_or_else(|| {
+                    format!("inputs of `{}`: {}", kind.name(), if allowed.is_empty() { "none".into() } else { allowed.join(", ") })
+                });
                 d.error(i.pos, format!("unknown input `{}` for stage kind `{}`", i.name, kind.name()), Some(hint));
             }
         }
         for (n, required) in decl {
             if required && !s.inputs.iter().any(|i| i.name == n) {
-                d.error(s.pos, format!("stage `{}` is missing required input `{n}`", s.name),
-                    Some(format!("add `inputs: {{{n}: STAGE.OUTPUT}}`")));
+                d.error(s.pos, format!("stage `{}` is missing required input `{n}`", s.name), Some(format!("add `inputs: {{{n}: STAGE.OUTPUT}}`")));
             }
         }
     }
@@ -521,8 +540,7 @@ struct UpstreamIndex {
 impl UpstreamIndex {
     fn matching(&mut self, stage: &str, ups: &[usize], nodes: &[NodeSpec], coords: &[(String, Value)]) -> Vec<usize> {
         let Some(&first) = ups.first() else { return Vec::new() };
-        let shared: Vec<String> =
-            nodes[first].coords.iter().map(|(k, _)| k.clone()).filter(|k| coords.iter().any(|(c, _)| c == k)).collect();
+        let shared: Vec<String> = nodes[first].coords.iter().map(|(k, _)| k.clone()).filter(|k| coords.iter().any(|(c, _)| c == k)).collect();
         let key_of = |c: &[(String, Value)]| -> String {
             shared.iter().map(|a| c.iter().find(|(k, _)| k == a).map(|(_, v)| format!("{a}={v:?};")).unwrap_or_default()).collect()
         };
@@ -554,9 +572,10 @@ fn expand_node(
     for p in &specs {
         // Precedence: `--set` (the command line), then the last matching override, then `params`.
         let plain = s.params.iter().find(|e| e.key == p.name);
-        let explicit = plain.filter(|e| e.pos == COMMAND_LINE).or_else(|| {
-            s.overrides.iter().rev().filter(|o| override_applies(o, &coords)).find_map(|o| o.params.iter().find(|e| e.key == p.name))
-        }).or(plain);
+        let explicit = plain
+            .filter(|e| e.pos == COMMAND_LINE)
+            .or_else(|| s.overrides.iter().rev().filter(|o| override_applies(o, &coords)).find_map(|o| o.params.iter().find(|e| e.key == p.name)))
+            .or(plain);
         let raw = match explicit {
             Some(e) => {
                 let Some(v) = entry_value(e, d) else { continue };
@@ -591,8 +610,12 @@ fn expand_node(
             Ok(v) => {
                 let out_of_range = p.range.zip(v.as_f64()).and_then(|(r, x)| r.violation(x));
                 if let Some(want) = out_of_range {
-                    err(d, pos, format!("param `{}` of stage `{}`: {v} is out of range; it must be {want}", p.name, s.name),
-                        Some(format!("`{}`: {}", p.name, p.help)));
+                    err(
+                        d,
+                        pos,
+                        format!("param `{}` of stage `{}`: {v} is out of range; it must be {want}", p.name, s.name),
+                        Some(format!("`{}`: {}", p.name, p.help)),
+                    );
                     continue;
                 }
                 params.insert(p.name.to_string(), v);
@@ -604,8 +627,11 @@ fn expand_node(
         let given = s.params.iter().any(|e| e.key == p.name)
             || s.overrides.iter().filter(|o| override_applies(o, &coords)).any(|o| o.params.iter().any(|e| e.key == p.name));
         if !given {
-            d.error(s.pos, format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
-                Some(format!("`{}`: {}", p.name, p.help)));
+            d.error(
+                s.pos,
+                format!("stage `{}` is missing required param `{}` ({})", s.name, p.name, p.ty),
+                Some(format!("`{}`: {}", p.name, p.help)),
+            );
         }
     }
     let params = Params(params);
@@ -642,8 +668,12 @@ fn expand_node(
                 }
                 if matching.is_empty() {
                     if !ups.is_empty() {
-                        err(d, i.pos, format!("input `{}` of stage `{}` matches no node of `{stage}` for {id}", i.name, s.name),
-                            Some("the matrix values of the two stages do not overlap".into()));
+                        err(
+                            d,
+                            i.pos,
+                            format!("input `{}` of stage `{}` matches no node of `{stage}` for {id}", i.name, s.name),
+                            Some("the matrix values of the two stages do not overlap".into()),
+                        );
                     }
                     continue;
                 }
@@ -664,8 +694,12 @@ fn expand_node(
         match substitute(&raw, globals, &coords) {
             Ok(Value::Str(p)) => match publish_dest(&p, file) {
                 Ok(dest) => publish.push((e.key.clone(), dest)),
-                Err(m) => err(d, e.value.pos, format!("publish `{}` of stage `{}`: {m}", e.key, s.name),
-                    Some("publish to a path inside the workspace, e.g. `results/table.parquet` or a folder `Deliverables/`".into())),
+                Err(m) => err(
+                    d,
+                    e.value.pos,
+                    format!("publish `{}` of stage `{}`: {m}", e.key, s.name),
+                    Some("publish to a path inside the workspace, e.g. `results/table.parquet` or a folder `Deliverables/`".into()),
+                ),
             },
             Ok(_) => {}
             Err(m) => err(d, e.value.pos, format!("publish `{}`: {m}", e.key), None),

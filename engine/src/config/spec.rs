@@ -108,8 +108,7 @@ fn entries<'a>(node: &'a Node, what: &str, d: &mut Diagnostics) -> Vec<(String, 
 }
 
 fn unknown_key(d: &mut Diagnostics, pos: Pos, key: &str, where_: &str, allowed: &[&str]) {
-    let hint = did_you_mean(key, allowed.iter().copied())
-        .unwrap_or_else(|| format!("allowed keys: {}", allowed.join(", ")));
+    let hint = did_you_mean(key, allowed.iter().copied()).unwrap_or_else(|| format!("allowed keys: {}", allowed.join(", ")));
     d.error(pos, format!("unknown key `{key}` in {where_}"), Some(hint));
 }
 
@@ -118,16 +117,18 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
     let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new() };
     let mut saw_stages = false;
     if !matches!(root.kind, NodeKind::Map(_)) {
-        d.error(root.pos, format!("a pipeline file must be a mapping, found {}", root.type_name()),
-            Some("start with `stages:`".into()));
+        d.error(root.pos, format!("a pipeline file must be a mapping, found {}", root.type_name()), Some("start with `stages:`".into()));
         return spec;
     }
     for (key, pos, value) in entries(root, "the pipeline", d) {
         match key.as_str() {
             "name" => match value.as_str() {
                 Some(s) if is_pipeline_name(s) => spec.name = s.to_string(),
-                Some(s) => d.error(value.pos, format!("invalid pipeline name `{s}`"),
-                    Some("use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100 characters)".into())),
+                Some(s) => d.error(
+                    value.pos,
+                    format!("invalid pipeline name `{s}`"),
+                    Some("use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100 characters)".into()),
+                ),
                 None => d.error(value.pos, format!("`name` must be a string, found {}", value.type_name()), None),
             },
             "description" => {}
@@ -162,12 +163,10 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
 
 fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Option<StageSpec> {
     if !is_identifier(&name) {
-        d.error(pos, format!("invalid stage name `{name}`"),
-            Some("stage names use letters, digits, `_` and `-`, and start with a letter".into()));
+        d.error(pos, format!("invalid stage name `{name}`"), Some("stage names use letters, digits, `_` and `-`, and start with a letter".into()));
     }
     if !matches!(node.kind, NodeKind::Map(_)) {
-        d.error(node.pos, format!("stage `{name}` must be a mapping, found {}", node.type_name()),
-            Some("give it at least `kind:`".into()));
+        d.error(node.pos, format!("stage `{name}` must be a mapping, found {}", node.type_name()), Some("give it at least `kind:`".into()));
         return None;
     }
     let mut s = StageSpec {
@@ -214,21 +213,26 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                             })
                             .collect::<Vec<_>>(),
                         _ => {
-                            d.error(vals.pos, format!("matrix axis `{axis}` must be a list, found {}", vals.type_name()),
-                                Some(format!("write `{axis}: [a, b]`")));
+                            d.error(
+                                vals.pos,
+                                format!("matrix axis `{axis}` must be a list, found {}", vals.type_name()),
+                                Some(format!("write `{axis}: [a, b]`")),
+                            );
                             continue;
                         }
                     };
                     if values.is_empty() {
-                        d.error(vals.pos, format!("matrix axis `{axis}` is empty"),
-                            Some("give it at least one value, or remove the axis".into()));
+                        d.error(vals.pos, format!("matrix axis `{axis}` is empty"), Some("give it at least one value, or remove the axis".into()));
                         continue;
                     }
                     let values = match crate::value::canonical_axis(&values) {
                         Ok(v) => v,
                         Err(m) => {
-                            d.error(vals.pos, format!("matrix axis `{axis}` {m}"),
-                                Some("each value names one grid cell (node ids hold the printed value): remove the duplicate".into()));
+                            d.error(
+                                vals.pos,
+                                format!("matrix axis `{axis}` {m}"),
+                                Some("each value names one grid cell (node ids hold the printed value): remove the duplicate".into()),
+                            );
                             // Go on with one value per printed form, so nothing else reports it.
                             let mut seen = std::collections::HashSet::new();
                             values.into_iter().filter(|v| seen.insert(v.to_string())).collect()
@@ -296,8 +300,11 @@ fn parse_overrides(stage: &str, v: &Node, d: &mut Diagnostics) -> Vec<Override> 
                                 })
                                 .collect(),
                             _ => {
-                                d.error(vals.pos, format!("`when: {{{axis}: ...}}` needs a value or a non-empty list, found {}", vals.type_name()),
-                                    Some(format!("e.g. `when: {{{axis}: VALUE}}`")));
+                                d.error(
+                                    vals.pos,
+                                    format!("`when: {{{axis}: ...}}` needs a value or a non-empty list, found {}", vals.type_name()),
+                                    Some(format!("e.g. `when: {{{axis}: VALUE}}`")),
+                                );
                                 continue;
                             }
                         };
@@ -314,7 +321,11 @@ fn parse_overrides(stage: &str, v: &Node, d: &mut Diagnostics) -> Vec<Override> 
             }
         }
         if !saw.0 || o.when.is_empty() {
-            d.error(item.pos, format!("an override of stage `{stage}` has no `when`"), Some("say which grid cells it applies to, e.g. `when: {dataset: cifar10}`".into()));
+            d.error(
+                item.pos,
+                format!("an override of stage `{stage}` has no `when`"),
+                Some("say which grid cells it applies to, e.g. `when: {dataset: cifar10}`".into()),
+            );
         }
         if !saw.1 {
             d.error(item.pos, format!("an override of stage `{stage}` has no `params`"), Some(OVERRIDE_HINT.into()));
@@ -330,8 +341,11 @@ fn parse_ref(text: &str, pos: Pos, d: &mut Diagnostics) -> Option<Source> {
             Some(Source::Output { stage: stage.to_string(), output: output.to_string() })
         }
         _ => {
-            d.error(pos, format!("input reference `{text}` is not of the form `stage.output`"),
-                Some("name an upstream stage and one of its outputs, e.g. `ingest.dataset`, or use `{file: PATH}`".into()));
+            d.error(
+                pos,
+                format!("input reference `{text}` is not of the form `stage.output`"),
+                Some("name an upstream stage and one of its outputs, e.g. `ingest.dataset`, or use `{file: PATH}`".into()),
+            );
             None
         }
     }
@@ -355,22 +369,18 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
                         NodeKind::Scalar(Value::Bool(b)) => allow_missing = *b,
                         _ => d.error(val.pos, format!("`{k}` must be true or false, found {}", val.type_name()), None),
                     },
-                    ("from" | "file", None) => {
-                        d.error(val.pos, format!("`{k}` must be a string, found {}", val.type_name()), None)
-                    }
+                    ("from" | "file", None) => d.error(val.pos, format!("`{k}` must be a string, found {}", val.type_name()), None),
                     _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather", "allow_missing"]),
                 }
             }
             if source.is_none() {
-                d.error(v.pos, format!("input `{name}` names no source"),
-                    Some("write `from: stage.output` or `file: PATH`".into()));
+                d.error(v.pos, format!("input `{name}` names no source"), Some("write `from: stage.output` or `file: PATH`".into()));
             }
             if gather && matches!(source, Some(Source::File(_))) {
                 d.error(v.pos, format!("input `{name}`: `gather` applies to `from:` inputs only"), None);
             }
             if allow_missing && !gather {
-                d.error(v.pos, format!("input `{name}`: `allow_missing` applies to gathered inputs only"),
-                    Some("add `gather: true`".into()));
+                d.error(v.pos, format!("input `{name}`: `allow_missing` applies to gathered inputs only"), Some("add `gather: true`".into()));
             }
             source.map(|source| InputSpec { name, pos, source, gather, allow_missing })
         }

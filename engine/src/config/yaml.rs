@@ -110,13 +110,11 @@ pub fn parse(src: &str) -> Result<(Node, Vec<ParseError>), ParseError> {
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(src);
     // Every document is read, so a second one (after `---`) is reported rather than ignored.
-    parser
-        .load(&mut b, true)
-        .map_err(|e| ParseError {
-            pos: (*e.marker()).into(),
-            message: format!("YAML syntax error: {}", e.info()),
-            hint: "check indentation and quoting around this spot",
-        })?;
+    parser.load(&mut b, true).map_err(|e| ParseError {
+        pos: (*e.marker()).into(),
+        message: format!("YAML syntax error: {}", e.info()),
+        hint: "check indentation and quoting around this spot",
+    })?;
     if let Some(fatal) = b.fatal {
         return Err(fatal);
     }
@@ -179,10 +177,7 @@ impl Builder {
                         if dup {
                             self.problems.push(ParseError {
                                 pos: key.pos,
-                                message: format!(
-                                    "duplicate key `{}`; each key may appear once in a mapping",
-                                    key.as_str().unwrap_or("?")
-                                ),
+                                message: format!("duplicate key `{}`; each key may appear once in a mapping", key.as_str().unwrap_or("?")),
                                 hint: "remove or rename one of them",
                             });
                         }
@@ -252,7 +247,9 @@ impl MarkedEventReceiver for Builder {
                 if self.alias_values > MAX_ALIAS_VALUES {
                     self.fatal = Some(ParseError {
                         pos,
-                        message: format!("aliases (`*name`) expand to more than {MAX_ALIAS_VALUES} values; write the values out, or use `${{params.NAME}}`"),
+                        message: format!(
+                            "aliases (`*name`) expand to more than {MAX_ALIAS_VALUES} values; write the values out, or use `${{params.NAME}}`"
+                        ),
                         hint: "simplify this part of the file",
                     });
                     return;

@@ -41,10 +41,9 @@ pub fn official(kind: DatasetKind) -> Source {
                 ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
             ]),
         },
-        DatasetKind::Cifar10 => Source {
-            base: "http://www.cs.toronto.edu/~kriz/".into(),
-            files: f(&[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")]),
-        },
+        DatasetKind::Cifar10 => {
+            Source { base: "http://www.cs.toronto.edu/~kriz/".into(), files: f(&[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")]) }
+        }
     }
 }
 
@@ -98,15 +97,16 @@ fn download(url: &str, part: &Path, name: &str, progress: OnProgress) -> Result<
     let mut url = url.to_string();
     for _ in 0..5 {
         let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            Error::Data(format!("{url}: only http:// mirrors are supported; pass an http mirror with --mirror"))
-        })?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| Error::Data(format!("{url}: only http:// mirrors are supported; pass an http mirror with --mirror")))?;
         let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
         let addr = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
         let err = |e: std::io::Error| Error::Data(format!("{url}: {e} (check the network or the mirror; rerun to resume)"));
         let mut stream = TcpStream::connect(&addr).map_err(err)?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pipe\r\nConnection: close\r\nRange: bytes={have}-\r\n\r\n").map_err(err)?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pipe\r\nConnection: close\r\nRange: bytes={have}-\r\n\r\n")
+            .map_err(err)?;
         let mut r = BufReader::new(stream);
         let mut status = String::new();
         r.read_line(&mut status).map_err(err)?;

@@ -50,7 +50,9 @@ pub fn read_images(path: &Path, bytes: &[u8]) -> Result<Images> {
     let (n, rows, cols) = (be32(bytes, 4) as usize, be32(bytes, 8) as usize, be32(bytes, 12) as usize);
     // Checked: a damaged header can declare sizes whose product overflows.
     let Some(want) = n.checked_mul(rows).and_then(|x| x.checked_mul(cols)).and_then(|x| x.checked_add(16)) else {
-        return Err(bad(format!("header declares {n} images of {rows}x{cols}, more bytes than can exist; the file is damaged: download it again (`pipe data fetch`)")));
+        return Err(bad(format!(
+            "header declares {n} images of {rows}x{cols}, more bytes than can exist; the file is damaged: download it again (`pipe data fetch`)"
+        )));
     };
     if bytes.len() != want {
         return Err(bad(format!(

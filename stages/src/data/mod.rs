@@ -186,9 +186,9 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(io_err(path))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| {
-            Error::Data(format!("{}: gzip stream is damaged or truncated ({e}); download it again", path.display()))
-        })?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Data(format!("{}: gzip stream is damaged or truncated ({e}); download it again", path.display())))?;
         Ok(out)
     } else {
         Ok(raw)
@@ -403,10 +403,7 @@ fn to_tensor(img: &Images, channels: i64, take: &[usize]) -> Tensor {
     for &i in take {
         buf.extend_from_slice(&img.pixels[i * per..(i + 1) * per]);
     }
-    Tensor::from_slice(&buf)
-        .view([take.len() as i64, channels, img.rows as i64, img.cols as i64])
-        .to_kind(Kind::Float)
-        / 255.0
+    Tensor::from_slice(&buf).view([take.len() as i64, channels, img.rows as i64, img.cols as i64]).to_kind(Kind::Float) / 255.0
 }
 
 /// Splits off `normal_class` for training; the whole test split is labelled normal 0 / anomaly 1.
@@ -509,9 +506,7 @@ impl OneClass {
 
     pub fn load(path: &Path) -> Result<Self> {
         let mut m: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
-        let mut take = |k: &str| {
-            m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())))
-        };
+        let mut take = |k: &str| m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())));
         let train_x = take("train_x")?;
         let empty = |t: &Tensor| {
             let mut shape = t.size();
@@ -519,9 +514,7 @@ impl OneClass {
             Tensor::zeros(&shape, (t.kind(), t.device()))
         };
         let holdout_x = m.remove("holdout_x").unwrap_or_else(|| empty(&train_x));
-        let mut take = |k: &str| {
-            m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())))
-        };
+        let mut take = |k: &str| m.remove(k).ok_or_else(|| Error::Data(format!("{}: not a prepared dataset (no tensor `{k}`)", path.display())));
         Ok(OneClass {
             train_x,
             holdout_x,

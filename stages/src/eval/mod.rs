@@ -33,17 +33,13 @@ impl ScoreTable {
     pub fn read(path: &Path) -> Result<Self> {
         let df = read_parquet(path)?;
         let split: Vec<String> = col(&df, "split", path)?.str()?.into_iter().map(|s| s.unwrap_or_default().to_string()).collect();
-        let ints = |name: &str| -> Result<Vec<i64>> {
-            Ok(col(&df, name, path)?.i64()?.into_iter().map(|v| v.unwrap_or(0)).collect())
-        };
+        let ints = |name: &str| -> Result<Vec<i64>> { Ok(col(&df, name, path)?.i64()?.into_iter().map(|v| v.unwrap_or(0)).collect()) };
         let score: Vec<f64> = col(&df, "score", path)?.f64()?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         let zcols: Vec<&Column> = (0..).map_while(|j| df.column(&format!("z{j}")).ok()).collect();
         let n = split.len();
         let mut flat = Vec::with_capacity(n * zcols.len());
-        let cols: Vec<Vec<f32>> = zcols
-            .iter()
-            .map(|c| c.f32().map(|ca| ca.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect()))
-            .collect::<std::result::Result<_, _>>()?;
+        let cols: Vec<Vec<f32>> =
+            zcols.iter().map(|c| c.f32().map(|ca| ca.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())).collect::<std::result::Result<_, _>>()?;
         for i in 0..n {
             for c in &cols {
                 flat.push(c[i]);

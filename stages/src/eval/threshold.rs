@@ -84,7 +84,13 @@ pub fn fit(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tenso
 /// estimated on the training codes, while every quantile (and `gaussian`'s mean + k std) is taken
 /// over the calibration rows, so the false-positive rate on new normal images matches `level`
 /// (split conformal calibration; Vovk et al. 2005, Lei et al. 2018). `None`: the training rows.
-pub fn fit_calibrated(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Tensor, calibration: Option<(&[f64], &Tensor)>) -> Result<Fitted> {
+pub fn fit_calibrated(
+    method: Method,
+    cutoff: Cutoff,
+    train_scores: &[f64],
+    train_z: &Tensor,
+    calibration: Option<(&[f64], &Tensor)>,
+) -> Result<Fitted> {
     let (cal_scores, cal_z) = calibration.unwrap_or((train_scores, train_z));
     fit_inner(method, cutoff, cal_scores, train_z, cal_z)
 }
@@ -111,9 +117,7 @@ fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Ten
                 }
                 (_, Cutoff::Quantile(l)) => quantile(train_scores, level_ok(l)?),
                 (_, Cutoff::Boundary) => 0.0,
-                (_, Cutoff::ChiSquare(_)) => {
-                    return Err(Error::Data("cutoff `chi2` applies to method `mahalanobis` only; use `quantile`".into()))
-                }
+                (_, Cutoff::ChiSquare(_)) => return Err(Error::Data("cutoff `chi2` applies to method `mahalanobis` only; use `quantile`".into())),
             };
             Ok(Fitted { threshold, gaussian: None, shrinkage: 0.0 })
         }
@@ -132,9 +136,8 @@ fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Ten
                     (emp + Tensor::eye(d, (Kind::Double, z.device())) * r, 0.0)
                 }
             };
-            let precision = Tensor::f_linalg_inv(&cov).map_err(|e| {
-                Error::Data(format!("the latent covariance is singular ({e}); use shrinkage `ledoit-wolf` or a larger `ridge`"))
-            })?;
+            let precision = Tensor::f_linalg_inv(&cov)
+                .map_err(|e| Error::Data(format!("the latent covariance is singular ({e}); use shrinkage `ledoit-wolf` or a larger `ridge`")))?;
             let scores: Vec<f64> = Vec::<f64>::try_from(mahalanobis(&cal_z.to_kind(Kind::Double), &mean, &precision))?;
             let threshold = match cutoff {
                 Cutoff::Quantile(l) => quantile(&scores, level_ok(l)?),

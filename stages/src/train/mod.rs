@@ -3,7 +3,6 @@
 pub mod autoencoder;
 pub mod svdd;
 
-
 use polars::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -73,9 +72,7 @@ pub struct History {
 impl History {
     pub fn push(&mut self, epoch: usize, loss: f64, svdd: f64, rec: f64, lr: f64) -> Result<()> {
         if !loss.is_finite() {
-            return Err(Error::Diverged(format!(
-                "training diverged at epoch {epoch}: loss is {loss}; lower `lr` or check the input data"
-            )));
+            return Err(Error::Diverged(format!("training diverged at epoch {epoch}: loss is {loss}; lower `lr` or check the input data")));
         }
         self.epoch.push(epoch as i64);
         self.loss.push(loss);

@@ -106,9 +106,10 @@ impl SvddModel {
         let slope = tensors.get("svdd.leaky_slope").map(|t| t.double_value(&[0])).unwrap_or(0.01);
         let (mut vs, encoder, decoder) = Self::build(arch, device, slope, hybrid);
         let get = |k: &str| {
-            tensors.get(k).map(|t| t.shallow_clone()).ok_or_else(|| {
-                Error::Data(format!("{}: not a Deep SVDD model for {} (no tensor `{k}`)", path.display(), arch.name()))
-            })
+            tensors
+                .get(k)
+                .map(|t| t.shallow_clone())
+                .ok_or_else(|| Error::Data(format!("{}: not a Deep SVDD model for {} (no tensor `{k}`)", path.display(), arch.name())))
         };
         let c = get("svdd.c")?.to_device(device);
         let radius = get("svdd.radius")?.double_value(&[0]);
