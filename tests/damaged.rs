@@ -213,9 +213,10 @@ fn every_damaged_pipeline_file_gives_an_error_naming_it() {
     let root = std::env::temp_dir().join(format!("pipe-damaged-yaml-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Make = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Make)> = vec![
         ("file_01_directory", Box::new(|p| std::fs::create_dir(p).unwrap())),
-        ("file_02_fifo", Box::new(|p| mkfifo(p))),
+        ("file_02_fifo", Box::new(mkfifo)),
         ("file_03_binary", Box::new(|p| std::fs::write(p, b"\x7fELF\x02\x01\x01\0\0\0\xff\xfe").unwrap())),
         ("file_04_latin1_text", Box::new(|p| std::fs::write(p, b"stages:\n  caf\xe9:\n    kind: command\n").unwrap())),
         (

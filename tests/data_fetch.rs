@@ -84,7 +84,7 @@ fn interrupted_download_resumes_and_verifies() {
         d::fetch::Source { base: format!("http://127.0.0.1:{port}/"), files: names.iter().map(|n| (n.to_string(), md5sum(&dir.join(n)))).collect() };
     let dest = ws.dir.join("dl");
     let first = d::fetch::fetch(&source, &dest, &|_, _, _| {});
-    let err = first.err().expect("the cut connection fails the first fetch").to_string();
+    let err = first.expect_err("the cut connection fails the first fetch").to_string();
     assert!(err.contains("connection closed after") && err.contains("run the command again to resume"), "{err}");
     let part = dest.join("train-images-idx3-ubyte.gz.part");
     let partial = std::fs::metadata(&part).unwrap().len();

@@ -157,6 +157,9 @@ pub struct NodeStatus {
     pub key: Option<String>,
 }
 
+/// One node's outputs by name.
+type NodeOutputs = BTreeMap<String, ObjectRef>;
+
 /// Dependency levels: every node's level is one more than its deepest dependency.
 pub fn levels(graph: &Graph) -> Vec<Vec<usize>> {
     let mut level = vec![0usize; graph.len()];
@@ -178,7 +181,7 @@ pub fn status(graph: &Graph, store: &Store, pipeline: &str, workspace: &Path) ->
     let mut outputs: Outputs = vec![None; n];
     let mut result: Vec<Option<NodeStatus>> = vec![None; n];
     for level in levels(graph) {
-        let computed: Vec<(usize, NodeStatus, Option<BTreeMap<String, ObjectRef>>)> = level
+        let computed: Vec<(usize, NodeStatus, Option<NodeOutputs>)> = level
             .par_iter()
             .map(|&i| {
                 let node = graph.node(graph.index_of(i));

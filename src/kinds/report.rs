@@ -72,10 +72,13 @@ fn row_has(df: &DataFrame, i: usize, key: &str, want: &Value) -> bool {
     }
 }
 
+/// A node's grid coordinates.
+type Coords = BTreeMap<String, Value>;
+
 /// The (mu1, mu2) each results row's model trained with: for every gathered training history,
 /// the weights its logged losses imply ([`loss_weights`]), given to the rows whose columns carry
 /// all of that history's grid coordinates (evaluation rows extend their model's coordinates).
-fn weights_from_histories(df: &DataFrame, histories: &[(BTreeMap<String, Value>, (f64, f64))], rows: &mut [ResultRow]) {
+fn weights_from_histories(df: &DataFrame, histories: &[(Coords, (f64, f64))], rows: &mut [ResultRow]) {
     for (i, row) in rows.iter_mut().enumerate() {
         let mut found = histories.iter().filter(|(c, _)| c.iter().all(|(k, v)| row_has(df, i, k, v)));
         if let (Some((_, (mu1, mu2))), None) = (found.next(), found.next()) {

@@ -98,8 +98,11 @@ pub fn dataset_title(d: &str) -> &str {
     }
 }
 
+/// One published cell: (dataset, AUC, oracle F1).
+pub type Published = (&'static str, f64, f64);
+
 /// The re-experiment's table (normal class 0, one run each): experiment -> dataset -> (AUC, oracle F1).
-pub fn published() -> Vec<(&'static str, [(&'static str, f64, f64); 3])> {
+pub fn published() -> Vec<(&'static str, [Published; 3])> {
     vec![
         ("baseline Deep SVDD", [("fashion-mnist", 0.9092, 0.9634), ("mnist", 0.9814, 0.9825), ("cifar10", 0.6074, 0.9474)]),
         ("hybrid mu1=1, mu2=0.1", [("fashion-mnist", 0.9064, 0.9633), ("mnist", 0.9813, 0.9869), ("cifar10", 0.5768, 0.9475)]),

@@ -14,7 +14,7 @@ pub struct TsneConfig {
 
 /// Embeds `n` points of dimension `d` (row-major `data`) into 2-D.
 pub fn embed(data: &[f32], d: usize, cfg: &TsneConfig) -> Result<Vec<[f32; 2]>> {
-    if d == 0 || data.len() % d != 0 {
+    if d == 0 || !data.len().is_multiple_of(d) {
         return Err(Error::Data(format!("t-SNE: {} values are not rows of {d}", data.len())));
     }
     let n = data.len() / d;

@@ -12,7 +12,7 @@ pub const TEST_FILE: &str = "test_batch.bin";
 
 /// Decodes one batch file into CHW images (rows = 32, cols = 32, 3 planes per image) and labels.
 pub fn read_batch(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::Data(format!(
             "{}: {} bytes is not a whole number of {RECORD}-byte CIFAR-10 records; the file is truncated or not the binary version (cifar-10-binary.tar.gz).{}",
             path.display(),

@@ -217,7 +217,11 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
             if let Some(dec) = &decoder {
                 let rec = reconstruction_error(&dec.forward(&encoder.bottleneck(&z, true), true), &x).mean(Kind::Float);
                 rec_value = rec.double_value(&[]);
-                loss = loss + rec * cfg.mu2;
+                // Not `+=`: an in-place add would change the autograd graph of a released model.
+                #[allow(clippy::assign_op_pattern)]
+                {
+                    loss = loss + rec * cfg.mu2;
+                }
             }
             opt.backward_step(&loss);
             if let Objective::SoftBoundary { nu } = cfg.objective {
