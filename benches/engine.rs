@@ -64,7 +64,7 @@ fn main() {
             store: &store,
             pipeline: "bench",
             workspace: dir.clone(),
-            options: RunOptions { jobs, threads: 1, fail_fast: false, force: false, pull_only: false },
+            options: RunOptions { jobs, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
             dispatch: None,

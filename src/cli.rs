@@ -32,8 +32,9 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PipelineArgs {
-    /// Pipeline file (YAML).
-    pub file: PathBuf,
+    /// Pipeline file (YAML). Default: `pipe.yaml` here, else the file of this store's last run.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// Override a param: `stage.param=value` or `params.name=value` (repeatable).
     #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
     pub set: Vec<String>,
@@ -45,6 +46,16 @@ pub enum Cmd {
     Run {
         #[command(flatten)]
         p: PipelineArgs,
+        /// Run only these, with everything upstream: a stage (`train`) or a node pattern
+        /// (`train[mu2=0.5]`: partial coordinates match every node that has them).
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
+        /// Rerun the targets (every node, without targets) even where their results are cached.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// With targets: also run everything that depends on them.
+        #[arg(long)]
+        downstream: bool,
         /// Nodes run at once (default: CPU count; with Slurm, jobs in flight, default 64).
         #[arg(short, long)]
         jobs: Option<usize>,
@@ -55,11 +66,11 @@ pub enum Cmd {
         #[arg(long)]
         fail_fast: bool,
         /// Print what would run, run nothing.
-        #[arg(long)]
+        #[arg(short = 'n', long)]
         dry_run: bool,
         /// Overwrite published files that were edited by hand since pipe wrote them.
         #[arg(long)]
-        force: bool,
+        overwrite: bool,
         /// Also list cached nodes.
         #[arg(short, long)]
         verbose: bool,
@@ -81,7 +92,7 @@ pub enum Cmd {
         p: PipelineArgs,
         /// Overwrite published files that were edited by hand.
         #[arg(long)]
-        force: bool,
+        overwrite: bool,
         /// Also list restored nodes.
         #[arg(short, long)]
         verbose: bool,
@@ -105,6 +116,9 @@ pub enum Cmd {
     Status {
         #[command(flatten)]
         p: PipelineArgs,
+        /// Only these nodes: stages or node patterns, as for `run`.
+        #[arg(value_name = "TARGET")]
+        targets: Vec<String>,
         /// Print a JSON array of {node, stage, state, reasons}.
         #[arg(long)]
         json: bool,
@@ -123,8 +137,9 @@ pub enum Cmd {
     Show {
         #[command(flatten)]
         p: PipelineArgs,
-        /// Node id, e.g. `train[dataset=mnist,mu2=0.5]`.
-        node: String,
+        /// The node: its id or a pattern matching it alone, e.g. `train[dataset=mnist,mu2=0.5]`.
+        #[arg(value_name = "NODE")]
+        targets: Vec<String>,
     },
     /// Run polars SQL on the results table (`results`), e.g.
     /// `pipe query "SELECT dataset, mu2, avg(auc) FROM results GROUP BY dataset, mu2"`.
@@ -252,12 +267,69 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+impl PipelineArgs {
+    /// The pipeline file (resolved by [`resolve_file`] before any command uses it).
+    pub fn path(&self) -> &Path {
+        self.file.as_deref().unwrap_or(Path::new(DEFAULT_FILE))
+    }
+}
+
+/// The pipeline file used when none is given (and no run recorded one).
+const DEFAULT_FILE: &str = "pipe.yaml";
+
+/// Fills in the pipeline file when none is given: `pipe.yaml` here, else the file of the store's
+/// last run. A first word that is no file but reads as a target (`pipe run train`) is a target.
+fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, cache: &Path) -> Result<(), i32> {
+    if let Some(f) = &p.file {
+        let looks_like_file = f.exists() || f.extension().is_some_and(|e| e == "yaml" || e == "yml") || f.components().count() > 1;
+        if looks_like_file {
+            return Ok(());
+        }
+        targets.insert(0, f.to_string_lossy().to_string());
+        p.file = None;
+    }
+    if Path::new(DEFAULT_FILE).is_file() {
+        p.file = Some(PathBuf::from(DEFAULT_FILE));
+        return Ok(());
+    }
+    let dir = if is_url(store) { cache } else { Path::new(store) };
+    let last = std::fs::read(dir.join("runs/latest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["file"].as_str().map(PathBuf::from))
+        .filter(|f| f.is_file());
+    match last {
+        Some(f) => {
+            eprintln!("(pipeline file: {}, from the last run)", f.display());
+            p.file = Some(f);
+            Ok(())
+        }
+        None => {
+            eprintln!("error: no pipeline file given, no {DEFAULT_FILE} here, and no earlier run in {}\n  = hint: name one, e.g. `pipe run pipelines/quick.yaml`", dir.display());
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// The node list narrowed to `targets` (with their upstream; `downstream`: and their dependents).
+fn select(nodes: Vec<crate::config::NodeSpec>, targets: &[String], downstream: bool) -> Result<(Vec<crate::config::NodeSpec>, Vec<String>), i32> {
+    if targets.is_empty() {
+        return Ok((nodes, Vec::new()));
+    }
+    let hit = crate::targets::matching(&nodes, targets).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::NOT_FOUND
+    })?;
+    let ids = hit.iter().map(|&i| nodes[i].id.clone()).collect();
+    Ok((crate::targets::select(&nodes, &hit, downstream), ids))
+}
+
 fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32> {
     let sets = parse_sets(&p.set).map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
     })?;
-    let pipeline = config::load(&p.file, registry, &sets).map_err(|e| {
+    let pipeline = config::load(p.path(), registry, &sets).map_err(|e| {
         eprintln!("{e}");
         match e {
             LoadError::Read { .. } | LoadError::Invalid(_) => exit::INVALID_PIPELINE,
@@ -370,7 +442,16 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
     run_with(cli, registry, cancel, false)
 }
 
-fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: bool) -> Result<i32, i32> {
+fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: bool) -> Result<i32, i32> {
+    let mut none = Vec::new();
+    let (p, targets) = match &mut cli.command {
+        Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets } => (Some(p), targets),
+        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } => (Some(p), &mut none),
+        _ => (None, &mut none),
+    };
+    if let Some(p) = p {
+        resolve_file(p, targets, &cli.store, &cli.cache)?;
+    }
     match cli.command {
         Cmd::Push => {
             let store = open_store(&cli.store, &cli.cache)?;
@@ -401,14 +482,17 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             );
             Ok(exit::OK)
         }
-        Cmd::Pull { p, force, verbose } => {
+        Cmd::Pull { p, overwrite, verbose } => {
             let cmd = Cmd::Run {
                 p,
+                targets: Vec::new(),
+                force: false,
+                downstream: false,
                 jobs: None,
                 threads: None,
                 fail_fast: false,
                 dry_run: false,
-                force,
+                overwrite,
                 verbose,
                 executor: ExecutorKind::Local,
                 partition: None,
@@ -416,15 +500,28 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             };
             run_with(Cli { store: cli.store, cache: cli.cache, command: cmd }, registry, cancel, true)
         }
-        Cmd::Run { p, jobs, threads, fail_fast, dry_run, force, verbose, executor, partition, sbatch_args } => {
+        Cmd::Run { p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, executor, partition, sbatch_args } => {
             let (pipeline, graph) = load(&p, registry)?;
+            let (graph, rerun) = if targets.is_empty() {
+                let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
+                (graph, rerun)
+            } else {
+                let (nodes, hit) = select(pipeline.nodes.clone(), &targets, downstream)?;
+                let g = GraphBuilder::from_nodes(nodes).seal().map_err(|e| {
+                    eprintln!("error: {e}");
+                    exit::INVALID_PIPELINE
+                })?;
+                (g, if force { hit } else { Vec::new() })
+            };
+            let rerun: std::collections::HashSet<String> = rerun.into_iter().collect();
             let store = open_store(&cli.store, &cli.cache)?;
-            let ns = ref_namespace(&p.file);
+            let ns = ref_namespace(p.path());
             if dry_run {
                 let st = plan::status(&graph, &store, &ns, &workspace());
-                let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh").collect();
+                let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh" || rerun.contains(&s.node)).collect();
                 for s in &todo {
-                    println!("would run {}  ({})", s.node, s.reasons.join("; "));
+                    let why = if s.state == "fresh" { "forced (-f); its result is cached".to_string() } else { s.reasons.join("; ") };
+                    println!("would run {}  ({why})", s.node);
                 }
                 println!("{} of {} nodes would run", todo.len(), st.len());
                 return Ok(exit::OK);
@@ -438,7 +535,15 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
                         exit::USAGE
                     })?;
                     let store_arg = if is_url(&cli.store) { cli.store.clone() } else { absolute(Path::new(&cli.store)).display().to_string() };
-                    let s = crate::slurm::Slurm::new(exe, p.file.clone(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
+                    let s = crate::slurm::Slurm::new(
+                        exe,
+                        p.path().to_path_buf(),
+                        p.set.clone(),
+                        store_arg,
+                        absolute(store.root()),
+                        partition,
+                        sbatch_args,
+                    );
                     s.check().map_err(|e| {
                         eprintln!("error: {e}");
                         exit::USAGE
@@ -462,7 +567,7 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
                 store: &store,
                 pipeline: &ns,
                 workspace: workspace(),
-                options: RunOptions { jobs, threads, fail_fast, force, pull_only },
+                options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun },
                 reporter: &reporter,
                 cancel: cancel.clone(),
                 dispatch: slurm.as_ref().map(|s| s as &dyn crate::exec::Dispatch),
@@ -487,7 +592,7 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             let record = RunRecord {
                 run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
                 pipeline: pipeline.name.clone(),
-                file: p.file.display().to_string(),
+                file: p.path().display().to_string(),
                 started_at,
                 duration_s: t0.elapsed().as_secs_f64(),
                 jobs,
@@ -527,7 +632,7 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
                 exit::NODES_FAILED
             };
             let Some(i) = graph.find(&node) else {
-                return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.file.display())));
+                return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.path().display())));
             };
             let task: crate::slurm::Task = match store.get_meta(&crate::slurm::task_rel(&key)) {
                 Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}")))?,
@@ -539,13 +644,13 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
                 let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
                 outputs[j.index()] = Some(outs);
             }
-            let ns = ref_namespace(&p.file);
+            let ns = ref_namespace(p.path());
             let ex = Executor {
                 graph: &graph,
                 store: &store,
                 pipeline: &ns,
                 workspace: workspace(),
-                options: RunOptions { jobs: 1, threads, fail_fast: false, force: false, pull_only: false },
+                options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
                 reporter: &crate::report::Silent,
                 cancel,
                 dispatch: None,
@@ -562,10 +667,23 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
                 Err(e) => Err(failed(e)),
             }
         }
-        Cmd::Status { p, json, check } => {
-            let (_, graph) = load(&p, registry)?;
+        Cmd::Status { p, targets, json, check } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            let (graph, shown) = if targets.is_empty() {
+                (graph, None)
+            } else {
+                let (nodes, hit) = select(pipeline.nodes, &targets, false)?;
+                let g = GraphBuilder::from_nodes(nodes).seal().map_err(|e| {
+                    eprintln!("error: {e}");
+                    exit::INVALID_PIPELINE
+                })?;
+                (g, Some(hit.into_iter().collect::<std::collections::HashSet<String>>()))
+            };
             let store = open_store(&cli.store, &cli.cache)?;
-            let st = plan::status(&graph, &store, &ref_namespace(&p.file), &workspace());
+            let mut st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
+            if let Some(shown) = &shown {
+                st.retain(|s| shown.contains(&s.node));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
             } else {
@@ -587,10 +705,37 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             print!("{}", graph.render(format));
             Ok(exit::OK)
         }
-        Cmd::Show { p, node } => {
-            let (_, graph) = load(&p, registry)?;
+        Cmd::Show { p, targets } => {
+            let (pipeline, graph) = load(&p, registry)?;
+            if targets.is_empty() {
+                eprintln!(
+                    "error: name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`\n  = hint: `pipe dag {}` lists the nodes",
+                    p.path().display(),
+                    p.path().display()
+                );
+                return Err(exit::USAGE);
+            }
+            // An exact node id first (ids may hold characters a pattern reads differently).
+            let found: Vec<String> = match graph.find(&targets[0]) {
+                Some(_) if targets.len() == 1 => vec![targets[0].clone()],
+                _ => {
+                    let hit = crate::targets::matching(&pipeline.nodes, &targets).map_err(|e| {
+                        eprintln!("error: {e}");
+                        exit::NOT_FOUND
+                    })?;
+                    hit.into_iter().map(|i| pipeline.nodes[i].id.clone()).collect()
+                }
+            };
+            if found.len() > 1 {
+                eprintln!("error: {} nodes match; name one:", found.len());
+                for id in &found {
+                    eprintln!("  {id}");
+                }
+                return Err(exit::USAGE);
+            }
+            let node = found[0].clone();
             let Some(i) = graph.find(&node) else {
-                eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.file.display(), p.file.display());
+                eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.path().display(), p.path().display());
                 return Err(exit::NOT_FOUND);
             };
             let store = open_store(&cli.store, &cli.cache)?;
@@ -602,7 +747,7 @@ fn run_with(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: b
             for o in &n.outputs {
                 println!("output  {} ({})", o.name, o.file);
             }
-            match store.get_ref(&ref_namespace(&p.file), &n.id).and_then(|k| store.record(&k).ok().flatten()) {
+            match store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten()) {
                 Some(rec) => {
                     println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
                     for (name, obj) in &rec.outputs {

@@ -8,5 +8,5 @@ pub mod cli;
 pub mod kinds;
 pub mod query;
 
-pub use engine::{config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, value};
+pub use engine::{config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, targets, value};
 pub use engine::{Registry, StageKind, Value};

@@ -334,9 +334,9 @@ fn hand_edited_published_files_are_reported_and_never_silently_overwritten() {
     let out = ws.pipe(&["run", "p.yaml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
-    assert!(err.contains("edited since pipe published it") && err.contains("--force"), "{err}");
+    assert!(err.contains("edited since pipe published it") && err.contains("--overwrite"), "{err}");
     assert_eq!(ws.read("out/result.txt"), "my notes\n");
-    ws.ok(&["run", "p.yaml", "--force"]);
+    ws.ok(&["run", "p.yaml", "--overwrite"]);
     assert_eq!(ws.read("out/result.txt"), "1\n");
 
     // A file pipe never wrote there is kept in the store before it is replaced.

@@ -30,7 +30,9 @@ pub struct RunOptions {
     pub threads: usize,
     pub fail_fast: bool,
     /// Overwrite published files that were edited by hand.
-    pub force: bool,
+    pub overwrite: bool,
+    /// Nodes to run even where their result is cached (`pipe run -f TARGET`).
+    pub rerun: std::collections::HashSet<String>,
     /// Restore cached results only (`pipe pull`): a cache miss fails its node instead of running.
     pub pull_only: bool,
 }
@@ -386,6 +388,7 @@ fn prepare(
     }
     // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
     match lookup(ex.store, &key, ex.dispatch.is_none()) {
+        Lookup::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
         Lookup::Hit(rec) => {
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
                 return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });
@@ -496,7 +499,7 @@ fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Finge
 
 /// Copies published outputs into the workspace when their content differs. Never overwrites silently
 /// what pipe did not write: a file edited since pipe published it stops the node (unless
-/// `--force`); a file pipe never wrote there is first copied into the store's `backups/`.
+/// `--overwrite`); a file pipe never wrote there is first copied into the store's `backups/`.
 /// Errors name the destination.
 fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Result<(), String> {
     for (name, rel) in &node.publish {
@@ -516,9 +519,9 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
                 }
                 match ex.store.published_hash(&dest) {
                     Some(last) if current.as_deref() == Some(last.as_str()) => {}
-                    Some(_) if !ex.options.force => {
+                    Some(_) if !ex.options.overwrite => {
                         return Err(format!(
-                            "publish {shown}: the file was edited since pipe published it; not overwritten\n  = hint: move it away, or pass `--force` to overwrite it"
+                            "publish {shown}: the file was edited since pipe published it; not overwritten\n  = hint: move it away, or pass `--overwrite` to overwrite it"
                         ))
                     }
                     _ => {

@@ -23,6 +23,7 @@ pub mod report;
 pub mod slurm;
 pub mod stage;
 pub mod store;
+pub mod targets;
 pub mod value;
 
 pub use stage::{Registry, StageKind};

@@ -100,7 +100,7 @@ pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, works
             r.push(format!("published file {} is missing (`pipe run` restores it)", rel.display()));
         } else if !crate::store::same_content(&dest, obj) {
             r.push(format!(
-                "published file {} differs from the node's output `{name}` (edited by hand? `pipe run --force` overwrites it)",
+                "published file {} differs from the node's output `{name}` (edited by hand? `pipe run --overwrite` overwrites it)",
                 rel.display()
             ));
         }

@@ -97,7 +97,7 @@ impl Bench {
             store: &self.store,
             pipeline: "ns",
             workspace: self.dir.clone(),
-            options: RunOptions { jobs: 2, threads: 1, fail_fast: false, force: false, pull_only: false },
+            options: RunOptions { jobs: 2, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
             dispatch: None,
