@@ -151,6 +151,24 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: crate::query::QueryFormat,
     },
+    /// The run history, oldest first: id, start (UTC), status, nodes ran / cached / failed, wall
+    /// time, git commit (`+`: uncommitted changes), file and `--set` overrides.
+    Runs {
+        /// Print the run records as a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Only the last N runs.
+        #[arg(long, short = 'n', value_name = "N")]
+        last: Option<usize>,
+    },
+    /// What changed between two runs: params per stage, metrics per results row. RUN is an id (or
+    /// its prefix) or `-1` (the last run), `-2`, ...; default: the last two runs.
+    Diff {
+        #[arg(value_name = "RUN_A", default_value = "-2", allow_hyphen_values = true)]
+        a: String,
+        #[arg(value_name = "RUN_B", default_value = "-1", allow_hyphen_values = true)]
+        b: String,
+    },
     /// Download (`fetch`) or check (`verify`) a dataset: mnist, fashion-mnist or cifar10.
     Data {
         #[command(subcommand)]
@@ -181,7 +199,7 @@ pub enum Cmd {
 impl Cmd {
     /// Commands that only read and print (no store writes, no child processes, no sockets).
     pub fn prints_only(&self) -> bool {
-        matches!(self, Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. })
+        matches!(self, Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. } | Cmd::Runs { .. } | Cmd::Diff { .. })
     }
 }
 
@@ -353,6 +371,43 @@ pub fn ref_namespace(file: &Path) -> String {
         Err(_) => abs.to_string_lossy().to_string(),
     };
     blake3::hash(id.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// The workspace's git commit and whether tracked files differ from it; (None, None) outside git.
+fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(commit) => (Some(commit), git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty())),
+        None => (None, None),
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+    if ok {
+        String::from_utf8_lossy(&buf[..end]).to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 UTC, to the second.
+fn rfc3339(secs: f64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn is_url(store: &str) -> bool {
@@ -589,11 +644,18 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             } else {
                 "ok"
             };
+            let (git_commit, git_dirty) = git_state(&workspace());
             let record = RunRecord {
                 run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
                 pipeline: pipeline.name.clone(),
                 file: p.path().display().to_string(),
                 started_at,
+                started: rfc3339(started_at),
+                git_commit,
+                git_dirty,
+                pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+                host: hostname(),
+                overrides: p.set.clone(),
                 duration_s: t0.elapsed().as_secs_f64(),
                 jobs,
                 status: status.into(),
@@ -666,6 +728,34 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 }
                 Err(e) => Err(failed(e)),
             }
+        }
+        Cmd::Runs { json, last } => {
+            let store = open_store(&cli.store, &cli.cache)?;
+            let mut runs = store.runs();
+            if let Some(n) = last {
+                runs.drain(..runs.len().saturating_sub(n));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
+            } else if runs.is_empty() {
+                eprintln!("no runs in {} yet\n  = hint: `pipe run FILE` records one", store.describe());
+            } else {
+                print!("{}", crate::runs::table(&runs));
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Diff { a, b } => {
+            let store = open_store(&cli.store, &cli.cache)?;
+            let runs = store.runs();
+            let pick = |w: &str| {
+                crate::runs::find(&runs, w).map_err(|e| {
+                    eprintln!("error: {e}");
+                    exit::NOT_FOUND
+                })
+            };
+            let (ra, rb) = (pick(&a)?, pick(&b)?);
+            print!("{}", crate::runs::diff(&store, ra, rb));
+            Ok(exit::OK)
         }
         Cmd::Status { p, targets, json, check } => {
             let (pipeline, graph) = load(&p, registry)?;

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod kinds;
 pub mod query;
+pub mod runs;
 
 pub use engine::{config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, targets, value};
 pub use engine::{Registry, StageKind, Value};

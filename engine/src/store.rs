@@ -108,7 +108,23 @@ pub struct RunRecord {
     pub run_id: String,
     pub pipeline: String,
     pub file: String,
+    /// Seconds since the Unix epoch.
     pub started_at: f64,
+    /// The same instant, RFC 3339 in UTC (`2026-11-30T07:12:46Z`).
+    #[serde(default)]
+    pub started: String,
+    /// Where it ran and what ran it: the workspace's git commit (with `dirty` when it had
+    /// uncommitted changes), pipe's version, the host, the `--set` overrides.
+    #[serde(default)]
+    pub git_commit: Option<String>,
+    #[serde(default)]
+    pub git_dirty: Option<bool>,
+    #[serde(default)]
+    pub pipe_version: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub overrides: Vec<String>,
     pub duration_s: f64,
     pub jobs: usize,
     /// `ok`, `failed` or `interrupted`.
@@ -556,6 +572,30 @@ impl Store {
             r.put(&format!("runs/{}.json", run.run_id), bytes)?;
         }
         Ok(path)
+    }
+
+    /// Every run record this store holds (and, in front of a remote, the remote's), oldest first.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        let mut out: Vec<RunRecord> = Vec::new();
+        for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
+            if e.file_name() == "latest.json" {
+                continue;
+            }
+            if let Some(r) = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) {
+                out.push(r);
+            }
+        }
+        if let Some(r) = &self.remote {
+            for f in r.list("runs").map(|l| l.0).unwrap_or_default() {
+                if !self.root.join(&f.rel).exists() {
+                    if let Some(run) = r.get(&f.rel).ok().flatten().and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()) {
+                        out.push(run);
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.started_at.total_cmp(&b.started_at).then(a.run_id.cmp(&b.run_id)));
+        out
     }
 
     pub fn latest_run(&self) -> Option<RunRecord> {
