@@ -14,8 +14,8 @@ pub fn table(runs: &[RunRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8}  {:<9} {}",
-        "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit", "file [overrides]"
+        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8}  {:<9} file [overrides]",
+        "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit"
     );
     for r in runs {
         let count = |s: &str| r.nodes.iter().filter(|n| n.state == s).count();
