@@ -141,6 +141,31 @@ pub enum Cmd {
         #[arg(value_name = "NODE")]
         targets: Vec<String>,
     },
+    /// Copy one output of a node out of the store, e.g. `pipe get pipelines/quick.yaml
+    /// 'train[dataset=mnist,mu2=0.5]' model svdd.safetensors`. The node must be fresh (its cached
+    /// result matches the file as it is now); a remote store's object is downloaded.
+    Get {
+        /// Pipeline file (YAML).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Override a param: `stage.param=value` or `params.name=value` (repeatable).
+        #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+        set: Vec<String>,
+        /// The node: its id or a pattern matching it alone.
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// The output's name (`pipe show FILE NODE` lists them).
+        #[arg(value_name = "OUTPUT")]
+        output: String,
+        /// Where to copy it: a file, or a folder (the output keeps its file name there).
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Print a shell completion script: `pipe completion bash > ~/.local/share/bash-completion/completions/pipe`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run polars SQL on the results table (`results`), e.g.
     /// `pipe query "SELECT dataset, mu2, avg(auc) FROM results GROUP BY dataset, mu2"`.
     Query {
@@ -729,6 +754,71 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 Err(e) => Err(failed(e)),
             }
         }
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pipe", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Cmd::Get { file, set, node, output, dest } => {
+            let p = PipelineArgs { file: Some(file), set };
+            let (pipeline, graph) = load(&p, registry)?;
+            let hit = crate::targets::matching(&pipeline.nodes, std::slice::from_ref(&node)).map_err(|e| {
+                eprintln!("error: {e}");
+                exit::NOT_FOUND
+            })?;
+            if hit.len() != 1 {
+                eprintln!("error: {} nodes match `{node}`; name one:", hit.len());
+                for &i in &hit {
+                    eprintln!("  {}", pipeline.nodes[i].id);
+                }
+                return Err(exit::USAGE);
+            }
+            let id = &pipeline.nodes[hit[0]].id;
+            let store = open_store(&cli.store, &cli.cache)?;
+            let st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
+            let s = st.iter().find(|s| &s.node == id).expect("every node has a status");
+            let (Some(key), "fresh") = (&s.key, s.state.as_str()) else {
+                eprintln!(
+                    "error: {id} is {}: {}\n  = hint: its stored result is not the one the file describes now; `pipe run {} '{id}'` computes it",
+                    s.state,
+                    s.reasons.join("; "),
+                    p.path().display()
+                );
+                return Err(exit::NOT_FOUND);
+            };
+            let rec = match plan::lookup(&store, key, true) {
+                plan::Lookup::Hit(rec) => rec,
+                _ => {
+                    eprintln!("error: {id}: its result (key {}) cannot be read from {}", &key[..12], store.describe());
+                    return Err(exit::STORE);
+                }
+            };
+            let Some(obj) = rec.outputs.get(&output) else {
+                let names: Vec<&str> = rec.outputs.keys().map(String::as_str).collect();
+                eprintln!("error: {id} has no output `{output}`\n  = hint: its outputs: {}", names.join(", "));
+                return Err(exit::NOT_FOUND);
+            };
+            let file = graph
+                .node(graph.find(id).expect("found above"))
+                .outputs
+                .iter()
+                .find(|o| o.name == output)
+                .map(|o| o.file.clone())
+                .unwrap_or(output.clone());
+            let target = if dest.is_dir() { dest.join(&file) } else { dest.clone() };
+            std::fs::copy(store.object_path(obj), &target)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    // The store's objects are read-only; the user's copy is theirs to edit.
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+                })
+                .map_err(|e| {
+                    eprintln!("error: cannot write {}: {e}", target.display());
+                    exit::STORE
+                })?;
+            println!("{} ({} bytes) -> {}", output, obj.size, target.display());
+            Ok(exit::OK)
+        }
         Cmd::Runs { json, last } => {
             let store = open_store(&cli.store, &cli.cache)?;
             let mut runs = store.runs();
@@ -925,5 +1015,16 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             );
             Ok(exit::OK)
         }
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (positional order, conflicting names) for every subcommand.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
