@@ -125,6 +125,10 @@ pub enum Cmd {
         /// Exit with code 6 when any node is not fresh.
         #[arg(long)]
         check: bool,
+        /// One line per node with its state and why (the default with targets); without it, one
+        /// line per stage.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Print the node graph.
     Dag {
@@ -396,6 +400,62 @@ pub fn ref_namespace(file: &Path) -> String {
         Err(_) => abs.to_string_lossy().to_string(),
     };
     blake3::hash(id.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// `status` without -v: one line per stage, in pipeline order: how many nodes are fresh, how many
+/// changed themselves (a param, an input file, the stage version), how many only wait on a changed
+/// upstream node, and how many never ran; then the total.
+fn stage_summary(st: &[plan::NodeStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut order: Vec<&str> = Vec::new();
+    let mut counts: std::collections::HashMap<&str, [usize; 5]> = std::collections::HashMap::new();
+    // Per stage, why its nodes changed (not why they wait): reason -> nodes.
+    let mut why: std::collections::HashMap<&str, Vec<(&str, usize)>> = std::collections::HashMap::new();
+    for s in st {
+        if !counts.contains_key(s.stage.as_str()) {
+            order.push(&s.stage);
+        }
+        let c = counts.entry(&s.stage).or_default();
+        c[0] += 1;
+        let waiting = !s.reasons.is_empty() && s.reasons.iter().all(|r| r.starts_with("upstream "));
+        match s.state.as_str() {
+            "fresh" => c[1] += 1,
+            _ if waiting => c[3] += 1,
+            "missing" => c[4] += 1,
+            _ => c[2] += 1,
+        }
+        if s.state == "stale" && !waiting {
+            let reasons = why.entry(&s.stage).or_default();
+            for r in s.reasons.iter().filter(|r| !r.starts_with("upstream ")) {
+                match reasons.iter_mut().find(|(x, _)| x == r) {
+                    Some((_, n)) => *n += 1,
+                    None => reasons.push((r, 1)),
+                }
+            }
+        }
+    }
+    let width = order.iter().map(|s| s.len()).max().unwrap_or(5).max(5);
+    let mut out = String::new();
+    for stage in &order {
+        let [n, fresh, changed, waiting, never] = counts[stage];
+        let mut parts = vec![format!("{fresh}/{n} fresh")];
+        for (k, what) in [(changed, "changed"), (waiting, "waiting on upstream"), (never, "never run")] {
+            if k > 0 {
+                parts.push(format!("{k} {what}"));
+            }
+        }
+        let _ = writeln!(out, "{stage:<width$}  {}", parts.join(", "));
+        let reasons = why.get(stage).map(Vec::as_slice).unwrap_or_default();
+        for (r, n) in reasons.iter().take(3) {
+            let _ = writeln!(out, "{:width$}    {r}{}", "", if *n > 1 { format!(" ({n} nodes)") } else { String::new() });
+        }
+        if reasons.len() > 3 {
+            let _ = writeln!(out, "{:width$}    ... {} more reasons", "", reasons.len() - 3);
+        }
+    }
+    let fresh = st.iter().filter(|s| s.state == "fresh").count();
+    let _ = writeln!(out, "{fresh} of {} nodes fresh (`pipe status FILE -v` lists each node and why)", st.len());
+    out
 }
 
 /// The workspace's git commit and whether tracked files differ from it; (None, None) outside git.
@@ -847,7 +907,8 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             print!("{}", crate::runs::diff(&store, ra, rb));
             Ok(exit::OK)
         }
-        Cmd::Status { p, targets, json, check } => {
+        Cmd::Status { p, targets, json, check, verbose } => {
+            let per_node = verbose || !targets.is_empty();
             let (pipeline, graph) = load(&p, registry)?;
             let (graph, shown) = if targets.is_empty() {
                 (graph, None)
@@ -866,6 +927,8 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
+            } else if !per_node {
+                print!("{}", stage_summary(&st));
             } else {
                 let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
                 for s in &st {

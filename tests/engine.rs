@@ -49,7 +49,7 @@ fn changing_one_matrix_value_reruns_exactly_its_nodes() {
 
     // mu2 = 1.0 -> 2.0: only the nodes of that matrix value (and their dependents) rerun.
     ws.write("p.yaml", &grid_pipeline("[0.5, 2.0]", ""));
-    let status = String::from_utf8(ws.pipe(&["status", "p.yaml"]).stdout).unwrap();
+    let status = String::from_utf8(ws.pipe(&["status", "p.yaml", "-v"]).stdout).unwrap();
     assert!(status.contains("missing train[dataset=a,mu2=2.0]  never run"), "{status}");
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(
@@ -170,7 +170,7 @@ fn a_corrupt_object_is_detected_reported_and_recomputed() {
     std::fs::set_permissions(&path, perms).unwrap();
     std::fs::write(&path, &bytes).unwrap();
 
-    let status = String::from_utf8(ws.pipe(&["status", "p.yaml"]).stdout).unwrap();
+    let status = String::from_utf8(ws.pipe(&["status", "p.yaml", "-v"]).stdout).unwrap();
     assert!(status.contains("stale   train[dataset=a,mu2=0.5]  object ") && status.contains("(model.txt) corrupt"), "{status}");
     let stderr = ws.ok(&["run", "p.yaml"]);
     assert!(stderr.contains("is corrupt; moved to"), "{stderr}");
@@ -296,7 +296,7 @@ stages:
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(ws.read("out/sum.txt"), expected);
     assert!(ws.bad_objects().is_empty());
-    let st = String::from_utf8(ws.pipe(&["status", "p.yaml"]).stdout).unwrap();
+    let st = String::from_utf8(ws.pipe(&["status", "p.yaml", "-v"]).stdout).unwrap();
     assert!(st.ends_with("5 of 5 nodes fresh\n"), "{st}");
 }
 
@@ -330,7 +330,7 @@ stages:
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(ws.nodes_in("cached"), sorted(&["count"]));
     ws.write("data/raw.csv", "1,2\n3,4\n");
-    let st = String::from_utf8(ws.pipe(&["status", "p.yaml"]).stdout).unwrap();
+    let st = String::from_utf8(ws.pipe(&["status", "p.yaml", "-v"]).stdout).unwrap();
     assert!(st.contains("input raw changed (from data/raw.csv)"), "{st}");
     ws.ok(&["run", "p.yaml"]);
     assert_eq!(ws.nodes_in("ran"), sorted(&["count"]));

@@ -193,7 +193,7 @@ fn two_pipeline_files_with_one_name_keep_each_others_results() {
     let err = ws.ok(&["run", "exp_b/pipeline.yaml"]);
     assert!(err.contains("0 ran, 3 cached"), "{err}");
     // status of one does not report the other's nodes as its own history.
-    let st = String::from_utf8(ws.pipe(&["status", "exp_a/pipeline.yaml"]).stdout).unwrap();
+    let st = String::from_utf8(ws.pipe(&["status", "exp_a/pipeline.yaml", "-v"]).stdout).unwrap();
     assert!(st.ends_with("3 of 3 nodes fresh\n"), "{st}");
 }
 

@@ -44,7 +44,7 @@ fn a_closed_stdout_ends_status_quietly() {
             .replace("VALUES", &(0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
             .as_str(),
     );
-    let mut child = ws.cmd(&["status", "p.yaml"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = ws.cmd(&["status", "p.yaml", "-v"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // The reader goes away (as `| head` does).

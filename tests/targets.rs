@@ -85,3 +85,29 @@ fn status_and_show_take_patterns_and_the_file_defaults() {
     ws.ok(&["run"]);
     assert_eq!(ws.nodes_in("ran"), ["only"]);
 }
+
+#[test]
+fn status_summarises_per_stage_and_lists_nodes_with_v() {
+    let ws = Workspace::new("status-summary");
+    ws.write("grid.yaml", GRID);
+    ws.ok(&["run", "grid.yaml"]);
+    // Both prep nodes change; prep[a] is rerun, so its train nodes see a changed input, while
+    // prep[b]'s train nodes (and every score node) only wait on a stale upstream node.
+    ws.write("grid.yaml", &GRID.replace("echo ${matrix.dataset} >", "echo ${matrix.dataset} data >"));
+    ws.ok(&["run", "grid.yaml", "prep[dataset=a]"]);
+    let out = String::from_utf8(ws.pipe(&["status", "grid.yaml"]).stdout).unwrap();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "prep   1/2 fresh, 1 changed",
+            "         params.cmd changed echo b > ${outputs.d} -> echo b data > ${outputs.d}",
+            "train  0/4 fresh, 2 changed, 2 waiting on upstream",
+            "         input d changed (from prep[dataset=a]) (2 nodes)",
+            "score  0/4 fresh, 4 waiting on upstream",
+            "1 of 10 nodes fresh (`pipe status FILE -v` lists each node and why)"
+        ],
+        "{out}"
+    );
+    let v = String::from_utf8(ws.pipe(&["status", "grid.yaml", "-v"]).stdout).unwrap();
+    assert_eq!(v.lines().count(), 11, "{v}");
+}

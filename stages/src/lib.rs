@@ -43,6 +43,9 @@ pub fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 
 pub trait Monitor: Sync {
     /// Called once per epoch (1-based) with the epoch's mean loss.
     fn epoch(&self, _epoch: usize, _epochs: usize, _loss: f64) {}
+    /// Called after every optimiser step with the batch's row indices (into the training images)
+    /// and the loss at the weights before the step (benches compare it with PyTorch, step by step).
+    fn step(&self, _batch: &tch::Tensor, _loss: f64) {}
     /// A line for the node's log.
     fn log(&self, _line: &str) {}
     fn cancelled(&self) -> bool {

@@ -59,7 +59,9 @@ pub fn pretrain(data: &OneClass, cfg: &TrainConfig, monitor: &dyn Monitor) -> Re
             let loss = reconstruction_error(&ae.reconstruct(&x, true), &x).mean(Kind::Float);
             opt.backward_step(&loss);
             let b = idx.size()[0] as usize;
-            sum += loss.double_value(&[]) * b as f64;
+            let value = loss.double_value(&[]);
+            monitor.step(&idx, value);
+            sum += value * b as f64;
             count += b;
         }
         let mean = sum / count.max(1) as f64;

@@ -230,7 +230,9 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
                 }
             }
             let b = idx.size()[0] as usize;
-            sum += loss.double_value(&[]) * b as f64;
+            let value = loss.double_value(&[]);
+            monitor.step(&idx, value);
+            sum += value * b as f64;
             sum_svdd += svdd_loss.double_value(&[]) * b as f64;
             sum_rec += rec_value * b as f64;
             count += b;
