@@ -246,7 +246,7 @@ pub enum DataCmd {
         /// Destination (default ~/.cache/pipe/data/DATASET, where `ingest` looks).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Base URL of another http mirror holding the same files.
+        /// Base URL (https:// or http://) of another mirror holding the same files.
         #[arg(long)]
         mirror: Option<String>,
     },

@@ -1,9 +1,8 @@
-//! Downloads datasets from their official mirrors over HTTP/1.1: resumable (a `.part` file and a
-//! `Range` request), verified (md5 of the published archives, then the loaders' sha256 of the
-//! decompressed bytes), with progress reported to the caller.
+//! Downloads datasets from their official mirrors over HTTPS or HTTP (reqwest): resumable (a
+//! `.part` file and a `Range` request), verified (md5 of the published archives, then the loaders'
+//! sha256 of the decompressed bytes), with progress reported to the caller.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,13 +17,14 @@ pub struct Source {
     pub files: Vec<(String, String)>,
 }
 
-/// The official mirrors (plain HTTP: these hosts serve it, and it needs no TLS stack) and the
-/// published md5 sums of the files they serve.
+/// The official mirrors (HTTPS where the host serves it: torchvision's MNIST mirror and Toronto's
+/// CIFAR-10 page; Zalando's Fashion-MNIST bucket is a plain-HTTP S3 website) and the published md5
+/// sums of the files they serve.
 pub fn official(kind: DatasetKind) -> Source {
     let f = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     match kind {
         DatasetKind::Mnist => Source {
-            base: "http://ossci-datasets.s3.amazonaws.com/mnist/".into(),
+            base: "https://ossci-datasets.s3.amazonaws.com/mnist/".into(),
             files: f(&[
                 ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
                 ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
@@ -42,7 +42,7 @@ pub fn official(kind: DatasetKind) -> Source {
             ]),
         },
         DatasetKind::Cifar10 => {
-            Source { base: "http://www.cs.toronto.edu/~kriz/".into(), files: f(&[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")]) }
+            Source { base: "https://www.cs.toronto.edu/~kriz/".into(), files: f(&[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")]) }
         }
     }
 }
@@ -92,72 +92,74 @@ pub fn fetch(source: &Source, dest: &Path, progress: OnProgress) -> Result<PathB
     Ok(dest.to_path_buf())
 }
 
+/// The HTTP client: HTTPS (rustls, the system's root certificates), redirects followed, proxies
+/// from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), 30 s to connect and to wait for
+/// the server to start answering.
+fn client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("pipe/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // No total limit: CIFAR-10 is 170 MB on a slow link. A stalled transfer is cut by TCP.
+        .timeout(None)
+        .build()
+        .map_err(|e| Error::Data(format!("cannot set up the HTTP client: {e}")))
+}
+
 /// GET `url` into `part`, continuing from its current length with a Range request.
 fn download(url: &str, part: &Path, name: &str, progress: OnProgress) -> Result<()> {
-    let mut url = url.to_string();
-    for _ in 0..5 {
-        let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| Error::Data(format!("{url}: only http:// mirrors are supported; pass an http mirror with --mirror")))?;
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-        let addr = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-        let err = |e: std::io::Error| Error::Data(format!("{url}: {e} (check the network or the mirror; rerun to resume)"));
-        let mut stream = TcpStream::connect(&addr).map_err(err)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(err)?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: pipe\r\nConnection: close\r\nRange: bytes={have}-\r\n\r\n")
-            .map_err(err)?;
-        let mut r = BufReader::new(stream);
-        let mut status = String::new();
-        r.read_line(&mut status).map_err(err)?;
-        let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let mut length = None;
-        let mut location = None;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).map_err(err)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.trim().parse::<u64>().ok(),
-                    "location" => location = Some(v.trim().to_string()),
-                    _ => {}
-                }
-            }
-        }
-        let append = match code {
-            200 => false,
-            206 => true,
-            416 => return Ok(()), // the part file is already complete
-            301 | 302 | 303 | 307 | 308 => {
-                url = location.ok_or_else(|| Error::Data(format!("{url}: redirect without Location")))?;
-                continue;
-            }
-            _ => return Err(Error::Data(format!("{url}: HTTP {}", status.trim()))),
-        };
-        let mut file = std::fs::OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(part).map_err(io_err(part))?;
-        let mut done = if append { have } else { 0 };
-        let total = length.map(|l| l + done);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = r.read(&mut buf).map_err(err)?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n]).map_err(io_err(part))?;
-            done += n as u64;
-            progress(name, done, total);
-        }
-        file.sync_all().map_err(io_err(part))?;
-        if let Some(t) = total {
-            if done < t {
-                return Err(Error::Data(format!("{url}: connection closed after {done} of {t} bytes; run the command again to resume")));
-            }
-        }
-        return Ok(());
+    let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    let net =
+        |e: &dyn std::fmt::Display| Error::Data(format!("{url}: {e} (check the network, a proxy (HTTPS_PROXY) or the mirror; rerun to resume)"));
+    let mut req = client()?.get(url);
+    if have > 0 {
+        req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    Err(Error::Data(format!("{url}: too many redirects")))
+    let mut resp = req.send().map_err(|e| net(&error_chain(&e)))?;
+    let append = match resp.status().as_u16() {
+        200 => false,
+        206 => true,
+        416 => return Ok(()), // the part file is already complete
+        code => return Err(Error::Data(format!("{url}: HTTP {code} {}", resp.status().canonical_reason().unwrap_or("")))),
+    };
+    let mut file = std::fs::OpenOptions::new().create(true).append(append).write(true).truncate(!append).open(part).map_err(io_err(part))?;
+    let mut done = if append { have } else { 0 };
+    let total = resp.content_length().map(|l| l + done);
+    let mut buf = vec![0u8; 1 << 16];
+    let cut = |done: u64| match total {
+        Some(t) => Error::Data(format!("{url}: connection closed after {done} of {t} bytes; run the command again to resume")),
+        None => Error::Data(format!("{url}: connection closed after {done} bytes; run the command again to resume")),
+    };
+    loop {
+        let n = match resp.read(&mut buf) {
+            Ok(n) => n,
+            // The body ended early (the server or the network dropped it): keep what arrived.
+            Err(_) => {
+                file.sync_all().map_err(io_err(part))?;
+                return Err(cut(done));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n]).map_err(io_err(part))?;
+        done += n as u64;
+        progress(name, done, total);
+    }
+    file.sync_all().map_err(io_err(part))?;
+    match total {
+        Some(t) if done < t => Err(cut(done)),
+        _ => Ok(()),
+    }
+}
+
+/// An error with its causes (reqwest's own message is often just "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
