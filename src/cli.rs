@@ -134,8 +134,12 @@ pub enum Cmd {
     Dag {
         #[command(flatten)]
         p: PipelineArgs,
+        /// text, dot (Graphviz), mermaid or json.
         #[arg(long, value_enum, default_value = "text")]
         format: RenderFormat,
+        /// One vertex per stage (with its node count) instead of one per node.
+        #[arg(long)]
+        stages: bool,
     },
     /// Show a node's params, inputs, outputs and last record.
     Show {
@@ -144,6 +148,9 @@ pub enum Cmd {
         /// The node: its id or a pattern matching it alone, e.g. `train[dataset=mnist,mu2=0.5]`.
         #[arg(value_name = "NODE")]
         targets: Vec<String>,
+        /// Print {node, stage, kind, version, coords, params, outputs, last_run} as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy one output of a node out of the store, e.g. `pipe get pipelines/quick.yaml
     /// 'train[dataset=mnist,mu2=0.5]' model svdd.safetensors`. The node must be fresh (its cached
@@ -585,7 +592,7 @@ fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i3
 fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: bool) -> Result<i32, i32> {
     let mut none = Vec::new();
     let (p, targets) = match &mut cli.command {
-        Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets } => (Some(p), targets),
+        Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets, .. } => (Some(p), targets),
         Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } => (Some(p), &mut none),
         _ => (None, &mut none),
     };
@@ -943,12 +950,12 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             }
             Ok(if check && st.iter().any(|s| s.state != "fresh") { exit::STALE } else { exit::OK })
         }
-        Cmd::Dag { p, format } => {
+        Cmd::Dag { p, format, stages } => {
             let (_, graph) = load(&p, registry)?;
-            print!("{}", graph.render(format));
+            print!("{}", if stages { graph.render_stages(format) } else { graph.render(format) });
             Ok(exit::OK)
         }
-        Cmd::Show { p, targets } => {
+        Cmd::Show { p, targets, json } => {
             let (pipeline, graph) = load(&p, registry)?;
             if targets.is_empty() {
                 eprintln!(
@@ -983,6 +990,26 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             };
             let store = open_store(&cli.store, &cli.cache)?;
             let n = graph.node(i);
+            let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());
+            if json {
+                let v = serde_json::json!({
+                    "node": n.id,
+                    "stage": n.stage,
+                    "kind": n.kind.name(),
+                    "version": n.kind.version(),
+                    "coords": n.coords.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+                    "params": n.params.0,
+                    "outputs": n.outputs.iter().map(|o| serde_json::json!({"name": o.name, "file": o.file})).collect::<Vec<_>>(),
+                    "last_run": last.as_ref().map(|rec| serde_json::json!({
+                        "key": rec.key,
+                        "duration_s": rec.duration_s,
+                        "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
+                        "log": rec.log,
+                    })),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+                return Ok(exit::OK);
+            }
             println!("node    {}\nstage   {} (kind {} v{})", n.id, n.stage, n.kind.name(), n.kind.version());
             for (k, v) in &n.params.0 {
                 println!("param   {k} = {v}");
@@ -990,7 +1017,7 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             for o in &n.outputs {
                 println!("output  {} ({})", o.name, o.file);
             }
-            match store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten()) {
+            match last {
                 Some(rec) => {
                     println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
                     for (name, obj) in &rec.outputs {

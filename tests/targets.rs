@@ -111,3 +111,33 @@ fn status_summarises_per_stage_and_lists_nodes_with_v() {
     let v = String::from_utf8(ws.pipe(&["status", "grid.yaml", "-v"]).stdout).unwrap();
     assert_eq!(v.lines().count(), 11, "{v}");
 }
+
+#[test]
+fn dag_and_show_speak_json_and_dag_collapses_to_stages() {
+    let ws = Workspace::new("dag-json");
+    ws.write("grid.yaml", GRID);
+    let stages = String::from_utf8(ws.pipe(&["dag", "grid.yaml", "--stages"]).stdout).unwrap();
+    assert_eq!(
+        stages.lines().collect::<Vec<_>>(),
+        ["prep (command, 2 nodes)", "train (command, 4 nodes) <- prep.d", "score (command, 4 nodes) <- train.m"],
+        "{stages}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ws.pipe(&["dag", "grid.yaml", "--format", "json"]).stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 10);
+    assert_eq!(v["nodes"][2]["coords"]["mu2"], 0.0);
+    assert!(v["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["from"] == "prep[dataset=a]" && e["to"] == "train[dataset=a,mu2=0.5]" && e["input"] == "d"));
+    let s: serde_json::Value = serde_json::from_slice(&ws.pipe(&["dag", "grid.yaml", "--stages", "--format", "json"]).stdout).unwrap();
+    assert_eq!(s["stages"][1]["nodes"], 4);
+
+    ws.ok(&["run", "grid.yaml", "prep[dataset=a]"]);
+    let show: serde_json::Value = serde_json::from_slice(&ws.pipe(&["show", "grid.yaml", "prep[dataset=a]", "--json"]).stdout).unwrap();
+    assert_eq!(show["node"], "prep[dataset=a]");
+    assert_eq!(show["coords"]["dataset"], "a");
+    assert_eq!(show["last_run"]["outputs"]["d"]["bytes"], 2);
+    let never: serde_json::Value = serde_json::from_slice(&ws.pipe(&["show", "grid.yaml", "prep[dataset=b]", "--json"]).stdout).unwrap();
+    assert!(never["last_run"].is_null());
+}

@@ -98,6 +98,64 @@ impl Graph {
     }
 
     /// `text`: one line per node with its inputs; `dot`: Graphviz; `mermaid`: a flowchart.
+    /// The stage-level graph: one vertex per stage (with its node count), one edge per (upstream
+    /// stage, stage, input), in the same formats as [`Graph::render`].
+    pub fn render_stages(&self, format: RenderFormat) -> String {
+        let mut stages: Vec<(String, String, usize)> = Vec::new();
+        for &i in &self.order {
+            let n = &self.g[i];
+            match stages.iter_mut().find(|(s, _, _)| *s == n.stage) {
+                Some(s) => s.2 += 1,
+                None => stages.push((n.stage.clone(), n.kind.name().to_string(), 1)),
+            }
+        }
+        let pos = |s: &str| stages.iter().position(|x| x.0 == s).unwrap_or(0);
+        let mut edges: Vec<(usize, usize, String)> = self
+            .g
+            .edge_indices()
+            .filter_map(|e| self.g.edge_endpoints(e).map(|(a, b)| (pos(&self.g[a].stage), pos(&self.g[b].stage), self.g[e].clone())))
+            .collect();
+        edges.sort();
+        edges.dedup();
+        let mut out = String::new();
+        match format {
+            RenderFormat::Text => {
+                for (i, (s, kind, n)) in stages.iter().enumerate() {
+                    let ups: Vec<String> = edges.iter().filter(|e| e.1 == i).map(|e| format!("{}.{}", stages[e.0].0, e.2)).collect();
+                    let arrow = if ups.is_empty() { String::new() } else { format!(" <- {}", ups.join(", ")) };
+                    let _ = writeln!(out, "{s} ({kind}, {n} node{}){arrow}", if *n == 1 { "" } else { "s" });
+                }
+            }
+            RenderFormat::Dot => {
+                out.push_str("digraph stages {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+                for (i, (s, kind, n)) in stages.iter().enumerate() {
+                    let _ = writeln!(out, "  s{i} [label=\"{s}\\n{kind} x{n}\"];");
+                }
+                for (a, b, label) in &edges {
+                    let _ = writeln!(out, "  s{a} -> s{b} [label=\"{label}\"];");
+                }
+                out.push_str("}\n");
+            }
+            RenderFormat::Mermaid => {
+                out.push_str("flowchart LR\n");
+                for (i, (s, kind, n)) in stages.iter().enumerate() {
+                    let _ = writeln!(out, "  s{i}[\"{s} ({kind} x{n})\"]");
+                }
+                for (a, b, label) in &edges {
+                    let _ = writeln!(out, "  s{a} -->|{label}| s{b}");
+                }
+            }
+            RenderFormat::Json => {
+                let v = serde_json::json!({
+                    "stages": stages.iter().map(|(s, k, n)| serde_json::json!({"stage": s, "kind": k, "nodes": n})).collect::<Vec<_>>(),
+                    "edges": edges.iter().map(|(a, b, l)| serde_json::json!({"from": stages[*a].0, "to": stages[*b].0, "input": l})).collect::<Vec<_>>(),
+                });
+                out = serde_json::to_string_pretty(&v).expect("serialises") + "\n";
+            }
+        }
+        out
+    }
+
     pub fn render(&self, format: RenderFormat) -> String {
         let mut out = String::new();
         let edges = || {
@@ -138,6 +196,21 @@ impl Graph {
                     let _ = writeln!(out, "  n{} -->|{}| n{}", a.index(), label, b.index());
                 }
             }
+            RenderFormat::Json => {
+                let nodes: Vec<serde_json::Value> = self
+                    .order
+                    .iter()
+                    .map(|&i| {
+                        let n = &self.g[i];
+                        let coords: serde_json::Map<String, serde_json::Value> =
+                            n.coords.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect();
+                        serde_json::json!({"id": n.id, "stage": n.stage, "kind": n.kind.name(), "coords": coords})
+                    })
+                    .collect();
+                let edges: Vec<serde_json::Value> =
+                    edges().into_iter().map(|(a, b, label)| serde_json::json!({"from": self.g[a].id, "to": self.g[b].id, "input": label})).collect();
+                out = serde_json::to_string_pretty(&serde_json::json!({"nodes": nodes, "edges": edges})).expect("serialises") + "\n";
+            }
         }
         out
     }
@@ -148,4 +221,6 @@ pub enum RenderFormat {
     Text,
     Dot,
     Mermaid,
+    /// `{"nodes": [{id, stage, kind, coords}], "edges": [{from, to, input}]}`.
+    Json,
 }
