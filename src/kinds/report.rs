@@ -94,9 +94,10 @@ impl StageKind for Report {
     }
     /// 2: the header no longer names one results file. 3: a note, paired differences over seeds
     /// and the hybrid's loss terms. 4: rows are named by the loss weights their models trained with
-    /// (from the histories), never assumed mu1 = 1.
+    /// (from the histories), never assumed mu1 = 1. 5: the paired section says how many of its
+    /// intervals would exclude 0 by chance.
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec::optional(

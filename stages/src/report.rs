@@ -224,8 +224,17 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
     let _ = writeln!(out, "\n## Paired differences to the baseline (AUC, same seeds)\n");
     let _ = writeln!(out, "Variant minus baseline Deep SVDD, paired by seed; 95% interval from Student's t with n-1 degrees of freedom.\n");
     let _ = writeln!(out, "| dataset | variant | mean difference | 95% interval | verdict | seeds |\n|---|---|---|---|---|---|");
+    let k = lines.len();
     for l in lines {
         let _ = writeln!(out, "{l}");
+    }
+    if k > 1 {
+        let _ = writeln!(
+            out,
+            "\n{k} comparisons, each interval at 95% on its own: about {:.1} would exclude 0 by chance alone. A `better` here is a \
+             lead to confirm on more seeds, not a finding (none is corrected for multiple comparisons).",
+            k as f64 / 20.0
+        );
     }
 }
 
