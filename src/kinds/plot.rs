@@ -56,9 +56,10 @@ impl StageKind for Plot {
         "plot"
     }
     /// 2: the hybrid shown is declared (`hybrid_mu2`), never picked by test AUC. 3: a hybrid's
-    /// panel no longer claims mu1 = 1 (the plot does not know it).
+    /// panel no longer claims mu1 = 1 (the plot does not know it). 4: t-SNE panels share one
+    /// scale, carry no tick labels and one legend above them.
     fn version(&self) -> u32 {
-        3
+        4
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {

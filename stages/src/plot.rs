@@ -119,52 +119,66 @@ pub struct Scatter {
     pub points: Vec<([f32; 2], i64)>,
 }
 
+/// One pair of axis limits for every panel (with 5% padding), so panels compare at one scale.
+pub fn shared_limits(panels: &[Scatter]) -> (std::ops::Range<f32>, std::ops::Range<f32>) {
+    let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    for ([x, y], _) in panels.iter().flat_map(|p| &p.points) {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(*y);
+        y1 = y1.max(*y);
+    }
+    if x0 > x1 {
+        return (-1.0..1.0, -1.0..1.0);
+    }
+    let pad_x = (x1 - x0).max(1e-6) * 0.05;
+    let pad_y = (y1 - y0).max(1e-6) * 0.05;
+    ((x0 - pad_x)..(x1 + pad_x), (y0 - pad_y)..(y1 + pad_y))
+}
+
+const NORMAL: RGBColor = RGBColor(0, 114, 178);
+const ANOMALY: RGBColor = RGBColor(213, 94, 0);
+
+/// t-SNE panels (van der Maaten and Hinton 2008), one per model, at one shared scale. t-SNE
+/// coordinates have no units, so the axes carry no tick labels; one legend sits above the panels,
+/// off the data.
 pub fn tsne_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, panels: &[Scatter]) -> Result<()> {
     let root = root.titled(title, ("sans-serif", 26)).map_err(perr)?;
+    let (legend, root) = root.split_vertically(30);
+    let w = legend.dim_in_pixel().0 as i32;
+    for (k, (name, color)) in [("normal (the trained class)", NORMAL), ("anomaly (other classes)", ANOMALY)].into_iter().enumerate() {
+        let x = w / 2 - 230 + 260 * k as i32;
+        legend.draw(&Circle::new((x, 14), 6, color.filled())).map_err(perr)?;
+        legend.draw(&Text::new(name, (x + 14, 5), ("sans-serif", 16))).map_err(perr)?;
+    }
+    let (xr, yr) = shared_limits(panels);
     let cols = panels.len().clamp(1, 3);
     let rows = panels.len().div_ceil(cols).max(1);
     let areas = root.split_evenly((rows, cols));
     for (area, p) in areas.iter().zip(panels) {
-        let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
-        for ([x, y], _) in &p.points {
-            x0 = x0.min(*x);
-            x1 = x1.max(*x);
-            y0 = y0.min(*y);
-            y1 = y1.max(*y);
-        }
-        let pad_x = (x1 - x0).max(1e-6) * 0.05;
-        let pad_y = (y1 - y0).max(1e-6) * 0.05;
         let mut chart = ChartBuilder::on(area)
             .caption(&p.title, ("sans-serif", 18))
             .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d((x0 - pad_x)..(x1 + pad_x), (y0 - pad_y)..(y1 + pad_y))
+            .x_label_area_size(20)
+            .y_label_area_size(20)
+            .build_cartesian_2d(xr.clone(), yr.clone())
             .map_err(perr)?;
         chart
             .configure_mesh()
+            .disable_mesh()
+            .x_labels(0)
+            .y_labels(0)
             .x_desc("t-SNE 1")
             .y_desc("t-SNE 2")
-            .label_style(("sans-serif", 11))
-            .light_line_style(RGBColor(240, 240, 240))
+            .axis_desc_style(("sans-serif", 12))
             .draw()
             .map_err(perr)?;
         // Anomalies first, normals on top: the normal cluster is what a one-class model learns.
-        for (label, name, color) in [(1, "anomaly (other classes)", RGBColor(213, 94, 0)), (0, "normal", RGBColor(0, 114, 178))] {
+        for (label, color) in [(1, ANOMALY), (0, NORMAL)] {
             chart
                 .draw_series(p.points.iter().filter(|(_, l)| *l == label).map(|([x, y], _)| Circle::new((*x, *y), 2, color.mix(0.55).filled())))
-                .map_err(perr)?
-                .label(name)
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+                .map_err(perr)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(perr)?;
     }
     Ok(())
 }
@@ -238,4 +252,19 @@ pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod shared_scale_tests {
+    use super::*;
+
+    #[test]
+    fn every_panel_gets_the_limits_of_all_points() {
+        let a = Scatter { title: "a".into(), points: vec![([0.0, 0.0], 0), ([10.0, 1.0], 1)] };
+        let b = Scatter { title: "b".into(), points: vec![([-10.0, -4.0], 0), ([2.0, 6.0], 0)] };
+        let (x, y) = shared_limits(&[a, b]);
+        assert_eq!((x.start, x.end), (-11.0, 11.0));
+        assert_eq!((y.start, y.end), (-4.5, 6.5));
+        assert_eq!(shared_limits(&[]), (-1.0..1.0, -1.0..1.0));
+    }
 }
