@@ -74,6 +74,10 @@ pub enum Cmd {
         /// Also list cached nodes.
         #[arg(short, long)]
         verbose: bool,
+        /// Print the run record (every node's state, duration and key; provenance) as JSON on
+        /// stdout when the run ends.
+        #[arg(long)]
+        json: bool,
         /// Where nodes run: here, or one Slurm job each (`sbatch`; `--jobs` caps the jobs in
         /// flight, `--threads` is each job's --cpus-per-task).
         #[arg(long, value_enum, default_value = "local")]
@@ -641,13 +645,14 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 dry_run: false,
                 overwrite,
                 verbose,
+                json: false,
                 executor: ExecutorKind::Local,
                 partition: None,
                 sbatch_args: Vec::new(),
             };
             run_with(Cli { store: cli.store, cache: cli.cache, command: cmd }, registry, cancel, true)
         }
-        Cmd::Run { p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, executor, partition, sbatch_args } => {
+        Cmd::Run { p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } => {
             let (pipeline, graph) = load(&p, registry)?;
             let (graph, rerun) = if targets.is_empty() {
                 let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
@@ -757,6 +762,9 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 eprintln!("error: {e}");
                 exit::STORE
             })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
+            }
             eprintln!(
                 "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped, {cancelled} cancelled in {:.1}s; run record {}",
                 record.duration_s,

@@ -59,3 +59,18 @@ fn json_ids(ws: &Workspace) -> Vec<String> {
     let json: serde_json::Value = serde_json::from_slice(&ws.pipe(&["runs", "--json"]).stdout).unwrap();
     json.as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect()
 }
+
+#[test]
+fn run_json_prints_the_run_record() {
+    let ws = Workspace::new("run-json");
+    ws.write("p.yaml", &pipeline("metrics-a"));
+    let out = ws.pipe(&["run", "p.yaml", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    let states: Vec<(&str, &str)> =
+        v["nodes"].as_array().unwrap().iter().map(|n| (n["node"].as_str().unwrap(), n["state"].as_str().unwrap())).collect();
+    assert_eq!(states, [("eval[model=m1]", "ran"), ("eval[model=m2]", "ran"), ("results", "ran")]);
+    let again: serde_json::Value = serde_json::from_slice(&ws.pipe(&["run", "p.yaml", "--json"]).stdout).unwrap();
+    assert!(again["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "cached"));
+}
