@@ -39,9 +39,10 @@ impl StageKind for Explain {
         "explain"
     }
     /// 2: activations after the last conv's BatchNorm; HiResCAM by default.
-    /// 3: the overlay's title no longer names the node (not in the key).
+    /// 3: the overlay's title no longer names the node (not in the key). 5: the overlay in
+    /// viridis above a floor, sampled bilinearly at display resolution, with a colour bar.
     fn version(&self) -> u32 {
-        3
+        5
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![

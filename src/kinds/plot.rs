@@ -57,9 +57,10 @@ impl StageKind for Plot {
     }
     /// 2: the hybrid shown is declared (`hybrid_mu2`), never picked by test AUC. 3: a hybrid's
     /// panel no longer claims mu1 = 1 (the plot does not know it). 4: t-SNE panels share one
-    /// scale, carry no tick labels and one legend above them.
+    /// scale, carry no tick labels and one legend above them. 6: Grad-CAM in viridis above a
+    /// floor, sampled bilinearly at display resolution, with a colour bar.
     fn version(&self) -> u32 {
-        4
+        6
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {

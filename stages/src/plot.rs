@@ -192,13 +192,6 @@ pub fn viridis(t: f64) -> [f64; 3] {
     [0, 1, 2].map(|c| A[i][c] + (A[i + 1][c] - A[i][c]) * f)
 }
 
-/// "jet"-style map (blue -> red), the convention for Grad-CAM overlays.
-pub fn jet(t: f64) -> [f64; 3] {
-    let t = t.clamp(0.0, 1.0);
-    let f = |x: f64| (1.5 - (4.0 * t - x).abs()).clamp(0.0, 1.0) * 255.0;
-    [f(3.0), f(2.0), f(1.0)]
-}
-
 /// One image as RGB rows: `pixels` [C][H][W] in [0, 1] (C = 1 or 3), optional heatmap [H][W].
 pub struct Cell {
     pub channels: usize,
@@ -208,31 +201,83 @@ pub struct Cell {
     pub heat: Option<Vec<f32>>,
 }
 
+/// Heat below this (of a map normalised to [0, 1]) is not drawn: the image shows through where the
+/// score does not depend on the pixels, instead of a wash of low colour.
+pub const HEAT_FLOOR: f64 = 0.2;
+
+/// Opacity of the heat overlay.
+const HEAT_ALPHA: f64 = 0.6;
+
 impl Cell {
     fn rgb(&self, y: usize, x: usize) -> RGBColor {
+        self.rgb_with(y, x, self.heat.as_ref().map(|h| h[y * self.w + x] as f64))
+    }
+
+    /// Pixel (y, x) of the image with heat `heat` drawn over it (viridis above the floor).
+    fn rgb_with(&self, y: usize, x: usize, heat: Option<f64>) -> RGBColor {
         let px = |c: usize| self.pixels[c * self.h * self.w + y * self.w + x].clamp(0.0, 1.0) as f64 * 255.0;
         let base = if self.channels == 3 { [px(0), px(1), px(2)] } else { [px(0); 3] };
-        let out = match &self.heat {
-            Some(h) => {
-                let v = h[y * self.w + x] as f64;
-                let c = jet(v);
-                let a = 0.45;
-                [0, 1, 2].map(|i| base[i] * (1.0 - a) + c[i] * a)
+        let out = match heat {
+            Some(v) if v >= HEAT_FLOOR => {
+                let c = viridis(heat_position(v));
+                [0, 1, 2].map(|i| base[i] * (1.0 - HEAT_ALPHA) + c[i] * HEAT_ALPHA)
             }
-            None => base,
+            _ => base,
         };
         RGBColor(out[0] as u8, out[1] as u8, out[2] as u8)
     }
+
+    /// The heatmap sampled bilinearly at (fx, fy) in pixel coordinates (edges clamped).
+    fn heat_at(&self, fx: f64, fy: f64) -> Option<f64> {
+        let h = self.heat.as_ref()?;
+        let (fx, fy) = (fx.clamp(0.0, (self.w - 1) as f64), fy.clamp(0.0, (self.h - 1) as f64));
+        let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(self.w - 1), (y0 + 1).min(self.h - 1));
+        let (tx, ty) = (fx - x0 as f64, fy - y0 as f64);
+        let v = |y: usize, x: usize| h[y * self.w + x] as f64;
+        Some((v(y0, x0) * (1.0 - tx) + v(y0, x1) * tx) * (1.0 - ty) + (v(y1, x0) * (1.0 - tx) + v(y1, x1) * tx) * ty)
+    }
 }
 
-/// A grid of images: one row per label, same columns (images) in every row.
+/// Where heat `v` (>= the floor) sits on the colour bar: the floor maps to the colormap's start.
+fn heat_position(v: f64) -> f64 {
+    ((v - HEAT_FLOOR) / (1.0 - HEAT_FLOOR)).clamp(0.0, 1.0)
+}
+
+/// A vertical colour bar for the heat overlay (viridis from the floor to 1), with its labels.
+fn colour_bar<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, x0: i32, y0: i32, height: i32) -> Result<()> {
+    let steps = 64;
+    for k in 0..steps {
+        let t = 1.0 - k as f64 / steps as f64;
+        let c = viridis(t);
+        let (a, b) = (y0 + k * height / steps, y0 + (k + 1) * height / steps);
+        root.draw(&Rectangle::new([(x0, a), (x0 + 16, b)], RGBColor(c[0] as u8, c[1] as u8, c[2] as u8).filled())).map_err(perr)?;
+    }
+    root.draw(&Rectangle::new([(x0, y0), (x0 + 16, y0 + height)], RGBColor(120, 120, 120))).map_err(perr)?;
+    let font = ("sans-serif", 13).into_font();
+    root.draw(&Text::new("1.0", (x0 + 20, y0 - 2), font.clone())).map_err(perr)?;
+    root.draw(&Text::new(format!("{HEAT_FLOOR}"), (x0 + 20, y0 + height - 12), font.clone())).map_err(perr)?;
+    root.draw(&Text::new("relevance", (x0 - 8, y0 + height + 6), font.clone())).map_err(perr)?;
+    root.draw(&Text::new(format!("(< {HEAT_FLOOR}: none)"), (x0 - 18, y0 + height + 22), font)).map_err(perr)?;
+    Ok(())
+}
+
+/// A grid of images: one row per label, same columns (images) in every row. Heatmaps (Grad-CAM,
+/// normalised to [0, 1]; bilinearly upsampled by `explain`) are drawn in viridis above
+/// [`HEAT_FLOOR`], with a colour bar on the right.
 pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, rows: &[(String, Vec<Cell>)]) -> Result<()> {
     let root = root.titled(title, ("sans-serif", 24)).map_err(perr)?;
     let (w, h) = root.dim_in_pixel();
     let label_w = 190i32;
+    let has_heat = rows.iter().any(|r| r.1.iter().any(|c| c.heat.is_some()));
+    let bar_w = if has_heat { 90 } else { 0 };
     let ncols = rows.iter().map(|r| r.1.len()).max().unwrap_or(1).max(1) as i32;
     let nrows = rows.len().max(1) as i32;
-    let cell = (((w as i32 - label_w - 10) / ncols).min((h as i32 - 10) / nrows) - 6).max(8);
+    let cell = (((w as i32 - label_w - bar_w - 10) / ncols).min((h as i32 - 10) / nrows) - 6).max(8);
+    if has_heat {
+        let bar_h = (h as i32 / 2).min(260);
+        colour_bar(&root, w as i32 - bar_w + 20, (h as i32 - bar_h) / 2 - 20, bar_h)?;
+    }
     for (r, (label, cells)) in rows.iter().enumerate() {
         let y0 = 5 + r as i32 * (cell + 6);
         root.draw(&Text::new(label.clone(), (8, y0 + cell / 2 - 8), ("sans-serif", 16).into_font())).map_err(perr)?;
@@ -240,13 +285,25 @@ pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
             let x0 = label_w + c as i32 * (cell + 6);
             let sx = cell as f64 / img.w as f64;
             let sy = cell as f64 / img.h as f64;
-            for y in 0..img.h {
-                for x in 0..img.w {
-                    let (a, b) = (
-                        (x0 + (x as f64 * sx) as i32, y0 + (y as f64 * sy) as i32),
-                        (x0 + ((x + 1) as f64 * sx) as i32, y0 + ((y + 1) as f64 * sy) as i32),
-                    );
-                    root.draw(&Rectangle::new([a, b], img.rgb(y, x).filled())).map_err(perr)?;
+            if img.heat.is_none() {
+                for y in 0..img.h {
+                    for x in 0..img.w {
+                        let (a, b) = (
+                            (x0 + (x as f64 * sx) as i32, y0 + (y as f64 * sy) as i32),
+                            (x0 + ((x + 1) as f64 * sx) as i32, y0 + ((y + 1) as f64 * sy) as i32),
+                        );
+                        root.draw(&Rectangle::new([a, b], img.rgb(y, x).filled())).map_err(perr)?;
+                    }
+                }
+                continue;
+            }
+            // With a heatmap: every display pixel, the image's own pixel under it and the heat
+            // sampled bilinearly there, so the overlay is smooth at any size.
+            for dy in 0..cell {
+                for dx in 0..cell {
+                    let (fx, fy) = ((dx as f64 + 0.5) / sx - 0.5, (dy as f64 + 0.5) / sy - 0.5);
+                    let (x, y) = ((fx + 0.5).clamp(0.0, (img.w - 1) as f64) as usize, (fy + 0.5).clamp(0.0, (img.h - 1) as f64) as usize);
+                    root.draw_pixel((x0 + dx, y0 + dy), &img.rgb_with(y, x, img.heat_at(fx, fy))).map_err(perr)?;
                 }
             }
         }
@@ -266,5 +323,13 @@ mod shared_scale_tests {
         assert_eq!((x.start, x.end), (-11.0, 11.0));
         assert_eq!((y.start, y.end), (-4.5, 6.5));
         assert_eq!(shared_limits(&[]), (-1.0..1.0, -1.0..1.0));
+    }
+
+    #[test]
+    fn heat_is_sampled_bilinearly() {
+        let c = Cell { channels: 1, h: 2, w: 2, pixels: vec![0.0; 4], heat: Some(vec![0.0, 1.0, 0.0, 1.0]) };
+        assert_eq!(c.heat_at(0.5, 0.0), Some(0.5));
+        assert_eq!(c.heat_at(0.25, 1.0), Some(0.25));
+        assert_eq!(c.heat_at(-3.0, 9.0), Some(0.0), "edges clamp");
     }
 }
