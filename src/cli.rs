@@ -351,11 +351,7 @@ fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, ca
         return Ok(());
     }
     let dir = if is_url(store) { cache } else { Path::new(store) };
-    let last = std::fs::read(dir.join("runs/latest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["file"].as_str().map(PathBuf::from))
-        .filter(|f| f.is_file());
+    let last = Store::latest_run_in(dir).map(|r| PathBuf::from(r.file)).filter(|f| f.is_file());
     match last {
         Some(f) => {
             eprintln!("(pipeline file: {}, from the last run)", f.display());
@@ -369,17 +365,39 @@ fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, ca
     }
 }
 
-/// The node list narrowed to `targets` (with their upstream; `downstream`: and their dependents).
-fn select(nodes: Vec<crate::config::NodeSpec>, targets: &[String], downstream: bool) -> Result<(Vec<crate::config::NodeSpec>, Vec<String>), i32> {
-    if targets.is_empty() {
-        return Ok((nodes, Vec::new()));
-    }
-    let hit = crate::targets::matching(&nodes, targets).map_err(|e| {
+/// The graph narrowed to `targets` (with their upstream; `downstream`: and their dependents), and
+/// the ids of the nodes the targets matched.
+fn select(nodes: &[crate::config::NodeSpec], targets: &[String], downstream: bool) -> Result<(Graph, Vec<String>), i32> {
+    let hit = crate::targets::matching(nodes, targets).map_err(|e| {
         eprintln!("error: {e}");
         exit::NOT_FOUND
     })?;
     let ids = hit.iter().map(|&i| nodes[i].id.clone()).collect();
-    Ok((crate::targets::select(&nodes, &hit, downstream), ids))
+    let graph = GraphBuilder::from_nodes(crate::targets::select(nodes, &hit, downstream)).seal().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID_PIPELINE
+    })?;
+    Ok((graph, ids))
+}
+
+/// The one node `targets` name: an exact node id first (ids may hold characters a pattern reads
+/// differently), else the patterns' single match; several matches are listed (exit 2).
+fn one_node(nodes: &[crate::config::NodeSpec], graph: &Graph, targets: &[String]) -> Result<String, i32> {
+    if let ([t], Some(_)) = (targets, targets.first().and_then(|t| graph.find(t))) {
+        return Ok(t.clone());
+    }
+    let hit = crate::targets::matching(nodes, targets).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::NOT_FOUND
+    })?;
+    if let [one] = hit.as_slice() {
+        return Ok(nodes[*one].id.clone());
+    }
+    eprintln!("error: {} nodes match {}; name one:", hit.len(), targets.join(" "));
+    for &i in &hit {
+        eprintln!("  {}", nodes[i].id);
+    }
+    Err(exit::USAGE)
 }
 
 fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32> {
@@ -428,16 +446,15 @@ fn stage_summary(st: &[plan::NodeStatus]) -> String {
         }
         let c = counts.entry(&s.stage).or_default();
         c[0] += 1;
-        let waiting = !s.reasons.is_empty() && s.reasons.iter().all(|r| r.starts_with("upstream "));
         match s.state.as_str() {
             "fresh" => c[1] += 1,
-            _ if waiting => c[3] += 1,
+            _ if s.waiting => c[3] += 1,
             "missing" => c[4] += 1,
             _ => c[2] += 1,
         }
-        if s.state == "stale" && !waiting {
+        if s.state == "stale" && !s.waiting {
             let reasons = why.entry(&s.stage).or_default();
-            for r in s.reasons.iter().filter(|r| !r.starts_with("upstream ")) {
+            for r in &s.reasons {
                 match reasons.iter_mut().find(|(x, _)| x == r) {
                     Some((_, n)) => *n += 1,
                     None => reasons.push((r, 1)),
@@ -658,11 +675,7 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
                 (graph, rerun)
             } else {
-                let (nodes, hit) = select(pipeline.nodes.clone(), &targets, downstream)?;
-                let g = GraphBuilder::from_nodes(nodes).seal().map_err(|e| {
-                    eprintln!("error: {e}");
-                    exit::INVALID_PIPELINE
-                })?;
+                let (g, hit) = select(&pipeline.nodes, &targets, downstream)?;
                 (g, if force { hit } else { Vec::new() })
             };
             let rerun: std::collections::HashSet<String> = rerun.into_iter().collect();
@@ -837,18 +850,9 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
         Cmd::Get { file, set, node, output, dest } => {
             let p = PipelineArgs { file: Some(file), set };
             let (pipeline, graph) = load(&p, registry)?;
-            let hit = crate::targets::matching(&pipeline.nodes, std::slice::from_ref(&node)).map_err(|e| {
-                eprintln!("error: {e}");
-                exit::NOT_FOUND
-            })?;
-            if hit.len() != 1 {
-                eprintln!("error: {} nodes match `{node}`; name one:", hit.len());
-                for &i in &hit {
-                    eprintln!("  {}", pipeline.nodes[i].id);
-                }
-                return Err(exit::USAGE);
-            }
-            let id = &pipeline.nodes[hit[0]].id;
+            let id = &one_node(&pipeline.nodes, &graph, std::slice::from_ref(&node))?;
+            // Only the node and its upstream decide whether it is fresh.
+            let (graph, _) = select(&pipeline.nodes, std::slice::from_ref(id), false)?;
             let store = open_store(&cli.store, &cli.cache)?;
             let st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
             let s = st.iter().find(|s| &s.node == id).expect("every node has a status");
@@ -864,7 +868,12 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             let rec = match plan::lookup(&store, key, true) {
                 plan::Lookup::Hit(rec) => rec,
                 _ => {
-                    eprintln!("error: {id}: its result (key {}) cannot be read from {}", &key[..12], store.describe());
+                    eprintln!(
+                        "error: {id}: its result (key {}) cannot be read from {}\n  = hint: check the store (its connection and credentials for a remote), or recompute it: `pipe run {} '{id}' -f`",
+                        &key[..12],
+                        store.describe(),
+                        p.path().display()
+                    );
                     return Err(exit::STORE);
                 }
             };
@@ -928,11 +937,7 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
             let (graph, shown) = if targets.is_empty() {
                 (graph, None)
             } else {
-                let (nodes, hit) = select(pipeline.nodes, &targets, false)?;
-                let g = GraphBuilder::from_nodes(nodes).seal().map_err(|e| {
-                    eprintln!("error: {e}");
-                    exit::INVALID_PIPELINE
-                })?;
+                let (g, hit) = select(&pipeline.nodes, &targets, false)?;
                 (g, Some(hit.into_iter().collect::<std::collections::HashSet<String>>()))
             };
             let store = open_store(&cli.store, &cli.cache)?;
@@ -973,29 +978,8 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 );
                 return Err(exit::USAGE);
             }
-            // An exact node id first (ids may hold characters a pattern reads differently).
-            let found: Vec<String> = match graph.find(&targets[0]) {
-                Some(_) if targets.len() == 1 => vec![targets[0].clone()],
-                _ => {
-                    let hit = crate::targets::matching(&pipeline.nodes, &targets).map_err(|e| {
-                        eprintln!("error: {e}");
-                        exit::NOT_FOUND
-                    })?;
-                    hit.into_iter().map(|i| pipeline.nodes[i].id.clone()).collect()
-                }
-            };
-            if found.len() > 1 {
-                eprintln!("error: {} nodes match; name one:", found.len());
-                for id in &found {
-                    eprintln!("  {id}");
-                }
-                return Err(exit::USAGE);
-            }
-            let node = found[0].clone();
-            let Some(i) = graph.find(&node) else {
-                eprintln!("error: no node `{node}` in {}\n  = hint: `pipe dag {}` lists the nodes", p.path().display(), p.path().display());
-                return Err(exit::NOT_FOUND);
-            };
+            let node = one_node(&pipeline.nodes, &graph, &targets)?;
+            let i = graph.find(&node).expect("one_node names a node of the graph");
             let store = open_store(&cli.store, &cli.cache)?;
             let n = graph.node(i);
             let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());

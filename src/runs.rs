@@ -46,7 +46,11 @@ pub fn table(runs: &[RunRecord]) -> String {
 /// A run by id, id prefix, or position from the end (`-1` the last, `-2` the one before).
 pub fn find<'a>(runs: &'a [RunRecord], which: &str) -> Result<&'a RunRecord, String> {
     if let Some(back) = which.strip_prefix('-').and_then(|n| n.parse::<usize>().ok()) {
-        return runs.len().checked_sub(back).and_then(|i| runs.get(i)).ok_or_else(|| format!("there are only {} runs", runs.len()));
+        return runs
+            .len()
+            .checked_sub(back)
+            .and_then(|i| runs.get(i))
+            .ok_or_else(|| format!("`{which}`: there are only {} runs in this store; `pipe runs` lists them", runs.len()));
     }
     let found: Vec<&RunRecord> = runs.iter().filter(|r| r.run_id.starts_with(which)).collect();
     match found.as_slice() {

@@ -13,16 +13,19 @@ fn registry() -> pipe::Registry {
     pipe::kinds::builtin()
 }
 
-/// Real pipelines: the shipped ones and the malformed corpus.
-fn seeds() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut out = Vec::new();
-    for dir in ["pipelines", "tests/malformed"] {
-        let mut files: Vec<_> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        out.extend(files.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
-    }
-    out
+/// Real pipelines: the shipped ones and the malformed corpus (read once for every case).
+fn seeds() -> &'static [String] {
+    static SEEDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut out = Vec::new();
+        for dir in ["pipelines", "tests/malformed"] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            out.extend(files.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+        }
+        out
+    })
 }
 
 /// Bytes that matter to YAML and to pipe's references.

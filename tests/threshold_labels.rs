@@ -36,11 +36,12 @@ fn scores_table(path: &std::path::Path, test_labels: &[i64], test_scores: &[f64]
     stages::table::write_parquet(&mut df, path).unwrap();
 }
 
-fn fit(method: &str, scores: &std::path::Path, out: &std::path::Path) -> f64 {
+/// Runs `fit_threshold` (defaults, then `param = value`) on the score table `scores`; the fitted threshold.
+fn try_fit(param: &str, value: &str, scores: &std::path::Path, out: &std::path::Path) -> Result<f64, pipe::stage::StageError> {
     std::fs::create_dir_all(out).unwrap();
     let kind = pipe::kinds::fit_threshold::FitThreshold;
     let mut params: BTreeMap<String, Value> = kind.params().into_iter().filter_map(|p| p.default.map(|d| (p.name.to_string(), d))).collect();
-    params.insert("method".into(), Value::Str(method.into()));
+    params.insert(param.into(), Value::Str(value.into()));
     let ctx = RunContext::new(
         "threshold".into(),
         Params(params),
@@ -54,9 +55,13 @@ fn fit(method: &str, scores: &std::path::Path, out: &std::path::Path) -> f64 {
         Arc::new(NoProgress),
         Arc::new(AtomicBool::new(false)),
     );
-    kind.run(&ctx).unwrap();
+    kind.run(&ctx)?;
     let df = stages::table::read_parquet(&out.join("threshold.parquet")).unwrap();
-    df.column("threshold").unwrap().f64().unwrap().get(0).unwrap()
+    Ok(df.column("threshold").unwrap().f64().unwrap().get(0).unwrap())
+}
+
+fn fit(method: &str, scores: &std::path::Path, out: &std::path::Path) -> f64 {
+    try_fit("method", method, scores, out).unwrap()
 }
 
 #[test]
@@ -113,29 +118,7 @@ fn boundary_cutoff_needs_a_soft_boundary_model() {
     let dir = std::env::temp_dir().join(format!("pipe-boundary-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let kind = pipe::kinds::fit_threshold::FitThreshold;
-    let run = |table: &std::path::Path, out: &std::path::Path| {
-        std::fs::create_dir_all(out).unwrap();
-        let mut params: BTreeMap<String, Value> = kind.params().into_iter().filter_map(|p| p.default.map(|d| (p.name.to_string(), d))).collect();
-        params.insert("cutoff".into(), Value::Str("boundary".into()));
-        let ctx = RunContext::new(
-            "t".into(),
-            Params(params),
-            BTreeMap::from([("scores".to_string(), vec![table.to_path_buf()])]),
-            BTreeMap::new(),
-            BTreeMap::new(),
-            kind.outputs(&Params::default()).unwrap(),
-            out.to_path_buf(),
-            out.to_path_buf(),
-            1,
-            Arc::new(NoProgress),
-            Arc::new(AtomicBool::new(false)),
-        );
-        kind.run(&ctx).map(|_| {
-            let df = stages::table::read_parquet(&out.join("threshold.parquet")).unwrap();
-            df.column("threshold").unwrap().f64().unwrap().get(0).unwrap()
-        })
-    };
+    let run = |table: &std::path::Path, out: &std::path::Path| try_fit("cutoff", "boundary", table, out);
     // One-class scores (score = distance): an error naming the fix, not a 0 threshold that flags all.
     boundary_table(&dir.join("one.parquet"), 0.0);
     let err = run(&dir.join("one.parquet"), &dir.join("out-one")).unwrap_err().to_string();

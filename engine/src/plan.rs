@@ -155,6 +155,10 @@ pub struct NodeStatus {
     /// The node's cache key, when its inputs are known (every upstream node fresh).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Not fresh only because an upstream node is not (its reasons name them): it has no key of
+    /// its own yet. Not serialised (`--json` output is unchanged).
+    #[serde(skip)]
+    pub waiting: bool,
 }
 
 /// One node's outputs by name.
@@ -214,6 +218,7 @@ fn node_status(
         state: state.to_string(),
         reasons,
         key: None,
+        waiting: false,
     };
     let not_fresh: Vec<String> = graph
         .dependencies(graph.index_of(i))
@@ -225,7 +230,7 @@ fn node_status(
     let previous = || store.get_ref(pipeline, &node.id);
     if !not_fresh.is_empty() {
         let state = if previous().is_some() { "stale" } else { "missing" };
-        return (mk(state, not_fresh), None);
+        return (NodeStatus { waiting: true, ..mk(state, not_fresh) }, None);
     }
     let inputs = match resolve_inputs(graph, node, outputs, store, workspace) {
         Ok(r) => r,

@@ -574,7 +574,8 @@ impl Store {
         Ok(path)
     }
 
-    /// Every run record this store holds (and, in front of a remote, the remote's), oldest first.
+    /// Every run record this store holds (and, in front of a remote, the remote's: runs made on
+    /// other machines, a Slurm driver or a colleague, reach the remote only), oldest first.
     pub fn runs(&self) -> Vec<RunRecord> {
         let mut out: Vec<RunRecord> = Vec::new();
         for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
@@ -599,7 +600,12 @@ impl Store {
     }
 
     pub fn latest_run(&self) -> Option<RunRecord> {
-        serde_json::from_slice(&fs::read(self.root.join("runs").join("latest.json")).ok()?).ok()
+        Self::latest_run_in(&self.root)
+    }
+
+    /// The last run recorded in the store folder `root`, without opening (or creating) the store.
+    pub fn latest_run_in(root: &Path) -> Option<RunRecord> {
+        serde_json::from_slice(&fs::read(root.join("runs").join("latest.json")).ok()?).ok()
     }
 
     /// A fresh scratch directory for one node execution.
@@ -627,24 +633,7 @@ impl Store {
 
     /// Keys of every node in the run records started at or after `since` (seconds since the epoch).
     pub fn run_keys_since(&self, since: f64) -> HashSet<String> {
-        let mut keys = HashSet::new();
-        let mut add = |bytes: Option<Vec<u8>>| {
-            if let Some(run) = bytes.and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok()).filter(|r| r.started_at >= since) {
-                keys.extend(run.nodes.into_iter().filter_map(|n| n.key));
-            }
-        };
-        for e in fs::read_dir(self.root.join("runs")).into_iter().flatten().flatten() {
-            add(fs::read(e.path()).ok());
-        }
-        // Runs made on other machines (a Slurm driver, a colleague) reach the remote only.
-        if let Some(r) = &self.remote {
-            for f in r.list("runs").map(|l| l.0).unwrap_or_default() {
-                if !self.root.join(&f.rel).exists() {
-                    add(r.get(&f.rel).ok().flatten().map(|b| b.to_vec()));
-                }
-            }
-        }
-        keys
+        self.runs().into_iter().filter(|r| r.started_at >= since).flat_map(|r| r.nodes.into_iter().filter_map(|n| n.key)).collect()
     }
 
     /// Deletes objects no kept record references. With `live`, records whose key is not in it go

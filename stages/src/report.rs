@@ -339,52 +339,6 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
 }
 
 #[cfg(test)]
-mod paired_tests {
-    use super::*;
-
-    fn r(mu2: f64, method: &str, seed: i64, auc: f64) -> ResultRow {
-        ResultRow {
-            dataset: "mnist".into(),
-            normal_class: 0,
-            mu1: Some(1.0),
-            mu2,
-            method: method.into(),
-            seed,
-            auc,
-            oracle_f1: 0.9,
-            f1: 0.5,
-            precision: 0.5,
-            recall: 0.5,
-            auprc: 0.9,
-        }
-    }
-
-    #[test]
-    fn loss_terms_show_the_weighted_share() {
-        let t = |mu2: f64, s: f64, r: f64| LossTerms { dataset: "mnist".into(), mu2, first: (1.0, 50.0), last: (s, r) };
-        let md = loss_terms(&[t(0.0, 0.05, 30.0), t(0.5, 0.08, 10.0), t(0.5, 0.12, 14.0)]);
-        // mu2 0.5: last SVDD 0.10, reconstruction 12.0 -> 6 / 6.1 = 0.984.
-        assert!(md.contains("| MNIST | 0.5 | 1.0000 / 0.1000 | 50.00 / 12.00 | 0.984 |"), "{md}");
-        assert!(loss_terms(&[t(0.0, 0.05, 30.0)]).is_empty());
-    }
-
-    #[test]
-    fn paired_difference_uses_the_t_interval_over_seeds() {
-        // Differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t(0.975, 2) = 4.303 -> +-0.0248.
-        let rows = [
-            r(0.0, "radius", 0, 0.90),
-            r(0.0, "radius", 1, 0.91),
-            r(0.0, "radius", 2, 0.92),
-            r(0.5, "radius", 0, 0.91),
-            r(0.5, "radius", 1, 0.93),
-            r(0.5, "radius", 2, 0.95),
-        ];
-        let md = markdown(&rows, "");
-        assert!(md.contains("| MNIST | hybrid mu1=1, mu2=0.5 | +0.0200 | [-0.0048, +0.0448] | no difference shown | 3 |"), "{md}");
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -438,5 +392,29 @@ mod tests {
         let base: Vec<f64> = svdd.iter().map(|s| (*s as f32) as f64).collect();
         assert_eq!(loss_weights(&base, &svdd, &[f64::NAN; 5]), Some((1.0, 0.0)));
         assert_eq!(loss_weights(&[], &[], &[]), None);
+    }
+
+    #[test]
+    fn loss_terms_show_the_weighted_share() {
+        let t = |mu2: f64, s: f64, r: f64| LossTerms { dataset: "mnist".into(), mu2, first: (1.0, 50.0), last: (s, r) };
+        let md = loss_terms(&[t(0.0, 0.05, 30.0), t(0.5, 0.08, 10.0), t(0.5, 0.12, 14.0)]);
+        // mu2 0.5: last SVDD 0.10, reconstruction 12.0 -> 6 / 6.1 = 0.984.
+        assert!(md.contains("| MNIST | 0.5 | 1.0000 / 0.1000 | 50.00 / 12.00 | 0.984 |"), "{md}");
+        assert!(loss_terms(&[t(0.0, 0.05, 30.0)]).is_empty());
+    }
+
+    #[test]
+    fn paired_difference_uses_the_t_interval_over_seeds() {
+        // Differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t(0.975, 2) = 4.303 -> +-0.0248.
+        let rows = [
+            row("mnist", 0.0, "radius", 0, 0.90),
+            row("mnist", 0.0, "radius", 1, 0.91),
+            row("mnist", 0.0, "radius", 2, 0.92),
+            row("mnist", 0.5, "radius", 0, 0.91),
+            row("mnist", 0.5, "radius", 1, 0.93),
+            row("mnist", 0.5, "radius", 2, 0.95),
+        ];
+        let md = markdown(&rows, "");
+        assert!(md.contains("| MNIST | hybrid mu1=1, mu2=0.5 | +0.0200 | [-0.0048, +0.0448] | no difference shown | 3 |"), "{md}");
     }
 }
