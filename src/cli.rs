@@ -269,48 +269,32 @@ pub enum DataCmd {
     },
 }
 
-fn data(action: DataCmd) -> Result<i32, i32> {
-    use stages::data::{self as d, DatasetKind};
-    let fail = |e: stages::Error| {
-        eprintln!("error: {e}");
-        exit::NOT_FOUND
-    };
+/// `pipe data ...` runs in the stage worker, where the dataset readers are: the same arguments.
+fn data(action: &DataCmd) -> Result<i32, i32> {
+    let mut args: Vec<std::ffi::OsString> = vec!["data".into()];
     match action {
         DataCmd::Fetch { dataset, dir, mirror } => {
-            let kind = DatasetKind::parse(&dataset).map_err(fail)?;
-            let dest = dir.unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pipe/data").join(kind.name()));
-            let mut source = d::fetch::official(kind);
+            args.extend(["fetch".into(), dataset.into()]);
             if let Some(m) = mirror {
-                source.base = if m.ends_with('/') { m } else { format!("{m}/") };
+                args.extend(["--mirror".into(), m.into()]);
             }
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").expect("valid template"),
-            );
-            let progress = |name: &str, done: u64, total: Option<u64>| {
-                bar.set_message(name.to_string());
-                if let Some(t) = total {
-                    bar.set_length(t);
-                }
-                bar.set_position(done);
-            };
-            let folder = d::fetch::fetch(&source, &dest, &progress).map_err(fail)?;
-            bar.finish_and_clear();
-            let found = d::locate(kind, Some(&folder)).map_err(fail)?;
-            let raw = d::load_raw(kind, &found).map_err(fail)?;
-            println!("{}: {} train + {} test images in {} (checksums verified)", kind.title(), raw.train.n, raw.test.n, found.display());
-            Ok(exit::OK)
+            if let Some(d) = dir {
+                args.extend(["--dir".into(), d.into()]);
+            }
         }
         DataCmd::Verify { dataset, dir } => {
-            let kind = DatasetKind::parse(&dataset).map_err(fail)?;
-            let found = d::locate(kind, dir.as_deref()).map_err(fail)?;
-            let raw = d::load_raw(kind, &found).map_err(fail)?;
-            let note = if raw.unverified.is_empty() {
-                "all checksums verified".to_string()
-            } else {
-                format!("no checksum known for {}", raw.unverified.join(", "))
-            };
-            println!("{}: {} train + {} test images in {} ({note})", kind.title(), raw.train.n, raw.test.n, found.display());
-            Ok(exit::OK)
+            args.extend(["verify".into(), dataset.into()]);
+            if let Some(d) = dir {
+                args.extend(["--dir".into(), d.into()]);
+            }
+        }
+    }
+    let worker = engine::worker::locate();
+    match std::process::Command::new(&worker).args(&args).status() {
+        Ok(s) => Ok(s.code().unwrap_or(exit::INTERNAL)),
+        Err(e) => {
+            eprintln!("error: cannot start the stage worker {}: {e}\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE", worker.display());
+            Err(exit::INTERNAL)
         }
     }
 }
@@ -1036,7 +1020,7 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 }
             }
         }
-        Cmd::Data { action } => data(action),
+        Cmd::Data { action } => data(&action),
         Cmd::Gc { records, keep_days, dry_run, remote, older_than } => {
             let store = open_store(&cli.store, &cli.cache)?;
             if remote {

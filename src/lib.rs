@@ -1,13 +1,21 @@
 //! `pipe`: an incremental, content-addressed, parallel DAG orchestrator for ML experiment grids.
 //!
 //! The engine (the `engine` crate: config, graph, hash, store, plan, exec, report) knows nothing of
-//! machine learning; the built-in stage kinds live in [`kinds`], built on the Deep SVDD library
-//! (the `stages` crate); [`cli`] is the command line.
+//! machine learning; the built-in Deep SVDD stage kinds (the `pipe-kinds` crate, on the `stages`
+//! library) run in the `pipe-worker` process, which links libtorch; this binary does not.
+//! [`cli`] is the command line.
 
 pub mod cli;
-pub mod kinds;
 pub mod query;
 pub mod runs;
 
-pub use engine::{config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, targets, value};
+pub use engine::{command, config, exec, exit, graph, hash, plan, remote, report, slurm, stage, store, targets, value, worker};
 pub use engine::{Registry, StageKind, Value};
+
+/// The kinds the `pipe` binary offers: the engine's `command` in process, every other kind from
+/// the stage worker (see [`engine::worker`]), described on first use.
+pub fn kinds() -> Registry {
+    let mut local = Registry::new();
+    local.register(command::CommandStage);
+    engine::worker::registry(local, engine::worker::locate())
+}

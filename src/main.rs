@@ -35,6 +35,9 @@ fn main() {
         // SAFETY: restores the default disposition of one signal; no handler state is involved.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    let registry = pipe::kinds::builtin();
-    std::process::exit(pipe::cli::main(cli, &registry, cancel));
+    let registry = pipe::kinds();
+    let code = pipe::cli::main(cli, &registry, cancel);
+    // Saves what the stage worker said (kinds, outputs, environments) for the next command.
+    drop(registry);
+    std::process::exit(code);
 }

@@ -149,7 +149,10 @@ pub fn diff(store: &Store, a: &RunRecord, b: &RunRecord) -> String {
 /// Per row present in both tables (matched on the `node` column), each float column whose value
 /// changed: `evaluate[...]: auc 0.9768 -> 0.9801 (+0.0033)`. Rows in one table only are named.
 fn metric_changes(a: &std::path::Path, b: &std::path::Path) -> Result<Vec<String>, String> {
-    let read = |p: &std::path::Path| stages::table::read_parquet(p).map_err(|e| e.to_string());
+    let read = |p: &std::path::Path| -> Result<DataFrame, String> {
+        let file = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        ParquetReader::new(file).finish().map_err(|e| format!("{}: {e}", p.display()))
+    };
     let (ta, tb) = (read(a)?, read(b)?);
     let rows = |t: &DataFrame| -> Result<BTreeMap<String, usize>, String> {
         let col = t.column("node").map_err(|_| "no `node` column".to_string())?;

@@ -228,7 +228,7 @@ fn every_damaged_pipeline_file_gives_an_error_naming_it() {
         ),
         ("file_06_missing", Box::new(|_| {})),
     ];
-    let registry = pipe::kinds::builtin();
+    let registry = pipe_kinds::builtin();
     for (name, make) in cases {
         let path: PathBuf = root.join(format!("{name}.yaml"));
         make(&path);

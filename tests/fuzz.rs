@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 fn registry() -> pipe::Registry {
-    pipe::kinds::builtin()
+    pipe_kinds::builtin()
 }
 
 /// Real pipelines: the shipped ones and the malformed corpus (read once for every case).

@@ -40,7 +40,7 @@ impl StageKind for Train {
 
 #[test]
 fn every_malformed_pipeline_gives_a_located_error() {
-    let mut registry: Registry = pipe::kinds::builtin();
+    let mut registry: Registry = pipe_kinds::builtin();
     registry.register(Train);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/malformed");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -63,7 +63,7 @@ fn every_malformed_pipeline_gives_a_located_error() {
 
 #[test]
 fn bad_overrides_are_reported() {
-    let registry = pipe::kinds::builtin();
+    let registry = pipe_kinds::builtin();
     let src = "stages:\n  a:\n    kind: command\n    params: {cmd: x}\n";
     let err = pipe::config::parse(Path::new("p.yaml"), src, &registry, &[("b.cmd".into(), "y".into()), ("nodot".into(), "1".into())])
         .unwrap_err()

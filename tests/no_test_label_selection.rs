@@ -30,7 +30,7 @@ fn plot_svg(dir: &std::path::Path, models: &[(f64, &str, f64)], hybrid_mu2: Opti
             ("method".to_string(), Value::Str(method.to_string())),
         ]));
     }
-    let kind = pipe::kinds::plot::Plot;
+    let kind = pipe_kinds::plot::Plot;
     let mut params = BTreeMap::from([("dataset".to_string(), Value::Str("mnist".into()))]);
     if let Some(m) = hybrid_mu2 {
         params.insert("hybrid_mu2".into(), Value::Float(m));

@@ -39,7 +39,7 @@ fn scores_table(path: &std::path::Path, test_labels: &[i64], test_scores: &[f64]
 /// Runs `fit_threshold` (defaults, then `param = value`) on the score table `scores`; the fitted threshold.
 fn try_fit(param: &str, value: &str, scores: &std::path::Path, out: &std::path::Path) -> Result<f64, pipe::stage::StageError> {
     std::fs::create_dir_all(out).unwrap();
-    let kind = pipe::kinds::fit_threshold::FitThreshold;
+    let kind = pipe_kinds::fit_threshold::FitThreshold;
     let mut params: BTreeMap<String, Value> = kind.params().into_iter().filter_map(|p| p.default.map(|d| (p.name.to_string(), d))).collect();
     params.insert(param.into(), Value::Str(value.into()));
     let ctx = RunContext::new(

@@ -12,6 +12,7 @@
 //!   report: events -> terminal display, run record, exit code
 //! ```
 
+pub mod command;
 pub mod config;
 pub mod exec;
 pub mod exit;
@@ -25,6 +26,7 @@ pub mod stage;
 pub mod store;
 pub mod targets;
 pub mod value;
+pub mod worker;
 
 pub use stage::{Registry, StageKind};
 pub use value::Value;

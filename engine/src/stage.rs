@@ -141,7 +141,7 @@ pub enum InputDecl {
 }
 
 /// One file a stage produces: `name` is what pipelines reference (`stage.name`), `file` the file name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputSpec {
     pub name: String,
     pub file: String,
@@ -154,7 +154,7 @@ impl OutputSpec {
 }
 
 /// Resolved, type-checked params of one node.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Params(pub BTreeMap<String, Value>);
 
 impl Params {
@@ -328,6 +328,15 @@ impl RunContext {
     }
 }
 
+/// The files and variables a kind's [`StageKind::environment`] depends on.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Watch {
+    /// Files or folders whose presence, size, modification time or inode matter.
+    pub paths: Vec<PathBuf>,
+    /// Environment variables whose values matter.
+    pub vars: Vec<String>,
+}
+
 /// An environment value that cannot be determined on this machine (see [`StageKind::environment`]).
 pub const UNKNOWN: &str = "unknown on this machine";
 
@@ -346,6 +355,13 @@ pub trait StageKind: Send + Sync {
     fn environment(&self, _params: &Params) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+    /// What [`environment`](StageKind::environment) reads besides the params: files (their
+    /// presence, size and time) and environment variables. A kind served out of process
+    /// ([`crate::worker`]) is asked again only when one of them changed; `None` asks every time.
+    /// The default, nothing, is right for kinds whose environment is constant for a given build.
+    fn environment_watch(&self, _params: &Params) -> Option<Watch> {
+        Some(Watch::default())
+    }
     /// Whether the kind reads the ids and grid coordinates of its upstream nodes
     /// ([`RunContext::input_nodes`], [`RunContext::input_coords`]), e.g. to label gathered rows.
     /// Those then enter its key: an output may embed only what its key covers, and kinds that
@@ -356,10 +372,15 @@ pub trait StageKind: Send + Sync {
     fn run(&self, ctx: &RunContext) -> Result<(), StageError>;
 }
 
-/// The kinds a pipeline may use, by name.
+type Loader = Arc<dyn Fn() -> Result<Vec<Arc<dyn StageKind>>, String> + Send + Sync>;
+type Loaded = Result<BTreeMap<&'static str, Arc<dyn StageKind>>, String>;
+
+/// The kinds a pipeline may use, by name: kinds registered in this process, plus kinds described
+/// on first use by a loader (the out-of-process worker's, see [`crate::worker::registry`]).
 #[derive(Default, Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn StageKind>>,
+    lazy: Option<(Loader, Arc<std::sync::OnceLock<Loaded>>)>,
 }
 
 impl Registry {
@@ -370,10 +391,29 @@ impl Registry {
         self.kinds.insert(kind.name(), Arc::new(kind));
         self
     }
+    /// Adds the kinds `load` returns, loaded on first lookup (commands that read no pipeline
+    /// never call it). Kinds registered in process take precedence.
+    pub fn extend_lazily(&mut self, load: impl Fn() -> Result<Vec<Arc<dyn StageKind>>, String> + Send + Sync + 'static) -> &mut Self {
+        self.lazy = Some((Arc::new(load), Arc::new(std::sync::OnceLock::new())));
+        self
+    }
+    fn loaded(&self) -> Option<&Loaded> {
+        let (load, cell) = self.lazy.as_ref()?;
+        Some(cell.get_or_init(|| load().map(|ks| ks.into_iter().map(|k| (k.name(), k)).collect())))
+    }
     pub fn get(&self, name: &str) -> Option<&Arc<dyn StageKind>> {
-        self.kinds.get(name)
+        self.kinds.get(name).or_else(|| self.loaded()?.as_ref().ok()?.get(name))
     }
     pub fn names(&self) -> Vec<&'static str> {
-        self.kinds.keys().copied().collect()
+        let mut names: Vec<&'static str> = self.kinds.keys().copied().collect();
+        if let Some(Ok(more)) = self.loaded() {
+            names.extend(more.keys().copied().filter(|n| !self.kinds.contains_key(n)));
+        }
+        names.sort_unstable();
+        names
+    }
+    /// Why the lazily loaded kinds are missing (e.g. the worker could not be started), if they are.
+    pub fn problem(&self) -> Option<&str> {
+        self.loaded()?.as_ref().err().map(String::as_str)
     }
 }

@@ -306,7 +306,10 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
         .map(|s| {
             let k = registry.get(&s.kind).cloned();
             if k.is_none() && !s.kind.is_empty() {
-                let hint = did_you_mean(&s.kind, registry.names()).unwrap_or_else(|| format!("known kinds: {}", registry.names().join(", ")));
+                let hint = match registry.problem() {
+                    Some(problem) => problem.to_string(),
+                    None => did_you_mean(&s.kind, registry.names()).unwrap_or_else(|| format!("known kinds: {}", registry.names().join(", "))),
+                };
                 d.error(s.kind_pos, format!("unknown stage kind `{}`", s.kind), Some(hint));
             }
             k

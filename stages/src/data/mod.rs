@@ -119,6 +119,24 @@ pub fn search_roots(data_dir: Option<&Path>) -> Vec<PathBuf> {
     roots
 }
 
+/// Every path whose presence or content can change what [`locate`] finds and [`identity`]
+/// returns for `kind` (each candidate folder's files, plain and `.gz`, and its `SHA256SUMS`), and
+/// the environment variables [`search_roots`] reads: what a cache of the identity must watch.
+pub fn watch(kind: DatasetKind, data_dir: Option<&Path>) -> (Vec<PathBuf>, Vec<String>) {
+    let mut paths = Vec::new();
+    for root in search_roots(data_dir) {
+        for dir in std::iter::once(root.clone()).chain(kind.folders().iter().map(|f| root.join(f))) {
+            for f in kind.files() {
+                paths.push(dir.join(f));
+                paths.push(dir.join(format!("{f}.gz")));
+            }
+            paths.push(dir.join("SHA256SUMS"));
+        }
+    }
+    let vars = if data_dir.is_some() { Vec::new() } else { vec!["PIPE_DATA_DIR".to_string(), "HOME".to_string()] };
+    (paths, vars)
+}
+
 /// Finds the folder holding every file of `kind` (each plain or `.gz`).
 ///
 /// Errors: no folder has them all. Where a folder holds some of them, the error names that folder

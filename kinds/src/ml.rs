@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::stage::{ParamSpec, ParamType, Params, RunContext, StageError};
+use crate::stage::{ParamSpec, ParamType, Params, RunContext, StageError, Watch};
 use crate::value::Value;
 
 pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
@@ -61,6 +61,15 @@ pub fn torch_environment(p: &Params) -> BTreeMap<String, String> {
     };
     // The version of the libtorch this binary links (read from its `build-version` by build.rs).
     BTreeMap::from([("libtorch".to_string(), env!("PIPE_LIBTORCH_VERSION").to_string()), ("device".to_string(), device.to_string())])
+}
+
+/// What [`torch_environment`] reads besides the params: with `device: auto`, whether an NVIDIA
+/// driver is loaded (and which devices are visible).
+pub fn torch_watch(p: &Params) -> Option<Watch> {
+    Some(match p.get("device").and_then(Value::as_str) {
+        Some("cpu") | Some("cuda") => Watch::default(),
+        _ => Watch { paths: vec!["/proc/driver/nvidia/version".into()], vars: vec!["CUDA_VISIBLE_DEVICES".into()] },
+    })
 }
 
 pub fn pe(e: polars::prelude::PolarsError) -> StageError {

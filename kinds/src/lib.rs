@@ -1,8 +1,11 @@
-//! The built-in stage kinds: adapters from the engine's `StageKind` to plain stage functions.
-//! One file per kind; `ml` holds the glue the Deep SVDD kinds share.
+//! The built-in stage kinds: adapters from the engine's `StageKind` to plain stage functions of the
+//! Deep SVDD library (`stages`). One file per kind; `ml` holds the glue the Deep SVDD kinds share.
+//!
+//! They run in `pipe-worker` (this crate's binary), which links libtorch; the `pipe` binary does
+//! not, and reaches them through `engine::worker`. The generic `command` kind lives in the engine.
 
-pub mod command;
 pub mod concat;
+pub mod data;
 pub mod evaluate;
 pub mod explain;
 pub mod fit_threshold;
@@ -14,9 +17,13 @@ pub mod report;
 pub mod train_svdd;
 pub mod tsne;
 
-use crate::stage::Registry;
+pub use engine::command;
+pub(crate) use engine::{stage, value};
 
-/// Every kind `pipe` ships with.
+use engine::stage::Registry;
+
+/// Every kind `pipe` ships with, all in this process (the worker serves these; tests use them
+/// in process).
 pub fn builtin() -> Registry {
     let mut r = Registry::new();
     r.register(command::CommandStage);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use stages::data::{self, DatasetKind, Preprocess};
 
 use super::ml::to_stage;
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind, UNKNOWN};
+use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind, Watch, UNKNOWN};
 use crate::value::Value;
 
 pub struct Ingest;
@@ -62,6 +62,14 @@ impl StageKind for Ingest {
         let dir = data_dir(std::env::current_dir().ok().as_deref(), p);
         let identity = data::locate(kind, dir.as_deref()).and_then(|found| data::identity(kind, &found));
         BTreeMap::from([("data".to_string(), identity.unwrap_or_else(|_| UNKNOWN.to_string()))])
+    }
+    fn environment_watch(&self, p: &Params) -> Option<Watch> {
+        let Some(kind) = p.get("dataset").and_then(Value::as_str).and_then(|s| DatasetKind::parse(s).ok()) else {
+            return Some(Watch::default());
+        };
+        let dir = data_dir(std::env::current_dir().ok().as_deref(), p);
+        let (paths, vars) = data::watch(kind, dir.as_deref());
+        Some(Watch { paths, vars })
     }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         let p = &ctx.params;

@@ -56,6 +56,9 @@ impl StageKind for TrainSvdd {
     fn environment(&self, p: &Params) -> std::collections::BTreeMap<String, String> {
         ml::torch_environment(p)
     }
+    fn environment_watch(&self, p: &Params) -> Option<crate::stage::Watch> {
+        ml::torch_watch(p)
+    }
     fn run(&self, ctx: &RunContext) -> Result<(), StageError> {
         ml::set_threads(ctx);
         let p = &ctx.params;
