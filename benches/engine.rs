@@ -67,7 +67,7 @@ fn main() {
             options: RunOptions { jobs, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
-            dispatch: None,
+            runner: &pipe::exec::Local,
         };
         let t = Instant::now();
         let nodes = ex.run();

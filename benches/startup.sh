@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pipe/target}
-cargo build --quiet --bin pipe --bin pipe-worker
+cargo build --quiet --workspace --bins
 cargo build --quiet --example pipe_in_process
 NEW=$CARGO_TARGET_DIR/debug/pipe
 OLD=$CARGO_TARGET_DIR/debug/examples/pipe_in_process
@@ -18,7 +18,7 @@ trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/data"; cp -r pipelines "$W/"; cp -r data/bundled "$W/data/"
 cd "$W"
 # Seconds of one run of "$@" (output discarded; a failure stops the bench).
-t() { local s; s=$(date +%s.%N); "$@" > /dev/null 2>"$W/last.err" || { cat "$W/last.err"; exit 1; }; echo "$(date +%s.%N) - $s" | bc; }
+t() { local s; s=$(date +%s.%N); "$@" > /dev/null 2>"$W/last.err" || { cat "$W/last.err" >&2; kill $$; }; echo "$(date +%s.%N) - $s" | bc; }
 # median and min of N runs of "$@"
 stats() { local xs=(); for _ in $(seq "$N"); do xs+=("$(t "$@")"); done; printf '%s\n' "${xs[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int((NR+1)/2)], a[1]}'; }
 row() { # label, new "median min", old "median min"
@@ -35,7 +35,7 @@ row "pipe status pipelines/quick.yaml (56 fresh)" "$(stats "$NEW" --store s-new 
 
 # 10,000 nodes of the generic command kind (in process in both).
 python3 - > grid.yaml <<'PY'
-print("stages:\n  - name: cell\n    kind: command\n    matrix:")
+print("stages:\n  cell:\n    kind: command\n    matrix:")
 print("      i: [" + ", ".join(map(str, range(100))) + "]")
 print("      j: [" + ", ".join(map(str, range(100))) + "]")
 print("    params:\n      cmd: echo ${matrix.i} ${matrix.j} > ${outputs.out.txt}\n      outputs: [out.txt]")

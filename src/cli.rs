@@ -719,7 +719,10 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun },
                 reporter: &reporter,
                 cancel: cancel.clone(),
-                dispatch: slurm.as_ref().map(|s| s as &dyn crate::exec::Dispatch),
+                runner: match &slurm {
+                    Some(s) => s as &dyn crate::exec::NodeRunner,
+                    None => &crate::exec::Local,
+                },
             };
             let nodes = ex.run();
             if let Some(s) = &slurm {
@@ -812,7 +815,7 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
                 options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
                 reporter: &crate::report::Silent,
                 cancel,
-                dispatch: None,
+                runner: &crate::exec::Local,
             };
             let t0 = Instant::now();
             if task.key != key || task.fingerprint.key() != key {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::config::NodeSpec;
 use crate::graph::Graph;
 use crate::hash::Fingerprint;
-use crate::plan::{fingerprint, lookup, resolve_inputs, Lookup, Outputs, ResolvedInputs};
+use crate::plan::{decide_resolved, resolve_inputs, Blocked, Decided, Outputs, ResolvedInputs, Verdict, Why};
 use crate::report::{Event, Reporter};
 use crate::stage::{RunContext, StageError};
 use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, Store};
@@ -44,19 +44,51 @@ pub struct Failure {
     pub cancelled: bool,
 }
 
-/// Runs nodes somewhere else (a cluster job per node) instead of in this process.
-pub trait Dispatch: Sync {
-    /// Runs `node`, whose fingerprint is `fp` (key `key`), given its upstream nodes' outputs (by
-    /// node id); returns its record once the store has it. Blocks until then.
-    fn dispatch(
-        &self,
-        ex: &Executor<'_>,
-        node: &NodeSpec,
-        fp: &Fingerprint,
-        key: &str,
-        upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>,
-    ) -> Result<NodeRecord, Failure>;
+/// What a [`NodeRunner`] may use of the run: the store, the workspace, the thread budget, the
+/// display and the cancel flag; never the scheduler itself.
+pub struct RunEnv<'a> {
+    /// Where outputs and records go.
+    pub store: &'a Store,
+    /// The directory `pipe` was started in.
+    pub workspace: &'a Path,
+    /// CPU threads the node may use.
+    pub threads: usize,
+    /// Progress and events.
+    pub reporter: &'a dyn Reporter,
+    /// Set on Ctrl-C.
+    pub cancel: &'a Arc<AtomicBool>,
 }
+
+/// One node that missed the cache.
+pub struct Job<'a> {
+    /// The node.
+    pub node: &'a NodeSpec,
+    /// What its key hashes.
+    pub fingerprint: Fingerprint,
+    /// Its key.
+    pub key: String,
+    /// Its inputs in this machine's store (paths, hashes, sources).
+    pub inputs: ResolvedInputs,
+    /// Its upstream nodes' outputs by node id (what a runner elsewhere fetches).
+    pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
+}
+
+/// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
+/// node). The scheduler decides what runs; a runner only runs it.
+pub trait NodeRunner: Sync {
+    /// Runs `job`; returns its record once the store holds it (outputs, then the record).
+    /// Blocks until then.
+    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure>;
+    /// Whether a cache hit's objects must be here (fetched and verified), as a local run reads
+    /// them; a runner whose jobs fetch their own inputs says no.
+    fn fetches_hits(&self) -> bool {
+        true
+    }
+}
+
+/// Runs each node here: the kind's `run` in a scratch folder (a kind served by the worker pool
+/// runs there), outputs into the store, then the record.
+pub struct Local;
 
 pub struct Executor<'a> {
     pub graph: &'a Graph,
@@ -66,8 +98,14 @@ pub struct Executor<'a> {
     pub options: RunOptions,
     pub reporter: &'a dyn Reporter,
     pub cancel: Arc<AtomicBool>,
-    /// Where cache misses run: None for this process, or e.g. Slurm.
-    pub dispatch: Option<&'a dyn Dispatch>,
+    /// Where cache misses run: [`Local`], or e.g. Slurm.
+    pub runner: &'a dyn NodeRunner,
+}
+
+impl Executor<'_> {
+    fn env(&self) -> RunEnv<'_> {
+        RunEnv { store: self.store, workspace: &self.workspace, threads: self.options.threads, reporter: self.reporter, cancel: &self.cancel }
+    }
 }
 
 enum Outcome {
@@ -292,7 +330,7 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
 }
 
 /// Runs node `i` in this process, given its upstream outputs (a cluster job's side of
-/// [`Dispatch`]). `expected` (the submitter's fingerprint) guards against the pipeline or the
+/// [`NodeRunner`]). `expected` (the submitter's fingerprint) guards against the pipeline or the
 /// environment differing from where it was submitted. Returns `ran` or `cached`.
 pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> Result<&'static str, String> {
     let node = ex.graph.node(ex.graph.index_of(i));
@@ -323,10 +361,11 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    match execute(ex, node, inputs, fp, key) {
-        Outcome::Done { state, .. } => Ok(state),
-        Outcome::Failed { error, .. } => Err(error),
-    }
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new() };
+    ex.reporter.event(&Event::Started { node: &node.id });
+    Local.run(&ex.env(), job).map_err(|f| f.error)?;
+    ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| e.to_string())?;
+    Ok("ran")
 }
 
 fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
@@ -339,7 +378,6 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
         let error = format!("not in {} (key {}); `pipe run` computes it", ex.store.describe(), &key[..12]);
         return Outcome::Failed { key: Some(key), error, cancelled: false };
     }
-    let Some(dispatch) = ex.dispatch else { return execute(ex, node, inputs, fp, key) };
     let upstream: BTreeMap<String, BTreeMap<String, ObjectRef>> = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
         ex.graph
@@ -349,7 +387,8 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
             .collect()
     };
     ex.reporter.event(&Event::Started { node: &node.id });
-    match dispatch.dispatch(ex, node, &fp, &key, &upstream) {
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream };
+    match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
             Ok(()) => Outcome::Done { state: "ran", key, outputs: rec.outputs },
             Err(e) => Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
@@ -366,6 +405,7 @@ fn prepare(
     outputs: &Mutex<Outputs>,
     expected: Option<&Fingerprint>,
 ) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
+    // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
     let inputs = {
         let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
         resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
@@ -374,8 +414,11 @@ fn prepare(
         Ok(r) => r,
         Err(error) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
     };
-    let fp = fingerprint(node, &inputs, ex.store, ex.pipeline);
-    let key = fp.key();
+    let Decided { inputs, fingerprint: fp, key, verdict } = match decide_resolved(node, inputs, ex.store, ex.pipeline, ex.runner.fetches_hits(), false) {
+        Ok(d) => d,
+        Err(Blocked::Input(error)) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
+        Err(Blocked::Store { key, error }) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
+    };
     if let Some(expected) = expected.filter(|e| **e != fp) {
         let why = fp.diff(expected, &inputs.sources).join("; ");
         let hint = if fp.environment != expected.environment {
@@ -386,17 +429,15 @@ fn prepare(
         let error = format!("{} has key {key} here, not the submitted {} ({why})\n  = hint: {hint}", node.id, expected.key());
         return Err(Outcome::Failed { key: Some(key), error, cancelled: false });
     }
-    // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
-    match lookup(ex.store, &key, ex.dispatch.is_none()) {
-        Lookup::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
-        Lookup::Hit(rec) => {
+    match verdict {
+        Verdict::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
+        Verdict::Hit(rec) => {
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
                 return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });
             }
             return Err(Outcome::Done { state: "cached", key, outputs: rec.outputs });
         }
-        Lookup::Unavailable(error) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
-        Lookup::Damaged { object, corrupt, output, .. } => {
+        Verdict::Run(Why::Damaged { object, corrupt, output }) => {
             let what = if corrupt { "is corrupt" } else { "is missing" };
             let msg = match (corrupt, ex.store.quarantine(&object)) {
                 (true, Some(q)) => format!("object {} ({output}) {what}; moved to {}; recomputing", object.short(), q.display()),
@@ -406,11 +447,11 @@ fn prepare(
             tracing::warn!(node = %node.id, key = %key, object = %object.hash, "{msg}");
             ex.store.remove_record(&key);
         }
-        Lookup::BadRecord(e) => {
+        Verdict::Run(Why::BadRecord(e)) => {
             ex.reporter.event(&Event::Warning { node: &node.id, message: &e });
             ex.store.remove_record(&key);
         }
-        Lookup::Miss => {}
+        Verdict::Run(_) => {}
     }
     if ex.cancel.load(Ordering::SeqCst) {
         return Err(Outcome::Failed { key: Some(key), error: "interrupted before start".into(), cancelled: true });
@@ -418,83 +459,80 @@ fn prepare(
     Ok((inputs, fp, key))
 }
 
-/// Runs a node here: scratch directory, the stage, outputs into the store, then its record.
-fn execute(ex: &Executor<'_>, node: &NodeSpec, inputs: ResolvedInputs, fp: Fingerprint, key: String) -> Outcome {
-    ex.reporter.event(&Event::Started { node: &node.id });
-    tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
-    let scratch = match ex.store.scratch(&key) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
-    };
-    // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
-    let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
-    let ctx = RunContext::new(
-        node.id.clone(),
-        node.params.clone(),
-        inputs.paths,
-        input_nodes,
-        input_coords,
-        node.outputs.clone(),
-        scratch.clone(),
-        ex.workspace.clone(),
-        ex.options.threads,
-        ex.reporter.progress(&node.id),
-        ex.cancel.clone(),
-    );
-    let start = Instant::now();
-    let result = node.kind.run(&ctx);
-    let log = ctx.take_log();
-    ex.reporter.event(&Event::ProgressDone { node: &node.id });
-    let fail = |error: String, cancelled: bool| {
-        let _ = std::fs::remove_dir_all(&scratch);
-        let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        let error = if tail.is_empty() { error } else { format!("{error}\n--- last lines of the stage log ---\n{}", tail.join("\n")) };
-        Outcome::Failed { key: Some(key.clone()), error, cancelled }
-    };
-    match result {
-        Err(StageError::Cancelled) => return fail("interrupted".into(), true),
-        Err(e) => return fail(e.to_string(), false),
-        Ok(()) => {}
-    }
-    let mut objects = BTreeMap::new();
-    for o in &node.outputs {
-        let path = scratch.join(&o.file);
-        if path.is_dir() {
-            return fail(
-                format!(
-                    "declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`",
-                    o.name, o.file, o.name
-                ),
-                false,
-            );
+impl NodeRunner for Local {
+    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
+        let Job { node, fingerprint, key, inputs, .. } = job;
+        tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
+        let scratch = env.store.scratch(&key).map_err(|e| Failure { error: e.to_string(), cancelled: false })?;
+        // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
+        let (input_nodes, input_coords) =
+            if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
+        let ctx = RunContext::new(
+            node.id.clone(),
+            node.params.clone(),
+            inputs.paths,
+            input_nodes,
+            input_coords,
+            node.outputs.clone(),
+            scratch.clone(),
+            env.workspace.to_path_buf(),
+            env.threads,
+            env.reporter.progress(&node.id),
+            env.cancel.clone(),
+        );
+        let start = Instant::now();
+        let result = node.kind.run(&ctx);
+        let log = ctx.take_log();
+        env.reporter.event(&Event::ProgressDone { node: &node.id });
+        let fail = |error: String, cancelled: bool| {
+            let _ = std::fs::remove_dir_all(&scratch);
+            let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+            let error = if tail.is_empty() { error } else { format!("{error}\n--- last lines of the stage log ---\n{}", tail.join("\n")) };
+            Failure { error, cancelled }
+        };
+        match result {
+            Err(StageError::Cancelled) => return Err(fail("interrupted".into(), true)),
+            Err(e) => return Err(fail(e.to_string(), false)),
+            Ok(()) => {}
         }
-        if !path.is_file() {
-            let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };
-            return fail(format!("stage's declared output `{}` ({}) {what}", o.name, o.file), false);
-        }
-        match ex.store.put_file(&path) {
-            Ok(obj) => {
-                objects.insert(o.name.clone(), obj);
+        let mut objects = BTreeMap::new();
+        for o in &node.outputs {
+            let path = scratch.join(&o.file);
+            if path.is_dir() {
+                return Err(fail(
+                    format!(
+                        "declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`",
+                        o.name, o.file, o.name
+                    ),
+                    false,
+                ));
             }
-            Err(e) => return fail(e.to_string(), false),
+            if !path.is_file() {
+                let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };
+                return Err(fail(format!("stage's declared output `{}` ({}) {what}", o.name, o.file), false));
+            }
+            match env.store.put_file(&path) {
+                Ok(obj) => {
+                    objects.insert(o.name.clone(), obj);
+                }
+                Err(e) => return Err(fail(e.to_string(), false)),
+            }
         }
+        let _ = std::fs::remove_dir_all(&scratch);
+        let record = NodeRecord {
+            key,
+            node: node.id.clone(),
+            stage: node.stage.clone(),
+            fingerprint,
+            input_sources: inputs.sources,
+            outputs: objects,
+            duration_s: start.elapsed().as_secs_f64(),
+            finished_at: now(),
+            log,
+        };
+        env.store.write_record(&record).map_err(|e| Failure { error: e.to_string(), cancelled: false })?;
+        Ok(record)
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    let record = NodeRecord {
-        key: key.clone(),
-        node: node.id.clone(),
-        stage: node.stage.clone(),
-        fingerprint: fp,
-        input_sources: inputs.sources,
-        outputs: objects.clone(),
-        duration_s: start.elapsed().as_secs_f64(),
-        finished_at: now(),
-        log,
-    };
-    if let Err(e) = ex.store.write_record(&record).and_then(|_| ex.store.set_ref(ex.pipeline, &node.id, &key)) {
-        return Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false };
-    }
-    Outcome::Done { state: "ran", key, outputs: objects }
 }
 
 /// Copies published outputs into the workspace when their content differs. Never overwrites silently

@@ -145,6 +145,120 @@ pub fn lookup(store: &Store, key: &str, fetch: bool) -> Lookup {
     Lookup::Hit(record)
 }
 
+/// A node whose upstream outputs are known, decided: its inputs, fingerprint and key, and what
+/// the store says. The one decision `status`, `--dry-run`, `run` and a Slurm job all make.
+pub struct Decided {
+    /// Paths, hashes and sources of its inputs.
+    pub inputs: ResolvedInputs,
+    /// What its key hashes.
+    pub fingerprint: Fingerprint,
+    /// `fingerprint.key()`.
+    pub key: String,
+    /// Hit or run.
+    pub verdict: Verdict,
+}
+
+/// What the store says about a decided node.
+pub enum Verdict {
+    /// The store holds its result.
+    Hit(NodeRecord),
+    /// It must run.
+    Run(Why),
+}
+
+/// Why a node must run.
+pub enum Why {
+    /// No run of this node was ever recorded (for this pipeline file).
+    NeverRun,
+    /// What differs from the node's last run (params, inputs, version, environment), or that
+    /// its cache entry was removed.
+    Changed(Vec<String>),
+    /// Its record is there but an object is missing or corrupt.
+    Damaged {
+        /// The damaged object.
+        object: ObjectRef,
+        /// Corrupt (else missing).
+        corrupt: bool,
+        /// The output it is.
+        output: String,
+    },
+    /// Its record cannot be read.
+    BadRecord(String),
+    /// Not looked into (a run decides without reading the previous record).
+    Unexplained,
+}
+
+impl Why {
+    /// The reasons as `pipe status` prints them.
+    pub fn reasons(&self) -> Vec<String> {
+        match self {
+            Why::NeverRun => vec!["never run".to_string()],
+            Why::Changed(r) => r.clone(),
+            Why::Damaged { object, corrupt, output } => {
+                vec![format!("object {} ({output}) {}", object.short(), if *corrupt { "corrupt" } else { "missing from the store" })]
+            }
+            Why::BadRecord(e) => vec![e.clone()],
+            Why::Unexplained => Vec::new(),
+        }
+    }
+}
+
+/// Why a node cannot be decided.
+pub enum Blocked {
+    /// An input cannot be resolved (a workspace file missing or unreadable).
+    Input(String),
+    /// The store cannot be read (network, credentials): not a reason to recompute.
+    Store {
+        /// Its key.
+        key: String,
+        /// The store's error.
+        error: String,
+    },
+}
+
+/// Decides one node given its upstream outputs: resolves its inputs, fingerprints it and looks its
+/// key up (`fetch`: objects only on the remote are downloaded and verified, else only checked
+/// present). With `explain`, a miss reads the node's previous record to say what changed.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    graph: &Graph,
+    node: &NodeSpec,
+    outputs: &Outputs,
+    store: &Store,
+    pipeline: &str,
+    workspace: &Path,
+    fetch: bool,
+    explain: bool,
+) -> Result<Decided, Blocked> {
+    let inputs = resolve_inputs(graph, node, outputs, store, workspace).map_err(Blocked::Input)?;
+    decide_resolved(node, inputs, store, pipeline, fetch, explain)
+}
+
+/// [`decide`] for a node whose inputs are already resolved (the scheduler resolves them under its
+/// lock and decides outside it, since a lookup may download).
+pub fn decide_resolved(node: &NodeSpec, inputs: ResolvedInputs, store: &Store, pipeline: &str, fetch: bool, explain: bool) -> Result<Decided, Blocked> {
+    let fingerprint = fingerprint(node, &inputs, store, pipeline);
+    let key = fingerprint.key();
+    let verdict = match lookup(store, &key, fetch) {
+        Lookup::Hit(rec) => Verdict::Hit(rec),
+        Lookup::Unavailable(error) => return Err(Blocked::Store { key, error }),
+        Lookup::Damaged { object, corrupt, output, .. } => Verdict::Run(Why::Damaged { object, corrupt, output }),
+        Lookup::BadRecord(e) => Verdict::Run(Why::BadRecord(e)),
+        Lookup::Miss if !explain => Verdict::Run(Why::Unexplained),
+        Lookup::Miss => Verdict::Run(match store.get_ref(pipeline, &node.id) {
+            None => Why::NeverRun,
+            Some(old_key) => match store.record(&old_key) {
+                Ok(Some(old)) => {
+                    let reasons = fingerprint.diff(&old.fingerprint, &inputs.sources);
+                    Why::Changed(if reasons.is_empty() { vec!["cache entry removed (gc?)".to_string()] } else { reasons })
+                }
+                _ => Why::Changed(vec!["previous record removed (gc?)".to_string()]),
+            },
+        }),
+    };
+    Ok(Decided { inputs, fingerprint, key, verdict })
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct NodeStatus {
     pub node: String,
@@ -227,41 +341,24 @@ fn node_status(
         .filter(|d| outputs[d.index()].is_none())
         .map(|d| format!("upstream {} is {}", graph.node(*d).id, done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str())))
         .collect();
-    let previous = || store.get_ref(pipeline, &node.id);
     if !not_fresh.is_empty() {
-        let state = if previous().is_some() { "stale" } else { "missing" };
+        let state = if store.get_ref(pipeline, &node.id).is_some() { "stale" } else { "missing" };
         return (NodeStatus { waiting: true, ..mk(state, not_fresh) }, None);
     }
-    let inputs = match resolve_inputs(graph, node, outputs, store, workspace) {
-        Ok(r) => r,
-        Err(e) => return (mk("missing", vec![e]), None),
+    let d = match decide(graph, node, outputs, store, pipeline, workspace, false, true) {
+        Ok(d) => d,
+        Err(Blocked::Input(e)) => return (mk("missing", vec![e]), None),
+        Err(Blocked::Store { key, error }) => return (NodeStatus { key: Some(key), ..mk("stale", vec![error]) }, None),
     };
-    let fp = fingerprint(node, &inputs, store, pipeline);
-    let key = fp.key();
-    let (st, outs) = match lookup(store, &key, false) {
-        Lookup::Hit(rec) => {
+    let (st, outs) = match d.verdict {
+        Verdict::Hit(rec) => {
             let unpublished = unpublished(node, &rec.outputs, workspace);
             let state = if unpublished.is_empty() { "fresh" } else { "stale" };
             (mk(state, unpublished), Some(rec.outputs))
         }
-        Lookup::Damaged { object, corrupt, output, .. } => {
-            let what = if corrupt { "corrupt" } else { "missing from the store" };
-            (mk("stale", vec![format!("object {} ({output}) {what}", object.short())]), None)
-        }
-        Lookup::BadRecord(e) | Lookup::Unavailable(e) => (mk("stale", vec![e]), None),
-        Lookup::Miss => match previous() {
-            None => (mk("missing", vec!["never run".to_string()]), None),
-            Some(old_key) => match store.record(&old_key) {
-                Ok(Some(old)) => {
-                    let mut reasons = fp.diff(&old.fingerprint, &inputs.sources);
-                    if reasons.is_empty() {
-                        reasons.push("cache entry removed (gc?)".to_string());
-                    }
-                    (mk("stale", reasons), None)
-                }
-                _ => (mk("stale", vec!["previous record removed (gc?)".to_string()]), None),
-            },
-        },
+        Verdict::Run(Why::NeverRun) => (mk("missing", Why::NeverRun.reasons()), None),
+        Verdict::Run(why) => (mk("stale", why.reasons()), None),
     };
+    let key = d.key;
     (NodeStatus { key: Some(key), ..st }, outs)
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeSpec;
-use crate::exec::{Dispatch, Executor, Failure};
+use crate::exec::{Failure, Job, NodeRunner, RunEnv};
 use crate::hash::Fingerprint;
 use crate::store::{NodeRecord, ObjectRef};
 
@@ -143,11 +143,11 @@ impl Slurm {
         Ok(())
     }
 
-    fn script(&self, ex: &Executor<'_>, node: &NodeSpec, key: &str) -> String {
+    fn script(&self, ex: &RunEnv<'_>, node: &NodeSpec, key: &str) -> String {
         let mut s = String::from("#!/bin/sh\n");
         s += &format!("#SBATCH --job-name=pipe:{}\n", node.stage);
         s += &format!("#SBATCH --output={}/slurm/%j.out\n", self.cache.display());
-        s += &format!("#SBATCH --cpus-per-task={}\n", ex.options.threads.max(1));
+        s += &format!("#SBATCH --cpus-per-task={}\n", ex.threads.max(1));
         s += &format!("#SBATCH --chdir={}\n", ex.workspace.display());
         if let Some(p) = &self.partition {
             s += &format!("#SBATCH --partition={p}\n");
@@ -166,7 +166,7 @@ impl Slurm {
             "--key".into(),
             key.to_string(),
             "--threads".into(),
-            ex.options.threads.max(1).to_string(),
+            ex.threads.max(1).to_string(),
         ];
         for set in &self.sets {
             cmd.push("--set".into());
@@ -262,18 +262,13 @@ impl Slurm {
     }
 }
 
-impl Dispatch for Slurm {
-    fn dispatch(
-        &self,
-        ex: &Executor<'_>,
-        node: &NodeSpec,
-        fp: &Fingerprint,
-        key: &str,
-        upstream: &BTreeMap<String, BTreeMap<String, ObjectRef>>,
-    ) -> Result<NodeRecord, Failure> {
+impl NodeRunner for Slurm {
+    /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record.
+    fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
+        let (node, key) = (job.node, job.key.as_str());
         let fail = |error: String| Failure { error, cancelled: false };
         let store_err = |e: crate::store::StoreError| fail(e.to_string());
-        let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: fp.clone(), upstream: upstream.clone() };
+        let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: job.fingerprint.clone(), upstream: job.upstream.clone() };
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
@@ -296,7 +291,7 @@ impl Slurm {
     /// marker, or leaving the queue without either.
     fn wait(
         &self,
-        ex: &Executor<'_>,
+        ex: &RunEnv<'_>,
         node: &NodeSpec,
         key: &str,
         job: &str,

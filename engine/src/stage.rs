@@ -2,6 +2,9 @@
 //!
 //! A kind declares its name, version, typed params, inputs and outputs, and runs given a
 //! [`RunContext`]. The engine never looks inside; the kinds never look at the engine.
+//! A kind may run in this process or in a worker process ([`crate::worker`]): everything here
+//! crosses that boundary unchanged.
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +16,17 @@ use crate::value::Value;
 /// The declared type of a parameter; values are checked (and ints widened to floats) against it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamType {
+    /// `true` / `false`.
     Bool,
+    /// A 64-bit integer.
     Int,
+    /// A finite 64-bit float (an int is accepted and widened).
     Float,
+    /// Any string.
     Str,
     /// One of a fixed set of strings.
     Choice(&'static [&'static str]),
+    /// A list whose items all have the given type.
     List(Box<ParamType>),
 }
 
@@ -57,12 +65,16 @@ impl ParamType {
     }
 }
 
+/// One parameter a kind accepts: its name, type, default, help and allowed range.
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
+    /// The name pipelines set (`params: {name: value}`).
     pub name: &'static str,
+    /// The type values are checked against when the pipeline is validated.
     pub ty: ParamType,
     /// `None` means the param is required.
     pub default: Option<Value>,
+    /// One line for `pipe show` and error messages.
     pub help: &'static str,
     /// Says WHERE something is, not what it is (a data folder): left out of the cache key, so a
     /// cache filled on one machine serves another that keeps the same data elsewhere. The kind
@@ -75,7 +87,9 @@ pub struct ParamSpec {
 /// A numeric param's allowed values: `min` / `max` bounds, each inclusive or not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Range {
+    /// Lower bound and whether it is allowed.
     pub min: Option<(f64, bool)>,
+    /// Upper bound and whether it is allowed.
     pub max: Option<(f64, bool)>,
 }
 
@@ -99,9 +113,11 @@ impl Range {
 }
 
 impl ParamSpec {
+    /// A param every node must set.
     pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
         ParamSpec { name, ty, default: None, help, location: false, range: None }
     }
+    /// A param with a default.
     pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
         ParamSpec { name, ty, default: Some(default), help, location: false, range: None }
     }
@@ -143,11 +159,14 @@ pub enum InputDecl {
 /// One file a stage produces: `name` is what pipelines reference (`stage.name`), `file` the file name.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputSpec {
+    /// The name pipelines reference (`stage.name`).
     pub name: String,
+    /// The file name the stage writes in its work dir (and `publish` copies).
     pub file: String,
 }
 
 impl OutputSpec {
+    /// An output named `name`, written as `file`.
     pub fn new(name: &str, file: &str) -> Self {
         OutputSpec { name: name.to_string(), file: file.to_string() }
     }
@@ -158,22 +177,28 @@ impl OutputSpec {
 pub struct Params(pub BTreeMap<String, Value>);
 
 impl Params {
+    /// The value of `name`, unless absent or `null`.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| **v != Value::Null)
     }
+    /// A string param; an error naming the param otherwise.
     pub fn str(&self, name: &str) -> Result<&str, StageError> {
         self.get(name).and_then(Value::as_str).ok_or_else(|| StageError::param(name, "a string"))
     }
+    /// A numeric param as a float.
     pub fn f64(&self, name: &str) -> Result<f64, StageError> {
         self.get(name).and_then(Value::as_f64).ok_or_else(|| StageError::param(name, "a number"))
     }
+    /// An integer param.
     pub fn i64(&self, name: &str) -> Result<i64, StageError> {
         self.get(name).and_then(Value::as_i64).ok_or_else(|| StageError::param(name, "an integer"))
     }
+    /// A non-negative integer param.
     pub fn usize(&self, name: &str) -> Result<usize, StageError> {
         let v = self.i64(name)?;
         usize::try_from(v).map_err(|_| StageError::param(name, "a non-negative integer"))
     }
+    /// A list-of-strings param (empty when absent).
     pub fn str_list(&self, name: &str) -> Result<Vec<String>, StageError> {
         match self.get(name) {
             None => Ok(Vec::new()),
@@ -185,29 +210,44 @@ impl Params {
     }
 }
 
+/// Why a stage did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
+    /// A param has the wrong type (validation normally catches this first).
     #[error("param `{name}` must be {expected}")]
-    Param { name: String, expected: String },
+    Param {
+        /// The param's name.
+        name: String,
+        /// What it must be, e.g. "a string".
+        expected: String,
+    },
+    /// The run was interrupted (Ctrl-C); not a failure of the stage.
     #[error("interrupted")]
     Cancelled,
+    /// The stage failed; the message says why and what to do.
     #[error("{0}")]
     Failed(String),
+    /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the file.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 }
 
 impl StageError {
+    /// [`StageError::Param`].
     pub fn param(name: &str, expected: &str) -> Self {
         StageError::Param { name: name.to_string(), expected: expected.to_string() }
     }
+    /// [`StageError::Failed`].
     pub fn failed(msg: impl Into<String>) -> Self {
         StageError::Failed(msg.into())
     }
+    /// [`StageError::Io`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StageError::Io { context: context.into(), source }
     }
@@ -215,8 +255,11 @@ impl StageError {
 
 /// Progress of long work inside a node (epochs, batches); shown as a bar by the terminal reporter.
 pub trait Progress: Send + Sync {
+    /// The number of steps (e.g. epochs).
     fn set_length(&self, len: u64);
+    /// Steps done so far.
     fn set_position(&self, pos: u64);
+    /// A short status shown beside the bar (e.g. the last loss).
     fn set_message(&self, msg: String);
 }
 
@@ -232,6 +275,7 @@ impl Progress for NoProgress {
 pub struct RunContext {
     /// The node's id, for logs and messages only: it is not in the key, so no output may hold it.
     pub node: String,
+    /// The node's type-checked params, defaults filled in.
     pub params: Params,
     /// Input name -> object paths (one for a plain input, several for a gathered one). Read-only.
     pub inputs: BTreeMap<String, Vec<PathBuf>>,
@@ -241,6 +285,7 @@ pub struct RunContext {
     /// Input name -> grid coordinates of each upstream node (same order as `inputs`; empty for
     /// files). Empty unless the kind [`reads_input_identity`](StageKind::reads_input_identity).
     pub input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
+    /// What the kind declared it writes (see [`RunContext::output`]).
     pub outputs: Vec<OutputSpec>,
     /// Private scratch directory; outputs are written here and moved into the store afterwards.
     pub work_dir: PathBuf,
@@ -248,12 +293,15 @@ pub struct RunContext {
     pub workspace: PathBuf,
     /// CPU threads this node may use (`--threads`).
     pub threads: usize,
+    /// Where long work reports its progress.
     pub progress: Arc<dyn Progress>,
+    /// Set when the run is interrupted: long work checks it ([`RunContext::check_cancelled`]).
     pub cancel: Arc<AtomicBool>,
     log: Mutex<String>,
 }
 
 impl RunContext {
+    /// A context with an empty log.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: String,
@@ -304,10 +352,12 @@ impl RunContext {
         self.inputs.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Whether the run was interrupted.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
 
+    /// `Err(StageError::Cancelled)` once the run was interrupted.
     pub fn check_cancelled(&self) -> Result<(), StageError> {
         if self.is_cancelled() {
             Err(StageError::Cancelled)
@@ -323,6 +373,7 @@ impl RunContext {
         log.push('\n');
     }
 
+    /// The log so far, emptied.
     pub fn take_log(&self) -> String {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -342,11 +393,15 @@ pub const UNKNOWN: &str = "unknown on this machine";
 
 /// A stage kind as the engine sees it.
 pub trait StageKind: Send + Sync {
+    /// The name pipelines use (`kind: NAME`).
     fn name(&self) -> &'static str;
     /// Bump when the kind's code changes the meaning of its outputs: invalidates its cache entries.
     fn version(&self) -> u32;
+    /// Every param the kind accepts; an unknown one in a pipeline is an error.
     fn params(&self) -> Vec<ParamSpec>;
+    /// The input names the kind accepts.
     fn inputs(&self) -> InputDecl;
+    /// The files a node with these params writes; an error says which param is wrong.
     fn outputs(&self, params: &Params) -> Result<Vec<OutputSpec>, String>;
     /// Extra fingerprint fields (library versions, device) that change what the stage computes.
     ///
@@ -369,6 +424,7 @@ pub trait StageKind: Send + Sync {
     fn reads_input_identity(&self) -> bool {
         false
     }
+    /// Computes the node: reads `ctx`'s inputs, writes every declared output into its work dir.
     fn run(&self, ctx: &RunContext) -> Result<(), StageError>;
 }
 
@@ -384,9 +440,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Adds a kind in this process (replacing one of the same name).
     pub fn register(&mut self, kind: impl StageKind + 'static) -> &mut Self {
         self.kinds.insert(kind.name(), Arc::new(kind));
         self
@@ -401,9 +459,11 @@ impl Registry {
         let (load, cell) = self.lazy.as_ref()?;
         Some(cell.get_or_init(|| load().map(|ks| ks.into_iter().map(|k| (k.name(), k)).collect())))
     }
+    /// The kind named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn StageKind>> {
         self.kinds.get(name).or_else(|| self.loaded()?.as_ref().ok()?.get(name))
     }
+    /// Every kind's name, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self.kinds.keys().copied().collect();
         if let Some(Ok(more)) = self.loaded() {

@@ -18,6 +18,7 @@
 //! The worker answers every question about a kind from the same code that runs it, so a pipeline is
 //! validated (all errors at once, with line:column) exactly as before, and every cache key is what
 //! the in-process kind computes. Each node sets its own thread count in its own process.
+#![warn(missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -45,9 +46,19 @@ pub enum Request {
     /// Every kind the worker serves.
     Describe,
     /// `StageKind::outputs` of one kind for one node's params.
-    Outputs { kind: String, params: Params },
+    Outputs {
+        /// The kind's name.
+        kind: String,
+        /// One node's params.
+        params: Params,
+    },
     /// `StageKind::environment` (and what it depends on) for one node's params.
-    Environment { kind: String, params: Params },
+    Environment {
+        /// The kind's name.
+        kind: String,
+        /// One node's params.
+        params: Params,
+    },
     /// Runs one node; the worker answers with progress and log lines, then `done` or `failed`.
     Run(RunRequest),
 }
@@ -55,15 +66,25 @@ pub enum Request {
 /// The part of a [`RunContext`] that crosses the process boundary.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunRequest {
+    /// The kind's name.
     pub kind: String,
+    /// [`RunContext::node`].
     pub node: String,
+    /// [`RunContext::params`].
     pub params: Params,
+    /// [`RunContext::inputs`].
     pub inputs: BTreeMap<String, Vec<PathBuf>>,
+    /// [`RunContext::input_nodes`].
     pub input_nodes: BTreeMap<String, Vec<String>>,
+    /// [`RunContext::input_coords`].
     pub input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
+    /// [`RunContext::outputs`].
     pub outputs: Vec<OutputSpec>,
+    /// [`RunContext::work_dir`].
     pub work_dir: PathBuf,
+    /// [`RunContext::workspace`].
     pub workspace: PathBuf,
+    /// [`RunContext::threads`]: the worker sets its libraries' thread pools to it.
     pub threads: usize,
 }
 
@@ -71,42 +92,92 @@ pub struct RunRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum Reply {
-    Kinds { kinds: Vec<KindDesc> },
-    Outputs { outputs: Result<Vec<OutputSpec>, String> },
-    Environment { values: BTreeMap<String, String>, watch: Option<Watch> },
-    Length { len: u64 },
-    Position { pos: u64 },
-    Message { text: String },
+    /// Answers `describe`.
+    Kinds {
+        /// Every kind served.
+        kinds: Vec<KindDesc>,
+    },
+    /// Answers `outputs`.
+    Outputs {
+        /// What [`StageKind::outputs`] returned.
+        outputs: Result<Vec<OutputSpec>, String>,
+    },
+    /// Answers `environment`.
+    Environment {
+        /// What [`StageKind::environment`] returned.
+        values: BTreeMap<String, String>,
+        /// What [`StageKind::environment_watch`] returned.
+        watch: Option<Watch>,
+    },
+    /// [`Progress::set_length`] of the running node.
+    Length {
+        /// Steps in all.
+        len: u64,
+    },
+    /// [`Progress::set_position`] of the running node.
+    Position {
+        /// Steps done.
+        pos: u64,
+    },
+    /// [`Progress::set_message`] of the running node.
+    Message {
+        /// The status text.
+        text: String,
+    },
     /// The node's log (sent once, before `done` / `failed`).
-    Log { text: String },
+    Log {
+        /// The lines, newline-separated.
+        text: String,
+    },
+    /// The node completed; its outputs are in its work dir.
     Done,
-    Failed { error: String, cancelled: bool },
+    /// The node did not complete.
+    Failed {
+        /// Why, as [`StageError`]'s message.
+        error: String,
+        /// It stopped because it was interrupted.
+        cancelled: bool,
+    },
     /// A request the worker could not read or answer.
-    Error { error: String },
+    Error {
+        /// What went wrong.
+        error: String,
+    },
 }
 
 /// A kind's interface as the engine sees it, in a form that crosses the process boundary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KindDesc {
+    /// [`StageKind::name`].
     pub name: String,
+    /// [`StageKind::version`].
     pub version: u32,
+    /// [`StageKind::params`].
     pub params: Vec<ParamDesc>,
     /// `None`: any input names (like `command`); else (name, required).
     pub inputs: Option<Vec<(String, bool)>>,
+    /// [`StageKind::reads_input_identity`].
     pub reads_input_identity: bool,
 }
 
 /// A [`ParamSpec`] that crosses the process boundary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamDesc {
+    /// [`ParamSpec::name`].
     pub name: String,
+    /// [`ParamSpec::ty`].
     pub ty: TypeDesc,
     /// Required params have no default (`null` is a default of its own).
     pub required: bool,
+    /// [`ParamSpec::default`] of an optional param.
     pub default: Value,
+    /// [`ParamSpec::help`].
     pub help: String,
+    /// [`ParamSpec::location`].
     pub location: bool,
+    /// [`Range::min`].
     pub min: Option<(f64, bool)>,
+    /// [`Range::max`].
     pub max: Option<(f64, bool)>,
 }
 
@@ -114,11 +185,17 @@ pub struct ParamDesc {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TypeDesc {
+    /// [`ParamType::Bool`].
     Bool,
+    /// [`ParamType::Int`].
     Int,
+    /// [`ParamType::Float`].
     Float,
+    /// [`ParamType::Str`].
     Str,
+    /// [`ParamType::Choice`].
     Choice(Vec<String>),
+    /// [`ParamType::List`].
     List(Box<TypeDesc>),
 }
 
@@ -394,6 +471,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool of workers running `exe`; none is started yet.
     pub fn new(exe: PathBuf) -> Self {
         Pool { exe, idle: Mutex::new(Vec::new()) }
     }

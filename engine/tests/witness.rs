@@ -100,7 +100,7 @@ impl Bench {
             options: RunOptions { jobs: 2, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),
-            dispatch: None,
+            runner: &engine::exec::Local,
         };
         let record: Vec<(String, String)> = ex.run().into_iter().map(|n| (n.node, n.state)).collect();
         let mut w = self.witness.lock().unwrap().clone();
