@@ -71,14 +71,14 @@ fn main() {
         };
         let t = Instant::now();
         let nodes = ex.run();
-        (t.elapsed().as_secs_f64(), nodes.iter().filter(|n| n.state == "ran").count())
+        (t.elapsed().as_secs_f64(), nodes.iter().filter(|n| n.state == pipe::store::RunState::Ran).count())
     };
     let (cold_s, ran) = run();
     assert_eq!(ran, n);
     let t = Instant::now();
     let st = pipe::plan::status(&graph, &store, "bench", &dir);
     let status_s = t.elapsed().as_secs_f64();
-    assert!(st.iter().all(|s| s.state == "fresh"));
+    assert!(st.iter().all(|s| s.state == pipe::plan::Freshness::Fresh));
     let (noop_s, ran) = run();
     assert_eq!(ran, 0);
 

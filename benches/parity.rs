@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use stages::data::{self, DatasetKind, Preprocess};
-use stages::train::autoencoder::{pretrain, Autoencoder};
-use stages::train::svdd::{self, Objective, SvddConfig};
+use stages::models::autoencoder::Autoencoder;
+use stages::models::svdd::Objective;
+use stages::train::autoencoder::pretrain;
+use stages::train::svdd::{self, SvddConfig};
 use stages::train::TrainConfig;
 use tch::{Device, Kind, Tensor};
 

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
+use stages::models::autoencoder::Autoencoder;
 use stages::models::Arch;
-use stages::train::autoencoder::Autoencoder;
 use stages::train::{reconstruction_error, TrainConfig};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};

@@ -11,10 +11,10 @@ use crate::config::{self, LoadError, Pipeline};
 use crate::exec::{Executor, RunOptions};
 use crate::exit;
 use crate::graph::{Graph, GraphBuilder, RenderFormat};
-use crate::plan;
+use crate::plan::{self, Freshness};
 use crate::report::Terminal;
 use crate::stage::Registry;
-use crate::store::{now, RunRecord, Store};
+use crate::store::{now, RunRecord, RunState, Store};
 
 #[derive(Parser, Debug)]
 #[command(name = "pipe", version, about = "Incremental, content-addressed, parallel pipelines for ML experiment grids")]
@@ -108,11 +108,13 @@ pub enum Cmd {
     Worker {
         #[command(flatten)]
         p: PipelineArgs,
+        /// The node to run (its id, as `pipe status -v` prints it).
         #[arg(long)]
         node: String,
         /// The key the submitter computed; the job refuses to run under another.
         #[arg(long)]
         key: String,
+        /// CPU threads the node may use.
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
@@ -178,16 +180,19 @@ pub enum Cmd {
     },
     /// Print a shell completion script: `pipe completion bash > ~/.local/share/bash-completion/completions/pipe`.
     Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Run polars SQL on the results table (`results`), e.g.
     /// `pipe query "SELECT dataset, mu2, avg(auc) FROM results GROUP BY dataset, mu2"`.
     Query {
+        /// The query; the table is `results`.
         sql: String,
         /// The results table written by the pipeline's `results` stage.
         #[arg(long, default_value = "results/results.parquet")]
         results: PathBuf,
+        /// How to print the rows.
         #[arg(long, value_enum, default_value = "table")]
         format: crate::query::QueryFormat,
     },
@@ -204,8 +209,10 @@ pub enum Cmd {
     /// What changed between two runs: params per stage, metrics per results row. RUN is an id (or
     /// its prefix) or `-1` (the last run), `-2`, ...; default: the last two runs.
     Diff {
+        /// The earlier run.
         #[arg(value_name = "RUN_A", default_value = "-2", allow_hyphen_values = true)]
         a: String,
+        /// The later run.
         #[arg(value_name = "RUN_B", default_value = "-1", allow_hyphen_values = true)]
         b: String,
     },
@@ -218,6 +225,7 @@ pub enum Cmd {
     /// that no pipeline file in the workspace uses at its defaults and no run of the last
     /// --keep-days days used.
     Gc {
+        /// Also remove records (and their objects) nothing current uses (see above).
         #[arg(long)]
         records: bool,
         /// With --records: keep every result a run started in the last DAYS days used.
@@ -253,6 +261,7 @@ pub enum ExecutorKind {
 pub enum DataCmd {
     /// Download from the official mirror (resumable; md5 and sha256 verified).
     Fetch {
+        /// mnist, fashion-mnist or cifar10.
         dataset: String,
         /// Destination (default ~/.cache/pipe/data/DATASET, where `ingest` looks).
         #[arg(long)]
@@ -263,7 +272,9 @@ pub enum DataCmd {
     },
     /// Decode every file and check its checksum.
     Verify {
+        /// mnist, fashion-mnist or cifar10.
         dataset: String,
+        /// The folder to check (default: where `ingest` looks).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -430,13 +441,13 @@ fn stage_summary(st: &[plan::NodeStatus]) -> String {
         }
         let c = counts.entry(&s.stage).or_default();
         c[0] += 1;
-        match s.state.as_str() {
-            "fresh" => c[1] += 1,
+        match s.state {
+            Freshness::Fresh => c[1] += 1,
             _ if s.waiting => c[3] += 1,
-            "missing" => c[4] += 1,
-            _ => c[2] += 1,
+            Freshness::Missing => c[4] += 1,
+            Freshness::Stale => c[2] += 1,
         }
-        if s.state == "stale" && !s.waiting {
+        if s.state == Freshness::Stale && !s.waiting {
             let reasons = why.entry(&s.stage).or_default();
             for r in &s.reasons {
                 match reasons.iter_mut().find(|(x, _)| x == r) {
@@ -465,7 +476,7 @@ fn stage_summary(st: &[plan::NodeStatus]) -> String {
             let _ = writeln!(out, "{:width$}    ... {} more reasons", "", reasons.len() - 3);
         }
     }
-    let fresh = st.iter().filter(|s| s.state == "fresh").count();
+    let fresh = st.iter().filter(|s| s.state == Freshness::Fresh).count();
     let _ = writeln!(out, "{fresh} of {} nodes fresh (`pipe status FILE -v` lists each node and why)", st.len());
     out
 }
@@ -590,11 +601,17 @@ pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
     }
 }
 
-fn run(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i32> {
-    run_with(cli, registry, cancel, false)
+/// What every command may use: the store arguments, the stage kinds, the interrupt flag.
+struct Ctx<'a> {
+    store: &'a str,
+    cache: &'a Path,
+    registry: &'a Registry,
+    cancel: &'a Arc<AtomicBool>,
+    /// `pipe pull`: restore cached results only.
+    pull_only: bool,
 }
 
-fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_only: bool) -> Result<i32, i32> {
+fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32, i32> {
     let mut none = Vec::new();
     let (p, targets) = match &mut cli.command {
         Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets, .. } => (Some(p), targets),
@@ -604,487 +621,511 @@ fn run_with(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>, pull_onl
     if let Some(p) = p {
         resolve_file(p, targets, &cli.store, &cli.cache)?;
     }
+    let g = Ctx { store: &cli.store, cache: &cli.cache, registry, cancel: &cancel, pull_only: false };
     match cli.command {
-        Cmd::Push => {
-            let store = open_store(&cli.store, &cli.cache)?;
-            if store.remote().is_none() {
-                eprintln!(
-                    "error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)"
-                );
-                return Err(exit::USAGE);
-            }
-            let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
-                eprintln!("error: {e}");
-                exit::STORE
-            })?;
-            let stats = store.push().map_err(|e| {
-                eprintln!("error: {e}");
-                exit::STORE
-            })?;
-            for n in &stats.incomplete {
-                eprintln!("warning: not pushed: {n}");
-            }
-            println!(
-                "pushed {} records, {} objects ({:.1} MB), {} refs to {}",
-                stats.records,
-                stats.objects,
-                stats.bytes as f64 / 1e6,
-                stats.refs,
-                cli.store
-            );
-            Ok(exit::OK)
-        }
-        Cmd::Pull { p, overwrite, verbose } => {
-            let cmd = Cmd::Run {
-                p,
-                targets: Vec::new(),
-                force: false,
-                downstream: false,
-                jobs: None,
-                threads: None,
-                fail_fast: false,
-                dry_run: false,
-                overwrite,
-                verbose,
-                json: false,
-                executor: ExecutorKind::Local,
-                partition: None,
-                sbatch_args: Vec::new(),
-            };
-            run_with(Cli { store: cli.store, cache: cli.cache, command: cmd }, registry, cancel, true)
-        }
+        Cmd::Push => cmd_push(&g),
+        Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
         Cmd::Run { p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } => {
-            let (pipeline, graph) = load(&p, registry)?;
-            let (graph, rerun) = if targets.is_empty() {
-                let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
-                (graph, rerun)
-            } else {
-                let (g, hit) = select(&pipeline.nodes, &targets, downstream)?;
-                (g, if force { hit } else { Vec::new() })
-            };
-            let rerun: std::collections::HashSet<String> = rerun.into_iter().collect();
-            let store = open_store(&cli.store, &cli.cache)?;
-            let ns = ref_namespace(p.path());
-            if dry_run {
-                let st = plan::status(&graph, &store, &ns, &workspace());
-                let todo: Vec<_> = st.iter().filter(|s| s.state != "fresh" || rerun.contains(&s.node)).collect();
-                for s in &todo {
-                    let why = if s.state == "fresh" { "forced (-f); its result is cached".to_string() } else { s.reasons.join("; ") };
-                    println!("would run {}  ({why})", s.node);
-                }
-                println!("{} of {} nodes would run", todo.len(), st.len());
-                return Ok(exit::OK);
-            }
-            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            let slurm = match executor {
-                ExecutorKind::Local => None,
-                ExecutorKind::Slurm => {
-                    let exe = std::env::current_exe().map_err(|e| {
-                        eprintln!("error: cannot locate the pipe binary for the Slurm jobs: {e}");
-                        exit::USAGE
-                    })?;
-                    let store_arg = if is_url(&cli.store) { cli.store.clone() } else { absolute(Path::new(&cli.store)).display().to_string() };
-                    let s = crate::slurm::Slurm::new(
-                        exe,
-                        p.path().to_path_buf(),
-                        p.set.clone(),
-                        store_arg,
-                        absolute(store.root()),
-                        partition,
-                        sbatch_args,
-                    );
-                    s.check().map_err(|e| {
-                        eprintln!("error: {e}");
-                        exit::USAGE
-                    })?;
-                    Some(s)
-                }
-            };
-            // Slurm: up to 64 jobs in flight, one CPU each unless --threads says otherwise.
-            let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
-            let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
-            let _lock = store.lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe())).map_err(|e| {
-                eprintln!("error: {e}");
-                exit::STORE
-            })?;
-            store.clean_scratch();
-            let reporter = Terminal::new(verbose);
-            let started_at = now();
-            let t0 = Instant::now();
-            let ex = Executor {
-                graph: &graph,
-                store: &store,
-                pipeline: &ns,
-                workspace: workspace(),
-                options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun },
-                reporter: &reporter,
-                cancel: cancel.clone(),
-                runner: match &slurm {
-                    Some(s) => s as &dyn crate::exec::NodeRunner,
-                    None => &crate::exec::Local,
-                },
-            };
-            let nodes = ex.run();
-            if let Some(s) = &slurm {
-                s.cancel_all();
-            }
-            // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
-            // their refs; `pipe gc` decides what is live.
-            reporter.finish();
-            let count = |s: &str| nodes.iter().filter(|n| n.state == s).count();
-            let (ran, cached, failed, skipped, cancelled) = (count("ran"), count("cached"), count("failed"), count("skipped"), count("cancelled"));
-            let interrupted = cancel.load(Ordering::SeqCst) && !(fail_fast && failed > 0);
-            let status = if interrupted {
-                "interrupted"
-            } else if failed > 0 {
-                "failed"
-            } else {
-                "ok"
-            };
-            let (git_commit, git_dirty) = git_state(&workspace());
-            let record = RunRecord {
-                run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
-                pipeline: pipeline.name.clone(),
-                file: p.path().display().to_string(),
-                started_at,
-                started: rfc3339(started_at),
-                git_commit,
-                git_dirty,
-                pipe_version: env!("CARGO_PKG_VERSION").to_string(),
-                host: hostname(),
-                overrides: p.set.clone(),
-                duration_s: t0.elapsed().as_secs_f64(),
-                jobs,
-                status: status.into(),
-                nodes,
-            };
-            let path = store.write_run(&record).map_err(|e| {
-                eprintln!("error: {e}");
-                exit::STORE
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
-            }
-            eprintln!(
-                "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped, {cancelled} cancelled in {:.1}s; run record {}",
-                record.duration_s,
-                path.display()
-            );
-            Ok(match status {
-                "interrupted" => exit::INTERRUPTED,
-                "failed" => {
-                    for n in record.nodes.iter().filter(|n| n.state == "failed") {
-                        let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
-                        eprintln!("failed: {}: {first}", n.node);
-                    }
-                    exit::NODES_FAILED
-                }
-                _ => exit::OK,
-            })
+            cmd_run(&g, p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args)
         }
-        Cmd::Worker { p, node, key, threads } => {
-            let (_, graph) = load(&p, registry)?;
-            let store = open_store(&cli.store, &cli.cache)?;
-            let failed = |error: String| {
-                eprintln!("error: {node}: {error}");
-                let marker = crate::slurm::TaskFailure { node: node.clone(), error };
-                if let Err(e) = store.put_meta(&crate::slurm::failure_rel(&key), &serde_json::to_vec_pretty(&marker).expect("serialises")) {
-                    eprintln!("error: could not record the failure: {e}");
-                }
-                exit::NODES_FAILED
-            };
-            let Some(i) = graph.find(&node) else {
-                return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.path().display())));
-            };
-            let task: crate::slurm::Task = match store.get_meta(&crate::slurm::task_rel(&key)) {
-                Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}")))?,
-                Ok(None) => return Err(failed(format!("no task {} in {}", crate::slurm::task_rel(&key), store.describe()))),
-                Err(e) => return Err(failed(e.to_string())),
-            };
-            let mut outputs = vec![None; graph.len()];
-            for (id, outs) in task.upstream {
-                let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
-                outputs[j.index()] = Some(outs);
-            }
-            let ns = ref_namespace(p.path());
-            let ex = Executor {
-                graph: &graph,
-                store: &store,
-                pipeline: &ns,
-                workspace: workspace(),
-                options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
-                reporter: &crate::report::Silent,
-                cancel,
-                runner: &crate::exec::Local,
-            };
-            let t0 = Instant::now();
-            if task.key != key || task.fingerprint.key() != key {
-                return Err(failed(format!("task {} does not describe key {key}", crate::slurm::task_rel(&key))));
-            }
-            match crate::exec::run_node(&ex, i.index(), outputs, &task.fingerprint) {
-                Ok(state) => {
-                    println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
-                    Ok(exit::OK)
-                }
-                Err(e) => Err(failed(e)),
-            }
-        }
-        Cmd::Completion { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "pipe", &mut std::io::stdout());
-            Ok(exit::OK)
-        }
-        Cmd::Get { file, set, node, output, dest } => {
-            let p = PipelineArgs { file: Some(file), set };
-            let (pipeline, graph) = load(&p, registry)?;
-            let id = &one_node(&pipeline.nodes, &graph, std::slice::from_ref(&node))?;
-            // Only the node and its upstream decide whether it is fresh.
-            let (graph, _) = select(&pipeline.nodes, std::slice::from_ref(id), false)?;
-            let store = open_store(&cli.store, &cli.cache)?;
-            let st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
-            let s = st.iter().find(|s| &s.node == id).expect("every node has a status");
-            let (Some(key), "fresh") = (&s.key, s.state.as_str()) else {
-                eprintln!(
-                    "error: {id} is {}: {}\n  = hint: its stored result is not the one the file describes now; `pipe run {} '{id}'` computes it",
-                    s.state,
-                    s.reasons.join("; "),
-                    p.path().display()
-                );
-                return Err(exit::NOT_FOUND);
-            };
-            let rec = match plan::lookup(&store, key, true) {
-                plan::Lookup::Hit(rec) => rec,
-                _ => {
-                    eprintln!(
-                        "error: {id}: its result (key {}) cannot be read from {}\n  = hint: check the store (its connection and credentials for a remote), or recompute it: `pipe run {} '{id}' -f`",
-                        &key[..12],
-                        store.describe(),
-                        p.path().display()
-                    );
-                    return Err(exit::STORE);
-                }
-            };
-            let Some(obj) = rec.outputs.get(&output) else {
-                let names: Vec<&str> = rec.outputs.keys().map(String::as_str).collect();
-                eprintln!("error: {id} has no output `{output}`\n  = hint: its outputs: {}", names.join(", "));
-                return Err(exit::NOT_FOUND);
-            };
-            let file = graph
-                .node(graph.find(id).expect("found above"))
-                .outputs
-                .iter()
-                .find(|o| o.name == output)
-                .map(|o| o.file.clone())
-                .unwrap_or(output.clone());
-            let target = if dest.is_dir() { dest.join(&file) } else { dest.clone() };
-            std::fs::copy(store.object_path(obj), &target)
-                .and_then(|_| {
-                    use std::os::unix::fs::PermissionsExt;
-                    // The store's objects are read-only; the user's copy is theirs to edit.
-                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
-                })
-                .map_err(|e| {
-                    eprintln!("error: cannot write {}: {e}", target.display());
-                    exit::STORE
-                })?;
-            println!("{} ({} bytes) -> {}", output, obj.size, target.display());
-            Ok(exit::OK)
-        }
-        Cmd::Runs { json, last } => {
-            let store = open_store(&cli.store, &cli.cache)?;
-            let mut runs = store.runs();
-            if let Some(n) = last {
-                runs.drain(..runs.len().saturating_sub(n));
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
-            } else if runs.is_empty() {
-                eprintln!("no runs in {} yet\n  = hint: `pipe run FILE` records one", store.describe());
-            } else {
-                print!("{}", crate::runs::table(&runs));
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Diff { a, b } => {
-            let store = open_store(&cli.store, &cli.cache)?;
-            let runs = store.runs();
-            let pick = |w: &str| {
-                crate::runs::find(&runs, w).map_err(|e| {
-                    eprintln!("error: {e}");
-                    exit::NOT_FOUND
-                })
-            };
-            let (ra, rb) = (pick(&a)?, pick(&b)?);
-            print!("{}", crate::runs::diff(&store, ra, rb));
-            Ok(exit::OK)
-        }
-        Cmd::Status { p, targets, json, check, verbose } => {
-            let per_node = verbose || !targets.is_empty();
-            let (pipeline, graph) = load(&p, registry)?;
-            let (graph, shown) = if targets.is_empty() {
-                (graph, None)
-            } else {
-                let (g, hit) = select(&pipeline.nodes, &targets, false)?;
-                (g, Some(hit.into_iter().collect::<std::collections::HashSet<String>>()))
-            };
-            let store = open_store(&cli.store, &cli.cache)?;
-            let mut st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
-            if let Some(shown) = &shown {
-                st.retain(|s| shown.contains(&s.node));
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
-            } else if !per_node {
-                print!("{}", stage_summary(&st));
-            } else {
-                let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
-                for s in &st {
-                    if s.reasons.is_empty() {
-                        println!("{:<7} {}", s.state, s.node);
-                    } else {
-                        println!("{:<7} {:<width$}  {}", s.state, s.node, s.reasons.join("; "));
-                    }
-                }
-                let fresh = st.iter().filter(|s| s.state == "fresh").count();
-                println!("{fresh} of {} nodes fresh", st.len());
-            }
-            Ok(if check && st.iter().any(|s| s.state != "fresh") { exit::STALE } else { exit::OK })
-        }
-        Cmd::Dag { p, format, stages } => {
-            let (_, graph) = load(&p, registry)?;
-            print!("{}", if stages { graph.render_stages(format) } else { graph.render(format) });
-            Ok(exit::OK)
-        }
-        Cmd::Show { p, targets, json } => {
-            let (pipeline, graph) = load(&p, registry)?;
-            if targets.is_empty() {
-                eprintln!(
-                    "error: name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`\n  = hint: `pipe dag {}` lists the nodes",
-                    p.path().display(),
-                    p.path().display()
-                );
-                return Err(exit::USAGE);
-            }
-            let node = one_node(&pipeline.nodes, &graph, &targets)?;
-            let i = graph.find(&node).expect("one_node names a node of the graph");
-            let store = open_store(&cli.store, &cli.cache)?;
-            let n = graph.node(i);
-            let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());
-            if json {
-                let v = serde_json::json!({
-                    "node": n.id,
-                    "stage": n.stage,
-                    "kind": n.kind.name(),
-                    "version": n.kind.version(),
-                    "coords": n.coords.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
-                    "params": n.params.0,
-                    "outputs": n.outputs.iter().map(|o| serde_json::json!({"name": o.name, "file": o.file})).collect::<Vec<_>>(),
-                    "last_run": last.as_ref().map(|rec| serde_json::json!({
-                        "key": rec.key,
-                        "duration_s": rec.duration_s,
-                        "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
-                        "log": rec.log,
-                    })),
-                });
-                println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
-                return Ok(exit::OK);
-            }
-            println!("node    {}\nstage   {} (kind {} v{})", n.id, n.stage, n.kind.name(), n.kind.version());
-            for (k, v) in &n.params.0 {
-                println!("param   {k} = {v}");
-            }
-            for o in &n.outputs {
-                println!("output  {} ({})", o.name, o.file);
-            }
-            match last {
-                Some(rec) => {
-                    println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
-                    for (name, obj) in &rec.outputs {
-                        println!("  {name}: {} ({} bytes)", store.object_path(obj).display(), obj.size);
-                    }
-                    if !rec.log.is_empty() {
-                        println!("log:\n{}", rec.log);
-                    }
-                }
-                None => println!("never run"),
-            }
-            Ok(exit::OK)
-        }
-        Cmd::Query { sql, results, format } => {
-            let run = crate::query::run(&sql, &results).and_then(|mut df| crate::query::render(&mut df, format));
-            match run {
-                Ok(text) => {
-                    print!("{text}");
-                    Ok(exit::OK)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Err(exit::NOT_FOUND)
-                }
-            }
-        }
+        Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
+        Cmd::Completion { shell } => cmd_completion(shell),
+        Cmd::Get { file, set, node, output, dest } => cmd_get(&g, file, set, node, output, dest),
+        Cmd::Runs { json, last } => cmd_runs(&g, json, last),
+        Cmd::Diff { a, b } => cmd_diff(&g, a, b),
+        Cmd::Status { p, targets, json, check, verbose } => cmd_status(&g, p, targets, json, check, verbose),
+        Cmd::Dag { p, format, stages } => cmd_dag(&g, p, format, stages),
+        Cmd::Show { p, targets, json } => cmd_show(&g, p, targets, json),
+        Cmd::Query { sql, results, format } => cmd_query(sql, results, format),
         Cmd::Data { action } => data(&action),
-        Cmd::Gc { records, keep_days, dry_run, remote, older_than } => {
-            let store = open_store(&cli.store, &cli.cache)?;
-            if remote {
-                if store.remote().is_none() {
-                    eprintln!("error: --remote needs a remote store: --store s3://BUCKET/PREFIX or file:///DIR");
-                    return Err(exit::USAGE);
-                }
-                let live = if records {
-                    let (keys, notes) = live_keys(&store, registry, keep_days);
-                    notes.iter().for_each(|n| eprintln!("{n}"));
-                    Some(keys)
-                } else {
-                    None
-                };
-                let stats = store.gc_remote(live.as_ref(), (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
-                    eprintln!("error: {e}");
-                    exit::STORE
-                })?;
-                println!(
-                    "removed {} objects and {} records ({:.1} MB) from {}; kept {} objects",
-                    stats.objects_removed,
-                    stats.records_removed,
-                    stats.bytes_freed as f64 / 1e6,
-                    cli.store,
-                    stats.objects_kept
-                );
-                return Ok(exit::OK);
-            }
-            let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
-                eprintln!("error: {e}");
-                exit::STORE
+        Cmd::Gc { records, keep_days, dry_run, remote, older_than } => cmd_gc(&g, records, keep_days, dry_run, remote, older_than),
+    }
+}
+
+/// `pipe push`.
+fn cmd_push(g: &Ctx<'_>) -> Result<i32, i32> {
+    let store = open_store(g.store, g.cache)?;
+    if store.remote().is_none() {
+        eprintln!("error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)");
+        return Err(exit::USAGE);
+    }
+    let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    let stats = store.push().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    for n in &stats.incomplete {
+        eprintln!("warning: not pushed: {n}");
+    }
+    println!("pushed {} records, {} objects ({:.1} MB), {} refs to {}", stats.records, stats.objects, stats.bytes as f64 / 1e6, stats.refs, g.store);
+    Ok(exit::OK)
+}
+
+/// `pipe pull`: a run that restores from the store and computes nothing.
+fn cmd_pull(g: &Ctx<'_>, p: PipelineArgs, overwrite: bool, verbose: bool) -> Result<i32, i32> {
+    let g = Ctx { pull_only: true, ..*g };
+    cmd_run(&g, p, Vec::new(), false, false, None, None, false, false, overwrite, verbose, false, ExecutorKind::Local, None, Vec::new())
+}
+
+/// `pipe run`.
+#[allow(clippy::too_many_arguments)]
+fn cmd_run(
+    g: &Ctx<'_>,
+    p: PipelineArgs,
+    targets: Vec<String>,
+    force: bool,
+    downstream: bool,
+    jobs: Option<usize>,
+    threads: Option<usize>,
+    fail_fast: bool,
+    dry_run: bool,
+    overwrite: bool,
+    verbose: bool,
+    json: bool,
+    executor: ExecutorKind,
+    partition: Option<String>,
+    sbatch_args: Vec<String>,
+) -> Result<i32, i32> {
+    let (pipeline, graph) = load(&p, g.registry)?;
+    let (graph, rerun) = if targets.is_empty() {
+        let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
+        (graph, rerun)
+    } else {
+        let (g, hit) = select(&pipeline.nodes, &targets, downstream)?;
+        (g, if force { hit } else { Vec::new() })
+    };
+    let rerun: std::collections::HashSet<String> = rerun.into_iter().collect();
+    let store = open_store(g.store, g.cache)?;
+    let ns = ref_namespace(p.path());
+    if dry_run {
+        let st = plan::status(&graph, &store, &ns, &workspace());
+        let todo: Vec<_> = st.iter().filter(|s| s.state != Freshness::Fresh || rerun.contains(&s.node)).collect();
+        for s in &todo {
+            let why = if s.state == Freshness::Fresh { "forced (-f); its result is cached".to_string() } else { s.reasons.join("; ") };
+            println!("would run {}  ({why})", s.node);
+        }
+        println!("{} of {} nodes would run", todo.len(), st.len());
+        return Ok(exit::OK);
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let slurm = match executor {
+        ExecutorKind::Local => None,
+        ExecutorKind::Slurm => {
+            let exe = std::env::current_exe().map_err(|e| {
+                eprintln!("error: cannot locate the pipe binary for the Slurm jobs: {e}");
+                exit::USAGE
             })?;
-            let live = if records {
-                let (keys, notes) = live_keys(&store, registry, keep_days);
-                for n in notes {
-                    eprintln!("{n}");
-                }
-                Some(keys)
-            } else {
-                None
-            };
-            let stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
+            let store_arg = if is_url(g.store) { g.store.to_string() } else { absolute(Path::new(g.store)).display().to_string() };
+            let s = crate::slurm::Slurm::new(exe, p.path().to_path_buf(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
+            s.check().map_err(|e| {
                 eprintln!("error: {e}");
-                exit::STORE
+                exit::USAGE
             })?;
-            if dry_run {
-                for line in &stats.removed {
-                    println!("would remove {line}");
-                }
+            Some(s)
+        }
+    };
+    // Slurm: up to 64 jobs in flight, one CPU each unless --threads says otherwise.
+    let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
+    let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
+    let _lock = store.lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe())).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    store.clean_scratch();
+    let reporter = Terminal::new(verbose);
+    let started_at = now();
+    let t0 = Instant::now();
+    let ex = Executor {
+        graph: &graph,
+        store: &store,
+        pipeline: &ns,
+        workspace: workspace(),
+        options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only: g.pull_only, rerun },
+        reporter: &reporter,
+        cancel: g.cancel.clone(),
+        runner: match &slurm {
+            Some(s) => s as &dyn crate::exec::NodeRunner,
+            None => &crate::exec::Local,
+        },
+    };
+    let nodes = ex.run();
+    if let Some(s) = &slurm {
+        s.cancel_all();
+    }
+    // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
+    // their refs; `pipe gc` decides what is live.
+    reporter.finish();
+    let count = |s: RunState| nodes.iter().filter(|n| n.state == s).count();
+    let (ran, cached, failed, skipped, cancelled) =
+        (count(RunState::Ran), count(RunState::Cached), count(RunState::Failed), count(RunState::Skipped), count(RunState::Cancelled));
+    let interrupted = g.cancel.load(Ordering::SeqCst) && !(fail_fast && failed > 0);
+    let status = if interrupted {
+        "interrupted"
+    } else if failed > 0 {
+        "failed"
+    } else {
+        "ok"
+    };
+    let (git_commit, git_dirty) = git_state(&workspace());
+    let record = RunRecord {
+        run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
+        pipeline: pipeline.name.clone(),
+        file: p.path().display().to_string(),
+        started_at,
+        started: rfc3339(started_at),
+        git_commit,
+        git_dirty,
+        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: hostname(),
+        overrides: p.set.clone(),
+        duration_s: t0.elapsed().as_secs_f64(),
+        jobs,
+        status: status.into(),
+        nodes,
+    };
+    let path = store.write_run(&record).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
+    }
+    eprintln!(
+        "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped, {cancelled} cancelled in {:.1}s; run record {}",
+        record.duration_s,
+        path.display()
+    );
+    Ok(match status {
+        "interrupted" => exit::INTERRUPTED,
+        "failed" => {
+            for n in record.nodes.iter().filter(|n| n.state == RunState::Failed) {
+                let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
+                eprintln!("failed: {}: {first}", n.node);
             }
-            println!(
-                "{} {} objects and {} records ({:.1} MB); kept {} objects",
-                if dry_run { "would remove" } else { "removed" },
-                stats.objects_removed,
-                stats.records_removed,
-                stats.bytes_freed as f64 / 1e6,
-                stats.objects_kept
-            );
+            exit::NODES_FAILED
+        }
+        _ => exit::OK,
+    })
+}
+
+/// `pipe worker`.
+fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
+    let (_, graph) = load(&p, g.registry)?;
+    let store = open_store(g.store, g.cache)?;
+    let failed = |error: String| {
+        eprintln!("error: {node}: {error}");
+        let marker = crate::slurm::TaskFailure { node: node.clone(), error };
+        if let Err(e) = store.put_meta(&crate::slurm::failure_rel(&key), &serde_json::to_vec_pretty(&marker).expect("serialises")) {
+            eprintln!("error: could not record the failure: {e}");
+        }
+        exit::NODES_FAILED
+    };
+    let Some(i) = graph.find(&node) else {
+        return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.path().display())));
+    };
+    let task: crate::slurm::Task = match store.get_meta(&crate::slurm::task_rel(&key)) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}")))?,
+        Ok(None) => return Err(failed(format!("no task {} in {}", crate::slurm::task_rel(&key), store.describe()))),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    let mut outputs = vec![None; graph.len()];
+    for (id, outs) in task.upstream {
+        let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
+        outputs[j.index()] = Some(outs);
+    }
+    let ns = ref_namespace(p.path());
+    let ex = Executor {
+        graph: &graph,
+        store: &store,
+        pipeline: &ns,
+        workspace: workspace(),
+        options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
+        reporter: &crate::report::Silent,
+        cancel: g.cancel.clone(),
+        runner: &crate::exec::Local,
+    };
+    let t0 = Instant::now();
+    if task.key != key || task.fingerprint.key() != key {
+        return Err(failed(format!("task {} does not describe key {key}", crate::slurm::task_rel(&key))));
+    }
+    match crate::exec::run_node(&ex, i.index(), outputs, &task.fingerprint) {
+        Ok(state) => {
+            println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
             Ok(exit::OK)
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// `pipe completion`.
+fn cmd_completion(shell: clap_complete::Shell) -> Result<i32, i32> {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "pipe", &mut std::io::stdout());
+    Ok(exit::OK)
+}
+
+/// `pipe get`.
+fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: String, dest: PathBuf) -> Result<i32, i32> {
+    let p = PipelineArgs { file: Some(file), set };
+    let (pipeline, graph) = load(&p, g.registry)?;
+    let id = &one_node(&pipeline.nodes, &graph, std::slice::from_ref(&node))?;
+    // Only the node and its upstream decide whether it is fresh.
+    let (graph, _) = select(&pipeline.nodes, std::slice::from_ref(id), false)?;
+    let store = open_store(g.store, g.cache)?;
+    let st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
+    let s = st.iter().find(|s| &s.node == id).expect("every node has a status");
+    let (Some(key), Freshness::Fresh) = (&s.key, s.state) else {
+        eprintln!(
+            "error: {id} is {}: {}\n  = hint: its stored result is not the one the file describes now; `pipe run {} '{id}'` computes it",
+            s.state,
+            s.reasons.join("; "),
+            p.path().display()
+        );
+        return Err(exit::NOT_FOUND);
+    };
+    let rec = match plan::lookup(&store, key, true) {
+        plan::Lookup::Hit(rec) => rec,
+        _ => {
+            eprintln!(
+                "error: {id}: its result (key {}) cannot be read from {}\n  = hint: check the store (its connection and credentials for a remote), or recompute it: `pipe run {} '{id}' -f`",
+                &key[..12],
+                store.describe(),
+                p.path().display()
+            );
+            return Err(exit::STORE);
+        }
+    };
+    let Some(obj) = rec.outputs.get(&output) else {
+        let names: Vec<&str> = rec.outputs.keys().map(String::as_str).collect();
+        eprintln!("error: {id} has no output `{output}`\n  = hint: its outputs: {}", names.join(", "));
+        return Err(exit::NOT_FOUND);
+    };
+    let file =
+        graph.node(graph.find(id).expect("found above")).outputs.iter().find(|o| o.name == output).map(|o| o.file.clone()).unwrap_or(output.clone());
+    let target = if dest.is_dir() { dest.join(&file) } else { dest.clone() };
+    std::fs::copy(store.object_path(obj), &target)
+        .and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            // The store's objects are read-only; the user's copy is theirs to edit.
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+        })
+        .map_err(|e| {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            exit::STORE
+        })?;
+    println!("{} ({} bytes) -> {}", output, obj.size, target.display());
+    Ok(exit::OK)
+}
+
+/// `pipe runs`.
+fn cmd_runs(g: &Ctx<'_>, json: bool, last: Option<usize>) -> Result<i32, i32> {
+    let store = open_store(g.store, g.cache)?;
+    let mut runs = store.runs();
+    if let Some(n) = last {
+        runs.drain(..runs.len().saturating_sub(n));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
+    } else if runs.is_empty() {
+        eprintln!("no runs in {} yet\n  = hint: `pipe run FILE` records one", store.describe());
+    } else {
+        print!("{}", crate::runs::table(&runs));
+    }
+    Ok(exit::OK)
+}
+
+/// `pipe diff`.
+fn cmd_diff(g: &Ctx<'_>, a: String, b: String) -> Result<i32, i32> {
+    let store = open_store(g.store, g.cache)?;
+    let runs = store.runs();
+    let pick = |w: &str| {
+        crate::runs::find(&runs, w).map_err(|e| {
+            eprintln!("error: {e}");
+            exit::NOT_FOUND
+        })
+    };
+    let (ra, rb) = (pick(&a)?, pick(&b)?);
+    print!("{}", crate::runs::diff(&store, ra, rb));
+    Ok(exit::OK)
+}
+
+/// `pipe status`.
+fn cmd_status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool, check: bool, verbose: bool) -> Result<i32, i32> {
+    let per_node = verbose || !targets.is_empty();
+    let (pipeline, graph) = load(&p, g.registry)?;
+    let (graph, shown) = if targets.is_empty() {
+        (graph, None)
+    } else {
+        let (g, hit) = select(&pipeline.nodes, &targets, false)?;
+        (g, Some(hit.into_iter().collect::<std::collections::HashSet<String>>()))
+    };
+    let store = open_store(g.store, g.cache)?;
+    let mut st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
+    if let Some(shown) = &shown {
+        st.retain(|s| shown.contains(&s.node));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
+    } else if !per_node {
+        print!("{}", stage_summary(&st));
+    } else {
+        let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
+        for s in &st {
+            if s.reasons.is_empty() {
+                println!("{:<7} {}", s.state, s.node);
+            } else {
+                println!("{:<7} {:<width$}  {}", s.state, s.node, s.reasons.join("; "));
+            }
+        }
+        let fresh = st.iter().filter(|s| s.state == Freshness::Fresh).count();
+        println!("{fresh} of {} nodes fresh", st.len());
+    }
+    Ok(if check && st.iter().any(|s| s.state != Freshness::Fresh) { exit::STALE } else { exit::OK })
+}
+
+/// `pipe dag`.
+fn cmd_dag(g: &Ctx<'_>, p: PipelineArgs, format: RenderFormat, stages: bool) -> Result<i32, i32> {
+    let (_, graph) = load(&p, g.registry)?;
+    print!("{}", if stages { graph.render_stages(format) } else { graph.render(format) });
+    Ok(exit::OK)
+}
+
+/// `pipe show`.
+fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> Result<i32, i32> {
+    let (pipeline, graph) = load(&p, g.registry)?;
+    if targets.is_empty() {
+        eprintln!(
+            "error: name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`\n  = hint: `pipe dag {}` lists the nodes",
+            p.path().display(),
+            p.path().display()
+        );
+        return Err(exit::USAGE);
+    }
+    let node = one_node(&pipeline.nodes, &graph, &targets)?;
+    let i = graph.find(&node).expect("one_node names a node of the graph");
+    let store = open_store(g.store, g.cache)?;
+    let n = graph.node(i);
+    let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());
+    if json {
+        let v = serde_json::json!({
+            "node": n.id,
+            "stage": n.stage,
+            "kind": n.kind.name(),
+            "version": n.kind.version(),
+            "coords": n.coords.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+            "params": n.params.0,
+            "outputs": n.outputs.iter().map(|o| serde_json::json!({"name": o.name, "file": o.file})).collect::<Vec<_>>(),
+            "last_run": last.as_ref().map(|rec| serde_json::json!({
+                "key": rec.key,
+                "duration_s": rec.duration_s,
+                "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
+                "log": rec.log,
+            })),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        return Ok(exit::OK);
+    }
+    println!("node    {}\nstage   {} (kind {} v{})", n.id, n.stage, n.kind.name(), n.kind.version());
+    for (k, v) in &n.params.0 {
+        println!("param   {k} = {v}");
+    }
+    for o in &n.outputs {
+        println!("output  {} ({})", o.name, o.file);
+    }
+    match last {
+        Some(rec) => {
+            println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
+            for (name, obj) in &rec.outputs {
+                println!("  {name}: {} ({} bytes)", store.object_path(obj).display(), obj.size);
+            }
+            if !rec.log.is_empty() {
+                println!("log:\n{}", rec.log);
+            }
+        }
+        None => println!("never run"),
+    }
+    Ok(exit::OK)
+}
+
+/// `pipe query`.
+fn cmd_query(sql: String, results: PathBuf, format: crate::query::QueryFormat) -> Result<i32, i32> {
+    let run = crate::query::run(&sql, &results).and_then(|mut df| crate::query::render(&mut df, format));
+    match run {
+        Ok(text) => {
+            print!("{text}");
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::NOT_FOUND)
         }
     }
+}
+
+/// `pipe gc`.
+#[allow(clippy::too_many_arguments)]
+fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: bool, older_than: f64) -> Result<i32, i32> {
+    let store = open_store(g.store, g.cache)?;
+    if remote {
+        if store.remote().is_none() {
+            eprintln!("error: --remote needs a remote store: --store s3://BUCKET/PREFIX or file:///DIR");
+            return Err(exit::USAGE);
+        }
+        let live = if records {
+            let (keys, notes) = live_keys(&store, g.registry, keep_days);
+            notes.iter().for_each(|n| eprintln!("{n}"));
+            Some(keys)
+        } else {
+            None
+        };
+        let stats = store.gc_remote(live.as_ref(), (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
+            eprintln!("error: {e}");
+            exit::STORE
+        })?;
+        println!(
+            "removed {} objects and {} records ({:.1} MB) from {}; kept {} objects",
+            stats.objects_removed,
+            stats.records_removed,
+            stats.bytes_freed as f64 / 1e6,
+            g.store,
+            stats.objects_kept
+        );
+        return Ok(exit::OK);
+    }
+    let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    let live = if records {
+        let (keys, notes) = live_keys(&store, g.registry, keep_days);
+        for n in notes {
+            eprintln!("{n}");
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::STORE
+    })?;
+    if dry_run {
+        for line in &stats.removed {
+            println!("would remove {line}");
+        }
+    }
+    println!(
+        "{} {} objects and {} records ({:.1} MB); kept {} objects",
+        if dry_run { "would remove" } else { "removed" },
+        stats.objects_removed,
+        stats.records_removed,
+        stats.bytes_freed as f64 / 1e6,
+        stats.objects_kept
+    );
+    Ok(exit::OK)
 }
 
 #[cfg(test)]
@@ -1095,5 +1136,29 @@ mod cli_tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every subcommand and every argument says what it is in `--help` (clap's own `--help` and
+    /// `--version` aside).
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "pipe", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

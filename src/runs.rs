@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use crate::store::{NodeRecord, RunRecord, Store};
+use crate::store::{NodeRecord, RunRecord, RunState, Store};
 use crate::value::Value;
 
 /// One line per run, oldest first: id, start, status, counts, duration, commit, file, overrides.
@@ -18,7 +18,7 @@ pub fn table(runs: &[RunRecord]) -> String {
         "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit"
     );
     for r in runs {
-        let count = |s: &str| r.nodes.iter().filter(|n| n.state == s).count();
+        let count = |s: RunState| r.nodes.iter().filter(|n| n.state == s).count();
         let commit = match (&r.git_commit, r.git_dirty) {
             (Some(c), Some(true)) => format!("{}+", &c[..7.min(c.len())]),
             (Some(c), _) => c[..7.min(c.len())].to_string(),
@@ -32,9 +32,9 @@ pub fn table(runs: &[RunRecord]) -> String {
             r.run_id,
             started,
             r.status,
-            count("ran"),
-            count("cached"),
-            count("failed"),
+            count(RunState::Ran),
+            count(RunState::Cached),
+            count(RunState::Failed),
             r.duration_s,
             commit,
             r.file

@@ -20,7 +20,7 @@ use crate::hash::Fingerprint;
 use crate::plan::{decide_resolved, resolve_inputs, Blocked, Decided, Outputs, ResolvedInputs, Verdict, Why};
 use crate::report::{Event, Reporter};
 use crate::stage::{RunContext, StageError};
-use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, Store};
+use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, RunState, Store};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -109,7 +109,7 @@ impl Executor<'_> {
 }
 
 enum Outcome {
-    Done { state: &'static str, key: String, outputs: BTreeMap<String, ObjectRef> },
+    Done { state: RunState, key: String, outputs: BTreeMap<String, ObjectRef> },
     Failed { key: Option<String>, error: String, cancelled: bool },
 }
 
@@ -195,7 +195,7 @@ impl<'a> Executor<'a> {
         });
         let results = shared.results.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(n);
-        let mut state_of: Vec<Option<String>> = results.iter().map(|r| r.as_ref().map(|r| r.state.clone())).collect();
+        let mut state_of: Vec<Option<RunState>> = results.iter().map(|r| r.as_ref().map(|r| r.state)).collect();
         for &i in self.graph.order() {
             let idx = i.index();
             let node = self.graph.node(i);
@@ -203,24 +203,17 @@ impl<'a> Executor<'a> {
                 Some(r) => r.clone(),
                 None => {
                     let blocked =
-                        self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()].as_deref(), Some("failed") | Some("skipped")));
+                        self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()], Some(RunState::Failed | RunState::Skipped)));
                     let (state, error) = match blocked {
-                        Some(d) => ("skipped", format!("upstream {} did not complete", self.graph.node(d).id)),
-                        None => ("cancelled", "not started: run interrupted".to_string()),
+                        Some(d) => (RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
+                        None => (RunState::Cancelled, "not started: run interrupted".to_string()),
                     };
-                    let rn = RunNode {
-                        node: node.id.clone(),
-                        stage: node.stage.clone(),
-                        state: state.into(),
-                        duration_s: 0.0,
-                        key: None,
-                        error: Some(error),
-                    };
+                    let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s: 0.0, key: None, error: Some(error) };
                     self.reporter.event(&Event::NotRun { node: &node.id, state, reason: rn.error.as_deref().unwrap_or("") });
                     rn
                 }
             };
-            state_of[idx] = Some(rn.state.clone());
+            state_of[idx] = Some(rn.state);
             out.push(rn);
         }
         out
@@ -246,7 +239,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
             // A failed publish fails the node (its result is stored; dependents still run).
             let (state, error) = match published {
                 Ok(()) => {
-                    ex.reporter.event(&if state == "ran" {
+                    ex.reporter.event(&if state == RunState::Ran {
                         Event::Ran { node: &node.id, seconds: duration_s }
                     } else {
                         Event::Cached { node: &node.id }
@@ -255,7 +248,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
                 }
                 Err(e) => {
                     ex.reporter.event(&Event::Failed { node: &node.id, error: &e });
-                    ("failed", Some(e))
+                    (RunState::Failed, Some(e))
                 }
             };
             for d in ex.graph.dependents(ex.graph.index_of(i)) {
@@ -263,19 +256,19 @@ fn visit(sh: &Shared<'_>, i: usize) {
                     sh.push(d.index());
                 }
             }
-            RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key: Some(key), error }
+            RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error }
         }
         Outcome::Failed { key, error, cancelled } => {
             if ex.options.fail_fast {
                 ex.cancel.store(true, Ordering::SeqCst);
             }
-            let state = if cancelled { "cancelled" } else { "failed" };
+            let state = if cancelled { RunState::Cancelled } else { RunState::Failed };
             if cancelled {
                 ex.reporter.event(&Event::NotRun { node: &node.id, state, reason: &error });
             } else {
                 ex.reporter.event(&Event::Failed { node: &node.id, error: &error });
             }
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state: state.into(), duration_s, key, error: Some(error) };
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key, error: Some(error) };
             sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
             if !cancelled {
                 release_after_failure(sh, i);
@@ -311,11 +304,11 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
                 false
             } else {
                 let reason = format!("upstream {failed_id} did not complete");
-                ex.reporter.event(&Event::NotRun { node: &dn.id, state: "skipped", reason: &reason });
+                ex.reporter.event(&Event::NotRun { node: &dn.id, state: RunState::Skipped, reason: &reason });
                 results[d.index()] = Some(RunNode {
                     node: dn.id.clone(),
                     stage: dn.stage.clone(),
-                    state: "skipped".into(),
+                    state: RunState::Skipped,
                     duration_s: 0.0,
                     key: None,
                     error: Some(reason),
@@ -332,7 +325,7 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
 /// Runs node `i` in this process, given its upstream outputs (a cluster job's side of
 /// [`NodeRunner`]). `expected` (the submitter's fingerprint) guards against the pipeline or the
 /// environment differing from where it was submitted. Returns `ran` or `cached`.
-pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> Result<&'static str, String> {
+pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> Result<RunState, String> {
     let node = ex.graph.node(ex.graph.index_of(i));
     // Inputs come from the shared store: fetch (and verify) them into this machine's cache.
     for obj in outputs.iter().flatten().flat_map(|o| o.values()) {
@@ -365,7 +358,7 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
     ex.reporter.event(&Event::Started { node: &node.id });
     Local.run(&ex.env(), job).map_err(|f| f.error)?;
     ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| e.to_string())?;
-    Ok("ran")
+    Ok(RunState::Ran)
 }
 
 fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
@@ -390,7 +383,7 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream };
     match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
-            Ok(()) => Outcome::Done { state: "ran", key, outputs: rec.outputs },
+            Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs },
             Err(e) => Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
         },
         Err(f) => Outcome::Failed { key: Some(key), error: f.error, cancelled: f.cancelled },
@@ -414,11 +407,12 @@ fn prepare(
         Ok(r) => r,
         Err(error) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
     };
-    let Decided { inputs, fingerprint: fp, key, verdict } = match decide_resolved(node, inputs, ex.store, ex.pipeline, ex.runner.fetches_hits(), false) {
-        Ok(d) => d,
-        Err(Blocked::Input(error)) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
-        Err(Blocked::Store { key, error }) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
-    };
+    let Decided { inputs, fingerprint: fp, key, verdict } =
+        match decide_resolved(node, inputs, ex.store, ex.pipeline, ex.runner.fetches_hits(), false) {
+            Ok(d) => d,
+            Err(Blocked::Input(error)) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
+            Err(Blocked::Store { key, error }) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
+        };
     if let Some(expected) = expected.filter(|e| **e != fp) {
         let why = fp.diff(expected, &inputs.sources).join("; ");
         let hint = if fp.environment != expected.environment {
@@ -435,7 +429,7 @@ fn prepare(
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
                 return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });
             }
-            return Err(Outcome::Done { state: "cached", key, outputs: rec.outputs });
+            return Err(Outcome::Done { state: RunState::Cached, key, outputs: rec.outputs });
         }
         Verdict::Run(Why::Damaged { object, corrupt, output }) => {
             let what = if corrupt { "is corrupt" } else { "is missing" };
@@ -465,8 +459,7 @@ impl NodeRunner for Local {
         tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
         let scratch = env.store.scratch(&key).map_err(|e| Failure { error: e.to_string(), cancelled: false })?;
         // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
-        let (input_nodes, input_coords) =
-            if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
+        let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
         let ctx = RunContext::new(
             node.id.clone(),
             node.params.clone(),

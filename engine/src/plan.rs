@@ -236,7 +236,14 @@ pub fn decide(
 
 /// [`decide`] for a node whose inputs are already resolved (the scheduler resolves them under its
 /// lock and decides outside it, since a lookup may download).
-pub fn decide_resolved(node: &NodeSpec, inputs: ResolvedInputs, store: &Store, pipeline: &str, fetch: bool, explain: bool) -> Result<Decided, Blocked> {
+pub fn decide_resolved(
+    node: &NodeSpec,
+    inputs: ResolvedInputs,
+    store: &Store,
+    pipeline: &str,
+    fetch: bool,
+    explain: bool,
+) -> Result<Decided, Blocked> {
     let fingerprint = fingerprint(node, &inputs, store, pipeline);
     let key = fingerprint.key();
     let verdict = match lookup(store, &key, fetch) {
@@ -259,12 +266,40 @@ pub fn decide_resolved(node: &NodeSpec, inputs: ResolvedInputs, store: &Store, p
     Ok(Decided { inputs, fingerprint, key, verdict })
 }
 
+/// Whether a node's result is current (`state` in `pipe status --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Freshness {
+    /// Its result for the current pipeline and inputs is stored (and published).
+    Fresh,
+    /// It ran before, but something it depends on changed (or its result is damaged).
+    Stale,
+    /// It never ran (for this pipeline file), or an input is missing.
+    Missing,
+}
+
+impl Freshness {
+    /// The name `pipe status` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for Freshness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct NodeStatus {
     pub node: String,
     pub stage: String,
-    /// `fresh`, `stale` or `missing`.
-    pub state: String,
+    pub state: Freshness,
     pub reasons: Vec<String>,
     /// The node's cache key, when its inputs are known (every upstream node fresh).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -326,10 +361,10 @@ fn node_status(
     pipeline: &str,
     workspace: &Path,
 ) -> (NodeStatus, Option<BTreeMap<String, ObjectRef>>) {
-    let mk = |state: &str, reasons: Vec<String>| NodeStatus {
+    let mk = |state: Freshness, reasons: Vec<String>| NodeStatus {
         node: node.id.clone(),
         stage: node.stage.clone(),
-        state: state.to_string(),
+        state,
         reasons,
         key: None,
         waiting: false,
@@ -342,22 +377,22 @@ fn node_status(
         .map(|d| format!("upstream {} is {}", graph.node(*d).id, done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str())))
         .collect();
     if !not_fresh.is_empty() {
-        let state = if store.get_ref(pipeline, &node.id).is_some() { "stale" } else { "missing" };
+        let state = if store.get_ref(pipeline, &node.id).is_some() { Freshness::Stale } else { Freshness::Missing };
         return (NodeStatus { waiting: true, ..mk(state, not_fresh) }, None);
     }
     let d = match decide(graph, node, outputs, store, pipeline, workspace, false, true) {
         Ok(d) => d,
-        Err(Blocked::Input(e)) => return (mk("missing", vec![e]), None),
-        Err(Blocked::Store { key, error }) => return (NodeStatus { key: Some(key), ..mk("stale", vec![error]) }, None),
+        Err(Blocked::Input(e)) => return (mk(Freshness::Missing, vec![e]), None),
+        Err(Blocked::Store { key, error }) => return (NodeStatus { key: Some(key), ..mk(Freshness::Stale, vec![error]) }, None),
     };
     let (st, outs) = match d.verdict {
         Verdict::Hit(rec) => {
             let unpublished = unpublished(node, &rec.outputs, workspace);
-            let state = if unpublished.is_empty() { "fresh" } else { "stale" };
+            let state = if unpublished.is_empty() { Freshness::Fresh } else { Freshness::Stale };
             (mk(state, unpublished), Some(rec.outputs))
         }
-        Verdict::Run(Why::NeverRun) => (mk("missing", Why::NeverRun.reasons()), None),
-        Verdict::Run(why) => (mk("stale", why.reasons()), None),
+        Verdict::Run(Why::NeverRun) => (mk(Freshness::Missing, Why::NeverRun.reasons()), None),
+        Verdict::Run(why) => (mk(Freshness::Stale, why.reasons()), None),
     };
     let key = d.key;
     (NodeStatus { key: Some(key), ..st }, outs)

@@ -32,7 +32,7 @@ pub enum Event<'a> {
     /// Skipped because an upstream failed, or cancelled by an interrupt.
     NotRun {
         node: &'a str,
-        state: &'a str,
+        state: crate::store::RunState,
         reason: &'a str,
     },
     Warning {

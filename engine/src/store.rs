@@ -96,11 +96,45 @@ pub struct RefEntry {
 pub struct RunNode {
     pub node: String,
     pub stage: String,
-    /// `ran`, `cached`, `failed`, `skipped` (upstream failed) or `cancelled`.
-    pub state: String,
+    pub state: RunState,
     pub duration_s: f64,
     pub key: Option<String>,
     pub error: Option<String>,
+}
+
+/// What happened to a node in a run (`state` in the run record's JSON: `ran`, `cached`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// It ran and its result is stored.
+    Ran,
+    /// Its result was in the store.
+    Cached,
+    /// It ran and failed (or its result could not be published).
+    Failed,
+    /// Not run: an upstream node did not complete.
+    Skipped,
+    /// Not run or stopped: the run was interrupted.
+    Cancelled,
+}
+
+impl RunState {
+    /// The name the run record and the terminal use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Ran => "ran",
+            RunState::Cached => "cached",
+            RunState::Failed => "failed",
+            RunState::Skipped => "skipped",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

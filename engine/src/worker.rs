@@ -636,7 +636,8 @@ impl Remote {
         })?;
         let stat = (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino());
         let cache_file = cache_dir().map(|d| d.join(format!("{}.json", &blake3::hash(exe.as_os_str().as_encoded_bytes()).to_hex()[..16])));
-        let mut cache: KindCache = cache_file.as_deref().and_then(|f| std::fs::read(f).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut cache: KindCache =
+            cache_file.as_deref().and_then(|f| std::fs::read(f).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         if cache.stat != stat || cache.kinds.is_empty() {
             let content = crate::hash::hash_file(&exe).map_err(|e| format!("reading the stage worker {}: {e}", exe.display()))?;
             if content != cache.worker || cache.kinds.is_empty() {

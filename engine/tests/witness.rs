@@ -82,8 +82,11 @@ impl Bench {
     /// Nodes `plan::status` calls not fresh.
     fn stale(&self, src: &str) -> Vec<String> {
         let g = self.graph(src);
-        let mut v: Vec<String> =
-            engine::plan::status(&g, &self.store, "ns", &self.dir).into_iter().filter(|s| s.state != "fresh").map(|s| s.node).collect();
+        let mut v: Vec<String> = engine::plan::status(&g, &self.store, "ns", &self.dir)
+            .into_iter()
+            .filter(|s| s.state != engine::plan::Freshness::Fresh)
+            .map(|s| s.node)
+            .collect();
         v.sort();
         v
     }
@@ -102,7 +105,7 @@ impl Bench {
             cancel: Arc::new(AtomicBool::new(false)),
             runner: &engine::exec::Local,
         };
-        let record: Vec<(String, String)> = ex.run().into_iter().map(|n| (n.node, n.state)).collect();
+        let record: Vec<(String, String)> = ex.run().into_iter().map(|n| (n.node, n.state.to_string())).collect();
         let mut w = self.witness.lock().unwrap().clone();
         w.sort();
         (w, record)

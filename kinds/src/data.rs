@@ -10,6 +10,7 @@ use engine::exit;
 pub enum DataCmd {
     /// Download from the official mirror (resumable; md5 and sha256 verified).
     Fetch {
+        /// mnist, fashion-mnist or cifar10.
         dataset: String,
         /// Destination (default ~/.cache/pipe/data/DATASET, where `ingest` looks).
         #[arg(long)]
@@ -20,7 +21,9 @@ pub enum DataCmd {
     },
     /// Decode every file and check its checksum.
     Verify {
+        /// mnist, fashion-mnist or cifar10.
         dataset: String,
+        /// The folder to check (default: where `ingest` looks).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -78,4 +81,3 @@ fn data(action: DataCmd) -> Result<i32, i32> {
         }
     }
 }
-

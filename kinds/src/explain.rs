@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use stages::data::OneClass;
 use stages::eval::ScoreTable;
 use stages::explain::{grad_cam, CamMethod, Scorer};
+use stages::models::svdd::SvddModel;
 use stages::models::Arch;
 use stages::plot::{image_grid, png, Cell};
-use stages::train::svdd::SvddModel;
 use tch::{Kind, Tensor};
 
 use super::ml::{self, to_stage};

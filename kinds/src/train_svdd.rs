@@ -3,7 +3,8 @@
 //! and `scores` (Parquet: per-image latent code, distance and score for train and test).
 
 use stages::data::OneClass;
-use stages::train::svdd::{self, Objective, SvddConfig};
+use stages::models::svdd::Objective;
+use stages::train::svdd::{self, SvddConfig};
 
 use super::ml::{self, to_stage, Bridge};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};

@@ -103,7 +103,10 @@ fn context(kind: &dyn StageKind, p: Params, inputs: &[(&str, &Path)], dir: &Path
 /// `ingest` of bundled MNIST through the worker: the dataset file it wrote.
 fn ingest(remote: &Registry, dir: &Path) -> PathBuf {
     let kind = remote.get("ingest").unwrap();
-    let p = params(kind.as_ref(), &[("dataset", Value::Str("mnist".into())), ("normal_class", Value::Int(0)), ("data_dir", Value::Str("data/bundled".into()))]);
+    let p = params(
+        kind.as_ref(),
+        &[("dataset", Value::Str("mnist".into())), ("normal_class", Value::Int(0)), ("data_dir", Value::Str("data/bundled".into()))],
+    );
     let ctx = context(kind.as_ref(), p, &[], dir, Arc::new(AtomicBool::new(false)));
     kind.run(&ctx).unwrap();
     ctx.output("dataset")
@@ -125,7 +128,12 @@ fn workers() -> Vec<u32> {
 }
 
 /// A long pretraining, started in a worker; returns (the result, seconds it took to return).
-fn pretrain_interrupted(remote: &Registry, data: &Path, dir: &Path, interrupt: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> (Result<(), StageError>, f64) {
+fn pretrain_interrupted(
+    remote: &Registry,
+    data: &Path,
+    dir: &Path,
+    interrupt: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+) -> (Result<(), StageError>, f64) {
     let kind = remote.get("pretrain_ae").unwrap();
     let p = params(kind.as_ref(), &[("epochs", Value::Int(100_000)), ("batch_size", Value::Int(64)), ("milestones", Value::List(vec![]))]);
     let cancel = Arc::new(AtomicBool::new(false));
@@ -184,7 +192,6 @@ fn a_worker_that_dies_fails_its_node_with_a_message_and_the_next_node_gets_a_fre
     assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&data).unwrap());
 }
 
-
 /// The data's identity is cached with what it read: a changed `SHA256SUMS` is seen at once.
 #[test]
 fn a_cached_environment_is_asked_again_when_a_file_it_read_changes() {
@@ -198,7 +205,10 @@ fn a_cached_environment_is_asked_again_when_a_file_it_read_changes() {
         std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
     }
     let (l, r) = (local.get("ingest").unwrap(), remote.get("ingest").unwrap());
-    let p = params(l.as_ref(), &[("dataset", Value::Str("mnist".into())), ("normal_class", Value::Int(0)), ("data_dir", Value::Str(data.display().to_string()))]);
+    let p = params(
+        l.as_ref(),
+        &[("dataset", Value::Str("mnist".into())), ("normal_class", Value::Int(0)), ("data_dir", Value::Str(data.display().to_string()))],
+    );
     let first = r.environment(&p);
     assert_eq!(first, l.environment(&p));
     assert_eq!(r.environment(&p), first, "asked twice, same answer");

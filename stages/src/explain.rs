@@ -12,7 +12,7 @@
 use tch::{Kind, Tensor};
 
 use crate::eval::threshold::mahalanobis;
-use crate::train::svdd::SvddModel;
+use crate::models::svdd::SvddModel;
 use crate::Result;
 
 /// Which score the heatmap explains.

@@ -4,8 +4,8 @@ use polars::prelude::*;
 use tch::Tensor;
 
 use crate::data::OneClass;
+use crate::models::svdd::SvddModel;
 use crate::table::matrix_columns;
-use crate::train::svdd::SvddModel;
 use crate::Result;
 
 /// Columns: `split` (train / holdout / test), `index`, `label` (0 normal, 1 anomaly), `class`, `distance`

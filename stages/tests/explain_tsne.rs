@@ -3,7 +3,8 @@
 
 use stages::data::OneClass;
 use stages::explain::{grad_cam, CamMethod, Scorer};
-use stages::train::svdd::{self, Objective, SvddConfig};
+use stages::models::svdd::Objective;
+use stages::train::svdd::{self, SvddConfig};
 use stages::train::TrainConfig;
 use stages::tsne::{embed, TsneConfig};
 use stages::Quiet;

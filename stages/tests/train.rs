@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use stages::data::{self, DatasetKind, OneClass, Preprocess};
+use stages::models::svdd::{Objective, SvddModel};
 use stages::models::{self, Arch};
-use stages::train::svdd::{self, Objective, SvddConfig};
+use stages::train::svdd::{self, SvddConfig};
 use stages::train::{autoencoder, TrainConfig};
 use stages::Quiet;
 use tch::{nn, Device, Kind, Tensor};
@@ -67,7 +68,7 @@ fn svdd_cfg(mu2: f64, objective: Objective) -> SvddConfig {
     SvddConfig { train: cfg(3, 11), objective, mu1: 1.0, mu2, warm_up_epochs: 1, center_eps: 0.1 }
 }
 
-fn encoder_weights(m: &svdd::SvddModel) -> Vec<(String, Tensor)> {
+fn encoder_weights(m: &SvddModel) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = m.vs.variables().into_iter().filter(|(k, _)| k.starts_with("encoder.") && k.ends_with("weight")).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -106,7 +107,7 @@ fn soft_boundary_learns_a_radius_and_models_round_trip() {
     assert!(outside < 0.35, "about nu of the training points lie outside R: {outside}");
     let path = d.join("svdd.safetensors");
     m.save(&path).unwrap();
-    let back = svdd::SvddModel::load(&path, Arch::MnistLeNet, Device::Cpu).unwrap();
+    let back = SvddModel::load(&path, Arch::MnistLeNet, Device::Cpu).unwrap();
     assert_eq!(back.objective, Objective::SoftBoundary { nu: 0.1f32 as f64 });
     let (_, d2) = back.embed(&data.train_x, 128);
     assert!(dist.allclose(&d2, 1e-6, 1e-6, false));

@@ -3,8 +3,10 @@
 //! Variable paths are the tensor names in the weights file (`encoder.conv1.weight`), so a
 //! pretrained autoencoder's encoder initialises a Deep SVDD network by name.
 
+pub mod autoencoder;
 pub mod cifar_lenet;
 pub mod mnist_lenet;
+pub mod svdd;
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;

@@ -1,44 +1,15 @@
 //! Autoencoder pretraining (Ruff et al. 2018, Sec. 3.3): minimise the reconstruction error
 //! (sum over pixels, mean over the batch) with Adam; the encoder then initialises Deep SVDD.
 
-use std::path::Path;
-
 use tch::nn::{self, OptimizerConfig};
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use super::{batches, check, reconstruction_error, History, TrainConfig};
 use crate::data::OneClass;
-use crate::models::{self, Arch, Decoder, Encoder};
+use crate::models::autoencoder::Autoencoder;
+use crate::models::Arch;
 use crate::rng::Rng;
 use crate::{Monitor, Result};
-
-pub struct Autoencoder {
-    pub vs: nn::VarStore,
-    pub arch: Arch,
-    pub encoder: Box<dyn Encoder>,
-    pub decoder: Box<dyn Decoder>,
-}
-
-impl Autoencoder {
-    pub fn new(arch: Arch, cfg: &TrainConfig) -> Result<Self> {
-        let vs = nn::VarStore::new(cfg.device);
-        let encoder = models::encoder(&(vs.root() / "encoder"), arch, cfg.leaky_slope, true);
-        let decoder = models::decoder(&(vs.root() / "decoder"), arch, cfg.leaky_slope);
-        models::init_weights(&vs, &mut Rng::new(cfg.seed), models::default_init(arch))?;
-        Ok(Autoencoder { vs, arch, encoder, decoder })
-    }
-
-    pub fn reconstruct(&self, x: &Tensor, train: bool) -> Tensor {
-        let z = self.encoder.forward(x, train);
-        self.decoder.forward(&self.encoder.bottleneck(&z, train), train)
-    }
-
-    /// Weights as safetensors named by module path (`encoder.conv1.weight`, ...).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        self.vs.save(path)?;
-        Ok(())
-    }
-}
 
 /// Trains an autoencoder on the normal training images.
 pub fn pretrain(data: &OneClass, cfg: &TrainConfig, monitor: &dyn Monitor) -> Result<(Autoencoder, History)> {
