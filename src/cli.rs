@@ -216,10 +216,14 @@ pub enum Cmd {
         #[arg(value_name = "RUN_B", default_value = "-1", allow_hyphen_values = true)]
         b: String,
     },
-    /// Download (`fetch`) or check (`verify`) a dataset: mnist, fashion-mnist or cifar10.
+    /// Download (`fetch`) or check (`verify`) a dataset: mnist, fashion-mnist or cifar10
+    /// (`pipe data fetch mnist`, `pipe data verify mnist --dir DIR`; `pipe data --help` for more).
+    /// Runs in the stage worker, where the dataset readers are.
+    #[command(disable_help_flag = true)]
     Data {
-        #[command(subcommand)]
-        action: DataCmd,
+        /// `fetch DATASET [--dir DIR] [--mirror URL]` or `verify DATASET [--dir DIR]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ACTION")]
+        args: Vec<std::ffi::OsString>,
     },
     /// Delete objects no record references. With --records, also the records (and their objects)
     /// that no pipeline file in the workspace uses at its defaults and no run of the last
@@ -257,54 +261,16 @@ pub enum ExecutorKind {
     Slurm,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum DataCmd {
-    /// Download from the official mirror (resumable; md5 and sha256 verified).
-    Fetch {
-        /// mnist, fashion-mnist or cifar10.
-        dataset: String,
-        /// Destination (default ~/.cache/pipe/data/DATASET, where `ingest` looks).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Base URL (https:// or http://) of another mirror holding the same files.
-        #[arg(long)]
-        mirror: Option<String>,
-    },
-    /// Decode every file and check its checksum.
-    Verify {
-        /// mnist, fashion-mnist or cifar10.
-        dataset: String,
-        /// The folder to check (default: where `ingest` looks).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
-
 /// `pipe data ...` runs in the stage worker, where the dataset readers are: the same arguments.
-fn data(action: &DataCmd) -> Result<i32, i32> {
-    let mut args: Vec<std::ffi::OsString> = vec!["data".into()];
-    match action {
-        DataCmd::Fetch { dataset, dir, mirror } => {
-            args.extend(["fetch".into(), dataset.into()]);
-            if let Some(m) = mirror {
-                args.extend(["--mirror".into(), m.into()]);
-            }
-            if let Some(d) = dir {
-                args.extend(["--dir".into(), d.into()]);
-            }
-        }
-        DataCmd::Verify { dataset, dir } => {
-            args.extend(["verify".into(), dataset.into()]);
-            if let Some(d) = dir {
-                args.extend(["--dir".into(), d.into()]);
-            }
-        }
-    }
+fn data(args: &[std::ffi::OsString]) -> Result<i32, i32> {
     let worker = engine::worker::locate();
-    match std::process::Command::new(&worker).args(&args).status() {
+    match std::process::Command::new(&worker).arg("data").args(args).status() {
         Ok(s) => Ok(s.code().unwrap_or(exit::INTERNAL)),
         Err(e) => {
-            eprintln!("error: cannot start the stage worker {}: {e}\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE", worker.display());
+            eprintln!(
+                "error: cannot start the stage worker {}: {e}\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE",
+                worker.display()
+            );
             Err(exit::INTERNAL)
         }
     }
@@ -637,7 +603,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Dag { p, format, stages } => cmd_dag(&g, p, format, stages),
         Cmd::Show { p, targets, json } => cmd_show(&g, p, targets, json),
         Cmd::Query { sql, results, format } => cmd_query(sql, results, format),
-        Cmd::Data { action } => data(&action),
+        Cmd::Data { args } => data(&args),
         Cmd::Gc { records, keep_days, dry_run, remote, older_than } => cmd_gc(&g, records, keep_days, dry_run, remote, older_than),
     }
 }
@@ -855,6 +821,12 @@ fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: 
         Ok(state) => {
             println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
             Ok(exit::OK)
+        }
+        // Cancelled (`scancel`, a time limit): no failure marker; the driver reports the job as
+        // ended without a result, and the next `pipe run` reruns it.
+        Err(e) if g.cancel.load(Ordering::SeqCst) => {
+            eprintln!("interrupted: {node}: {e}");
+            Err(exit::INTERRUPTED)
         }
         Err(e) => Err(failed(e)),
     }

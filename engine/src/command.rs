@@ -161,14 +161,25 @@ impl StageKind for CommandStage {
             log(&line);
         }
         if status.success() {
-            Ok(())
-        } else {
-            Err(StageError::failed(match (status.code(), status.signal()) {
-                (Some(c), _) => format!("command exited with status {c}"),
-                (None, Some(sig)) => format!("command was killed by signal {sig}"),
-                (None, None) => "command was killed by a signal".to_string(),
-            }))
+            return Ok(());
         }
+        // A command killed by a signal while the run is being interrupted (Ctrl-C at a terminal, or
+        // `scancel`, which signals every process of the job) was cancelled, not failed: the
+        // signal may reach the command a moment before this process's handler sets the flag.
+        if status.signal().is_some() {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < deadline && !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if ctx.is_cancelled() {
+                return Err(StageError::Cancelled);
+            }
+        }
+        Err(StageError::failed(match (status.code(), status.signal()) {
+            (Some(c), _) => format!("command exited with status {c}"),
+            (None, Some(sig)) => format!("command was killed by signal {sig}"),
+            (None, None) => "command was killed by a signal".to_string(),
+        }))
     }
 }
 
