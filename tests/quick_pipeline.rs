@@ -62,11 +62,21 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(b"<svg"), "{p} is a PNG / SVG file");
     }
     // Documented sizes (width x height from the PNG header).
-    for (p, w, h) in [("MNIST_ROC_Curve.png", 900, 760), ("MNIST_tSNE_Latent_Space.png", 1500, 530), ("MNIST_Grad_CAM_Comparative.png", 1150, 670)] {
+    for (p, w, h) in [("MNIST_ROC_Curve.png", 900, 760), ("MNIST_tSNE_Latent_Space.png", 1500, 530), ("MNIST_Grad_CAM_Comparative.png", 1150, 700)] {
         let b = read(&ws, p);
         let dims = (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()));
         assert_eq!(dims, (w, h), "{p}");
     }
+    // Each Grad-CAM image carries its true class and score: the fixed anomalies of normal class 0
+    // are the first test image of each of the classes 1-6, in that order.
+    let mut get = base[..2].to_vec();
+    get[0] = "get";
+    get.extend(["explain[dataset=mnist,mu2=0.0,method=radius]", "heatmaps", "cam.safetensors", "--set", &data]);
+    ws.ok(&get);
+    let cam: std::collections::BTreeMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(ws.dir.join("cam.safetensors")).unwrap().into_iter().collect();
+    assert_eq!(Vec::<i64>::try_from(&cam["fixed_class"]).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(cam["fixed_score"].size(), vec![6]);
     let snapshot = |ws: &Workspace| -> Vec<String> { plots.iter().map(|p| blake3::hash(&read(ws, p)).to_hex().to_string()).collect() };
     let before = snapshot(&ws);
     let report_before = ws.read("Deliverables/quick/report.md");

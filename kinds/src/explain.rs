@@ -23,15 +23,15 @@ fn te(e: tch::TchError) -> StageError {
     StageError::failed(e.to_string())
 }
 
-/// Image `i` of `x` [N, C, H, W] with its heatmap as a plot cell.
-pub fn cell(x: &Tensor, heat: Option<&Tensor>) -> Result<Cell, StageError> {
+/// Image `x` [C, H, W] with its heatmap and a caption as a plot cell.
+pub fn cell(x: &Tensor, heat: Option<&Tensor>, caption: Option<String>) -> Result<Cell, StageError> {
     let s = x.size();
     // Show images on their own min-max range (preprocessed pixels are not in [0, 1]).
     let lo = x.min().double_value(&[]);
     let hi = x.max().double_value(&[]).max(lo + 1e-6);
     let pixels = Vec::<f32>::try_from(((x - lo) / (hi - lo)).to_kind(Kind::Float).flatten(0, -1)).map_err(te)?;
     let heat = heat.map(|h| Vec::<f32>::try_from(h.to_kind(Kind::Float).flatten(0, -1))).transpose().map_err(te)?;
-    Ok(Cell { channels: s[0] as usize, h: s[1] as usize, w: s[2] as usize, pixels, heat })
+    Ok(Cell { channels: s[0] as usize, h: s[1] as usize, w: s[2] as usize, pixels, heat, caption })
 }
 
 impl StageKind for Explain {
@@ -41,8 +41,9 @@ impl StageKind for Explain {
     /// 2: activations after the last conv's BatchNorm; HiResCAM by default.
     /// 3: the overlay's title no longer names the node (not in the key). 5: the overlay in
     /// viridis above a floor, sampled bilinearly at display resolution, with a colour bar.
+    /// 6: each image's true class (`*_class`) stored and, with its score, printed under it.
     fn version(&self) -> u32 {
-        5
+        6
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -112,8 +113,12 @@ impl StageKind for Explain {
                 "top" => format!("{k} most anomalous"),
                 _ => format!("{k} most normal"),
             };
-            let cells = (0..idx.len() as i64).map(|i| cell(&images.get(i), Some(&heat.get(i)))).collect::<Result<Vec<_>, _>>()?;
+            let class: Vec<i64> = idx.iter().map(|&i| classes[i as usize]).collect();
+            let cells = (0..idx.len())
+                .map(|i| cell(&images.get(i as i64), Some(&heat.get(i as i64)), Some(format!("class {}, score {:.3}", class[i], scores[i]))))
+                .collect::<Result<Vec<_>, _>>()?;
             rows.push((label, cells));
+            named.push((format!("{name}_class"), Tensor::from_slice(&class)));
             named.push((format!("{name}_index"), index));
             named.push((format!("{name}_image"), images));
             named.push((format!("{name}_heatmap"), heat));
@@ -122,6 +127,6 @@ impl StageKind for Explain {
         Tensor::write_safetensors(&named, ctx.output("heatmaps")).map_err(te)?;
         // No node id in the figure: it is not in this node's key (the plot stage labels panels).
         let title = format!("{} of the anomaly score", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" });
-        png(&ctx.output("overlay"), (1100, 560), |root| image_grid(root, &title, &rows)).map_err(to_stage)
+        png(&ctx.output("overlay"), (1100, 620), |root| image_grid(root, &title, &rows)).map_err(to_stage)
     }
 }

@@ -58,9 +58,11 @@ impl StageKind for Plot {
     /// 2: the hybrid shown is declared (`hybrid_mu2`), never picked by test AUC. 3: a hybrid's
     /// panel no longer claims mu1 = 1 (the plot does not know it). 4: t-SNE panels share one
     /// scale, carry no tick labels and one legend above them. 6: Grad-CAM in viridis above a
-    /// floor, sampled bilinearly at display resolution, with a colour bar.
+    /// floor, sampled bilinearly at display resolution, with a colour bar. 7: ROC curves apart
+    /// when they coincide (dash patterns, markers); Grad-CAM images captioned with their true
+    /// class and each model's score.
     fn version(&self) -> u32 {
-        6
+        7
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {
@@ -166,18 +168,26 @@ impl StageKind for Plot {
             let Some(pos) = chosen.iter().position(|x| *x == m) else { continue };
             let t: BTreeMap<String, Tensor> = Tensor::read_safetensors(path).map_err(|e| StageError::failed(e.to_string()))?.into_iter().collect();
             let (Some(images), Some(heat)) = (t.get("fixed_image"), t.get("fixed_heatmap")) else { continue };
+            let values = |name: &str| t.get(name).and_then(|v| Vec::<f64>::try_from(v.to_kind(tch::Kind::Double)).ok()).unwrap_or_default();
+            let (classes, scores) = (values("fixed_class"), values("fixed_score"));
             if grid.is_empty() {
-                let originals = (0..images.size()[0]).map(|i| cell(&images.get(i), None)).collect::<Result<Vec<_>, _>>()?;
+                let originals = (0..images.size()[0])
+                    .map(|i| cell(&images.get(i), None, classes.get(i as usize).map(|c| format!("true class {c}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
                 grid.push((usize::MAX, "input".to_string(), originals));
             }
-            let cells = (0..images.size()[0]).map(|i| cell(&images.get(i), Some(&heat.get(i)))).collect::<Result<Vec<_>, _>>()?;
+            // Each model's own score of each image (scores of different variants are on
+            // different scales: compare within a row).
+            let cells = (0..images.size()[0])
+                .map(|i| cell(&images.get(i), Some(&heat.get(i)), scores.get(i as usize).map(|s| format!("score {s:.3}"))))
+                .collect::<Result<Vec<_>, _>>()?;
             let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, &m.method) };
             grid.push((pos, name, cells));
         }
         grid.sort_by_key(|g| if g.0 == usize::MAX { 0 } else { g.0 + 1 });
         let rows: Vec<(String, Vec<stages::plot::Cell>)> = grid.into_iter().map(|(_, n, c)| (n, c)).collect();
         let cam_title = format!("{title}: Grad-CAM (HiResCAM) of the anomaly score, same anomalous test images");
-        let h = 70 + 150 * rows.len().max(1) as u32;
+        let h = 60 + 160 * rows.len().max(1) as u32;
         png(&ctx.output("gradcam"), (1150, h), |r| image_grid(r, &cam_title, &rows)).map_err(to_stage)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::{io_err, Error, Result};
 
@@ -94,13 +95,25 @@ pub fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curve
         .map_err(perr)?
         .label("chance (AUC 0.5)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(150, 150, 150)));
+    // Curves that coincide (several variants often share a ROC) stay apart: each has its own
+    // colour, dash pattern and marker shape, the markers at FPRs staggered per curve.
+    let n = curves.len().max(1);
     for (i, c) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(c.points.iter().copied(), color.stroke_width(3)))
+        let style = color.stroke_width(3);
+        let points: Vec<(f64, f64)> = c.points.clone();
+        let series = match i % 3 {
+            0 => chart.draw_series(LineSeries::new(points.iter().copied(), style)),
+            1 => chart.draw_series(DashedLineSeries::new(points.iter().copied(), 14, 7, style)),
+            _ => chart.draw_series(DashedLineSeries::new(points.iter().copied(), 3, 6, style)),
+        };
+        let shape = i % MARKERS;
+        series
             .map_err(perr)?
             .label(c.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| EmptyElement::at((x, y)) + PathElement::new(vec![(0, 0), (24, 0)], style) + marker(shape, (12, 0), color));
+        let marks: Vec<(f64, f64)> = (0..5).map(|k| (k as f64 + (i + 1) as f64 / (n + 1) as f64) / 5.0).map(|x| (x, tpr_at(&points, x))).collect();
+        chart.draw_series(marks.into_iter().map(|p| EmptyElement::at(p) + marker(shape, (0, 0), color))).map_err(perr)?;
     }
     chart
         .configure_series_labels()
@@ -111,6 +124,26 @@ pub fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curve
         .draw()
         .map_err(perr)?;
     Ok(())
+}
+
+/// Marker shapes of ROC curves, in order: circle, triangle, square, cross.
+const MARKERS: usize = 4;
+
+/// Marker `shape` centred at `at` (pixels, relative to the element's anchor).
+fn marker<DB: DrawingBackend>(shape: usize, at: (i32, i32), color: RGBColor) -> DynElement<'static, DB, (i32, i32)> {
+    let (x, y) = at;
+    match shape % MARKERS {
+        0 => Circle::new((x, y), 5, color.filled()).into_dyn(),
+        1 => Polygon::new(vec![(x, y - 6), (x - 6, y + 5), (x + 6, y + 5)], color.filled()).into_dyn(),
+        2 => Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], color.filled()).into_dyn(),
+        _ => Cross::new((x, y), 5, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// The true positive rate of a ROC curve (points by increasing FPR) at false positive rate `x`:
+/// the highest TPR reached at or before `x`.
+pub fn tpr_at(points: &[(f64, f64)], x: f64) -> f64 {
+    points.iter().filter(|p| p.0 <= x).map(|p| p.1).fold(0.0, f64::max)
 }
 
 /// One t-SNE panel: 2-D points with a normal (0) / anomaly (1) label.
@@ -199,6 +232,8 @@ pub struct Cell {
     pub w: usize,
     pub pixels: Vec<f32>,
     pub heat: Option<Vec<f32>>,
+    /// Printed under the image (e.g. its true class, or the model's score of it).
+    pub caption: Option<String>,
 }
 
 /// Heat below this (of a map normalised to [0, 1]) is not drawn: the image shows through where the
@@ -273,18 +308,23 @@ pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
     let bar_w = if has_heat { 90 } else { 0 };
     let ncols = rows.iter().map(|r| r.1.len()).max().unwrap_or(1).max(1) as i32;
     let nrows = rows.len().max(1) as i32;
-    let cell = (((w as i32 - label_w - bar_w - 10) / ncols).min((h as i32 - 10) / nrows) - 6).max(8);
+    let caption_h = if rows.iter().any(|r| r.1.iter().any(|c| c.caption.is_some())) { 18 } else { 0 };
+    let cell = (((w as i32 - label_w - bar_w - 10) / ncols).min((h as i32 - 10) / nrows - caption_h) - 6).max(8);
     if has_heat {
         let bar_h = (h as i32 / 2).min(260);
         colour_bar(&root, w as i32 - bar_w + 20, (h as i32 - bar_h) / 2 - 20, bar_h)?;
     }
     for (r, (label, cells)) in rows.iter().enumerate() {
-        let y0 = 5 + r as i32 * (cell + 6);
+        let y0 = 5 + r as i32 * (cell + caption_h + 6);
         root.draw(&Text::new(label.clone(), (8, y0 + cell / 2 - 8), ("sans-serif", 16).into_font())).map_err(perr)?;
         for (c, img) in cells.iter().enumerate() {
             let x0 = label_w + c as i32 * (cell + 6);
             let sx = cell as f64 / img.w as f64;
             let sy = cell as f64 / img.h as f64;
+            if let Some(text) = &img.caption {
+                let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+                root.draw(&Text::new(text.clone(), (x0 + cell / 2, y0 + cell + 3), style)).map_err(perr)?;
+            }
             if img.heat.is_none() {
                 for y in 0..img.h {
                     for x in 0..img.w {
@@ -327,9 +367,17 @@ mod shared_scale_tests {
 
     #[test]
     fn heat_is_sampled_bilinearly() {
-        let c = Cell { channels: 1, h: 2, w: 2, pixels: vec![0.0; 4], heat: Some(vec![0.0, 1.0, 0.0, 1.0]) };
+        let c = Cell { channels: 1, h: 2, w: 2, pixels: vec![0.0; 4], heat: Some(vec![0.0, 1.0, 0.0, 1.0]), caption: None };
         assert_eq!(c.heat_at(0.5, 0.0), Some(0.5));
         assert_eq!(c.heat_at(0.25, 1.0), Some(0.25));
         assert_eq!(c.heat_at(-3.0, 9.0), Some(0.0), "edges clamp");
+    }
+
+    #[test]
+    fn markers_sit_on_the_roc_step() {
+        let roc = [(0.0, 0.0), (0.0, 0.5), (0.2, 0.5), (0.2, 0.9), (1.0, 1.0)];
+        assert_eq!(tpr_at(&roc, 0.1), 0.5);
+        assert_eq!(tpr_at(&roc, 0.2), 0.9);
+        assert_eq!(tpr_at(&roc, 1.0), 1.0);
     }
 }
