@@ -100,9 +100,17 @@ impl Terminal {
     }
 }
 
-struct BarProgress(ProgressBar);
+/// A node's line: a spinner while its length is unknown (a shell command, a Slurm job in the
+/// queue), a bar with an ETA once the stage says how many steps it has (epochs).
+struct BarProgress(ProgressBar, std::sync::Once);
 impl Progress for BarProgress {
     fn set_length(&self, len: u64) {
+        self.1.call_once(|| {
+            self.0.disable_steady_tick();
+            self.0.set_style(
+                ProgressStyle::with_template("  {prefix:.bold} {bar:25.green/white} {pos}/{len} {msg} [{elapsed}<{eta}]").expect("valid template"),
+            );
+        });
         self.0.set_length(len);
     }
     fn set_position(&self, pos: u64) {
@@ -158,12 +166,11 @@ impl Reporter for Terminal {
     fn progress(&self, node: &str) -> Arc<dyn Progress> {
         let Some(mp) = &self.bars else { return Arc::new(NoProgress) };
         let b = mp.add(ProgressBar::new(0));
-        b.set_style(
-            ProgressStyle::with_template("  {prefix:.bold} {bar:25.green/white} {pos}/{len} {msg} [{elapsed}<{eta}]").expect("valid template"),
-        );
+        b.set_style(ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg} [{elapsed}]").expect("valid template"));
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
         b.set_prefix(node.to_string());
         self.node_bars.lock().unwrap_or_else(|e| e.into_inner()).insert(node.to_string(), b.clone());
-        Arc::new(BarProgress(b))
+        Arc::new(BarProgress(b, std::sync::Once::new()))
     }
 }
 

@@ -271,8 +271,10 @@ impl Progress for NoProgress {
     fn set_message(&self, _: String) {}
 }
 
-/// Everything a running stage may use.
-pub struct RunContext {
+/// What a node's run is given, as data: it crosses to a worker process unchanged
+/// ([`crate::worker`]). A [`RunContext`] reads as one (`ctx.params`, `ctx.inputs`, ...).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NodeJob {
     /// The node's id, for logs and messages only: it is not in the key, so no output may hold it.
     pub node: String,
     /// The node's type-checked params, defaults filled in.
@@ -291,13 +293,26 @@ pub struct RunContext {
     pub work_dir: PathBuf,
     /// The directory `pipe` was started in (commands run there).
     pub workspace: PathBuf,
-    /// CPU threads this node may use (`--threads`).
+    /// CPU threads this node may use (`--threads`); a worker sets its libraries' pools to it.
     pub threads: usize,
+}
+
+/// Everything a running stage may use: its [`NodeJob`], a progress sink, the cancel flag, a log.
+pub struct RunContext {
+    /// The node's inputs, params, outputs and work dir.
+    pub job: NodeJob,
     /// Where long work reports its progress.
     pub progress: Arc<dyn Progress>,
     /// Set when the run is interrupted: long work checks it ([`RunContext::check_cancelled`]).
     pub cancel: Arc<AtomicBool>,
     log: Mutex<String>,
+}
+
+impl std::ops::Deref for RunContext {
+    type Target = NodeJob;
+    fn deref(&self) -> &NodeJob {
+        &self.job
+    }
 }
 
 impl RunContext {
@@ -316,20 +331,13 @@ impl RunContext {
         progress: Arc<dyn Progress>,
         cancel: Arc<AtomicBool>,
     ) -> Self {
-        RunContext {
-            node,
-            params,
-            inputs,
-            input_nodes,
-            input_coords,
-            outputs,
-            work_dir,
-            workspace,
-            threads,
-            progress,
-            cancel,
-            log: Mutex::new(String::new()),
-        }
+        let job = NodeJob { node, params, inputs, input_nodes, input_coords, outputs, work_dir, workspace, threads };
+        Self::for_job(job, progress, cancel)
+    }
+
+    /// A context for `job`, with an empty log.
+    pub fn for_job(job: NodeJob, progress: Arc<dyn Progress>, cancel: Arc<AtomicBool>) -> Self {
+        RunContext { job, progress, cancel, log: Mutex::new(String::new()) }
     }
 
     /// Path the stage must write output `name` to.

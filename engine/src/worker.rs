@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, Progress, Range, Registry, RunContext, StageError, StageKind, Watch};
+use crate::stage::{
+    InputDecl, NodeJob, OutputSpec, ParamSpec, ParamType, Params, Progress, Range, Registry, RunContext, StageError, StageKind, Watch,
+};
 use crate::value::Value;
 
 /// The executable that serves the kinds (next to `pipe`, or `PIPE_WORKER_EXE`).
@@ -63,29 +65,13 @@ pub enum Request {
     Run(RunRequest),
 }
 
-/// The part of a [`RunContext`] that crosses the process boundary.
+/// One node to run: the kind and the node's [`NodeJob`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunRequest {
     /// The kind's name.
     pub kind: String,
-    /// [`RunContext::node`].
-    pub node: String,
-    /// [`RunContext::params`].
-    pub params: Params,
-    /// [`RunContext::inputs`].
-    pub inputs: BTreeMap<String, Vec<PathBuf>>,
-    /// [`RunContext::input_nodes`].
-    pub input_nodes: BTreeMap<String, Vec<String>>,
-    /// [`RunContext::input_coords`].
-    pub input_coords: BTreeMap<String, Vec<BTreeMap<String, Value>>>,
-    /// [`RunContext::outputs`].
-    pub outputs: Vec<OutputSpec>,
-    /// [`RunContext::work_dir`].
-    pub work_dir: PathBuf,
-    /// [`RunContext::workspace`].
-    pub workspace: PathBuf,
-    /// [`RunContext::threads`]: the worker sets its libraries' thread pools to it.
-    pub threads: usize,
+    /// What the node is given.
+    pub job: NodeJob,
 }
 
 /// One line a worker writes.
@@ -315,19 +301,7 @@ pub fn serve(registry: &Registry) -> std::io::Result<()> {
                     continue;
                 };
                 let progress = Arc::new(Forward(out.clone()));
-                let ctx = RunContext::new(
-                    r.node,
-                    r.params,
-                    r.inputs,
-                    r.input_nodes,
-                    r.input_coords,
-                    r.outputs,
-                    r.work_dir,
-                    r.workspace,
-                    r.threads,
-                    progress,
-                    Arc::new(AtomicBool::new(false)),
-                );
+                let ctx = RunContext::for_job(r.job, progress, Arc::new(AtomicBool::new(false)));
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| k.run(&ctx))).unwrap_or_else(|p| {
                     let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                     Err(StageError::failed(format!("stage panicked: {msg}")))
@@ -500,18 +474,7 @@ impl Pool {
     /// process group is killed (a fresh one starts on next need).
     fn run(&self, kind: &str, ctx: &RunContext) -> Result<(), StageError> {
         let mut w = self.take().map_err(StageError::Failed)?;
-        let req = Request::Run(RunRequest {
-            kind: kind.to_string(),
-            node: ctx.node.clone(),
-            params: ctx.params.clone(),
-            inputs: ctx.inputs.clone(),
-            input_nodes: ctx.input_nodes.clone(),
-            input_coords: ctx.input_coords.clone(),
-            outputs: ctx.outputs.clone(),
-            work_dir: ctx.work_dir.clone(),
-            workspace: ctx.workspace.clone(),
-            threads: ctx.threads,
-        });
+        let req = Request::Run(RunRequest { kind: kind.to_string(), job: ctx.job.clone() });
         w.send(&req).map_err(StageError::Failed)?;
         loop {
             if ctx.is_cancelled() {
