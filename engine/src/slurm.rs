@@ -45,12 +45,14 @@ pub struct TaskFailure {
     pub error: String,
 }
 
+/// Where the hand-over of `key` lies in the store ([`crate::store::Entry::Task`]).
 pub fn task_rel(key: &str) -> String {
-    format!("tasks/{key}.json")
+    crate::store::Entry::Task(key).rel()
 }
 
+/// Where a job's failure for `key` lies ([`crate::store::Entry::TaskFailure`]).
 pub fn failure_rel(key: &str) -> String {
-    format!("tasks/{key}.failed.json")
+    crate::store::Entry::TaskFailure(key).rel()
 }
 
 pub struct Slurm {

@@ -1,6 +1,6 @@
 //! The content-addressed artifact store: immutable objects, node records, refs, run records, a lock.
 //!
-//! Layout under the store root (default `artifacts/`):
+//! Layout under the store root (default `artifacts/`; [`Entry`] is the one description of it):
 //! `objects/<aa>/<blake3>[.ext]` immutable outputs; `nodes/<key>.json` one record per executed key;
 //! `refs/<pipeline>/<hash of node id>.json` the last key of each node (for "why is it stale?");
 //! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`;
@@ -19,6 +19,64 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::{hash_file, Fingerprint};
 use crate::remote::Remote;
+
+/// Every entry a store keeps and where, relative to its root (the same under a remote's prefix):
+/// the one description of the layout.
+pub enum Entry<'a> {
+    /// `objects/<aa>/<blake3>[.ext]`: an immutable output, named by its content.
+    Object(&'a ObjectRef),
+    /// `nodes/<key>.json`: the record of one executed key.
+    Record(&'a str),
+    /// `refs/<pipeline>/<hash of node id>.json`: the key a node of a pipeline file last had.
+    Ref {
+        /// The pipeline file's namespace (`ref_namespace`); any other string is hashed.
+        pipeline: &'a str,
+        /// The node's id.
+        node: &'a str,
+    },
+    /// `runs/<id>.json`: one run's record.
+    Run(&'a str),
+    /// `runs/latest.json`: the last run's record.
+    LatestRun,
+    /// `tasks/<key>.json`: work handed to another machine (a Slurm job).
+    Task(&'a str),
+    /// `tasks/<key>.failed.json`: why that work failed.
+    TaskFailure(&'a str),
+    /// `published/<hash of path>.json`: what pipe last wrote at a published path (this cache only).
+    Published(&'a Path),
+}
+
+impl Entry<'_> {
+    /// The folders every store has.
+    pub const FOLDERS: [&'static str; 6] = ["objects", "nodes", "refs", "runs", "tmp", "quarantine"];
+
+    /// The entry's path relative to the store root. Never leaves its folder: a key or hash that is
+    /// not one (a record read from a remote or edited by hand may hold anything) maps to `invalid`.
+    pub fn rel(&self) -> String {
+        match self {
+            Entry::Object(obj) if !obj.is_valid() => "objects/invalid/invalid".to_string(),
+            Entry::Object(obj) => {
+                let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
+                format!("objects/{}/{name}", &obj.hash[..2])
+            }
+            Entry::Record(key) => format!("nodes/{}.json", if is_hash(key) { key } else { "invalid" }),
+            Entry::Ref { pipeline, node } => {
+                let h = blake3::hash(node.as_bytes()).to_hex();
+                let ns = if !pipeline.is_empty() && pipeline.len() <= 64 && pipeline.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    pipeline.to_string()
+                } else {
+                    blake3::hash(pipeline.as_bytes()).to_hex()[..32].to_string()
+                };
+                format!("refs/{ns}/{}.json", &h[..32])
+            }
+            Entry::Run(id) => format!("runs/{id}.json"),
+            Entry::LatestRun => "runs/latest.json".to_string(),
+            Entry::Task(key) => format!("tasks/{key}.json"),
+            Entry::TaskFailure(key) => format!("tasks/{key}.failed.json"),
+            Entry::Published(dest) => format!("published/{}.json", &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32]),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -245,7 +303,7 @@ fn sync_dir(dir: &Path) {
 impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
-        for sub in ["objects", "nodes", "refs", "runs", "tmp", "quarantine"] {
+        for sub in Entry::FOLDERS {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -275,12 +333,7 @@ impl Store {
     }
 
     fn object_rel(obj: &ObjectRef) -> String {
-        if !obj.is_valid() {
-            // Unreachable through records (checked when read); never a path outside `objects/`.
-            return "objects/invalid/invalid".to_string();
-        }
-        let name = if obj.ext.is_empty() { obj.hash.clone() } else { format!("{}.{}", obj.hash, obj.ext) };
-        format!("objects/{}/{name}", &obj.hash[..2])
+        Entry::Object(obj).rel()
     }
 
     /// Small JSON documents beside the records (`tasks/...`): written here and to the remote.
@@ -480,8 +533,7 @@ impl Store {
     }
 
     fn record_path(&self, key: &str) -> PathBuf {
-        let key = if is_hash(key) { key } else { "invalid" };
-        self.root.join("nodes").join(format!("{key}.json"))
+        self.root.join(Entry::Record(key).rel())
     }
 
     pub fn record(&self, key: &str) -> Result<Option<NodeRecord>, StoreError> {
@@ -493,7 +545,7 @@ impl Store {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => match &self.remote {
                 None => return Ok(None),
-                Some(r) => match r.get(&format!("nodes/{key}.json"))? {
+                Some(r) => match r.get(&Entry::Record(key).rel())? {
                     None => return Ok(None),
                     Some(b) => {
                         let bad = |message: String| StoreError::BadRecord { path: format!("{}/nodes/{key}.json", r.url()), message };
@@ -518,7 +570,7 @@ impl Store {
         let bytes = serde_json::to_vec_pretty(rec).expect("records serialise");
         write_atomic(&path, &bytes).map_err(io_err(&path))?;
         match &self.remote {
-            Some(r) => r.put(&format!("nodes/{}.json", rec.key), bytes),
+            Some(r) => r.put(&Entry::Record(&rec.key).rel(), bytes),
             None => Ok(()),
         }
     }
@@ -527,16 +579,8 @@ impl Store {
         let _ = fs::remove_file(self.record_path(key));
     }
 
-    /// `refs/<namespace>/<hash of node id>.json`; the namespace is [`ref_namespace`] (hex), and any
-    /// other string is hashed, so a ref path never leaves `refs/`.
     fn ref_rel(pipeline: &str, node: &str) -> String {
-        let h = blake3::hash(node.as_bytes()).to_hex();
-        let ns = if !pipeline.is_empty() && pipeline.len() <= 64 && pipeline.bytes().all(|b| b.is_ascii_hexdigit()) {
-            pipeline.to_string()
-        } else {
-            blake3::hash(pipeline.as_bytes()).to_hex()[..32].to_string()
-        };
-        format!("refs/{ns}/{}.json", &h[..32])
+        Entry::Ref { pipeline, node }.rel()
     }
 
     fn ref_path(&self, pipeline: &str, node: &str) -> PathBuf {
@@ -568,8 +612,7 @@ impl Store {
     }
 
     fn published_path(&self, dest: &Path) -> PathBuf {
-        let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
-        self.root.join("published").join(format!("{}.json", &h[..32]))
+        self.root.join(Entry::Published(dest).rel())
     }
 
     /// The hash of what pipe last published at `dest` (an absolute workspace path), if it did.
@@ -598,12 +641,12 @@ impl Store {
 
     pub fn write_run(&self, run: &RunRecord) -> Result<PathBuf, StoreError> {
         let bytes = serde_json::to_vec_pretty(run).expect("runs serialise");
-        let path = self.root.join("runs").join(format!("{}.json", run.run_id));
+        let path = self.root.join(Entry::Run(&run.run_id).rel());
         write_atomic(&path, &bytes).map_err(io_err(&path))?;
-        let latest = self.root.join("runs").join("latest.json");
+        let latest = self.root.join(Entry::LatestRun.rel());
         write_atomic(&latest, &bytes).map_err(io_err(&latest))?;
         if let Some(r) = &self.remote {
-            r.put(&format!("runs/{}.json", run.run_id), bytes)?;
+            r.put(&Entry::Run(&run.run_id).rel(), bytes)?;
         }
         Ok(path)
     }
@@ -639,7 +682,7 @@ impl Store {
 
     /// The last run recorded in the store folder `root`, without opening (or creating) the store.
     pub fn latest_run_in(root: &Path) -> Option<RunRecord> {
-        serde_json::from_slice(&fs::read(root.join("runs").join("latest.json")).ok()?).ok()
+        serde_json::from_slice(&fs::read(root.join(Entry::LatestRun.rel())).ok()?).ok()
     }
 
     /// A fresh scratch directory for one node execution.
@@ -754,7 +797,7 @@ impl Store {
             if !is_hash(&rec.key) || check_record(&rec, &rec.key).is_err() {
                 continue;
             }
-            let rel = format!("nodes/{}.json", rec.key);
+            let rel = Entry::Record(&rec.key).rel();
             if r.size(&rel)?.is_some() {
                 continue;
             }
@@ -848,6 +891,32 @@ pub struct GcStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pins the layout: stores written by earlier versions (and remotes shared with them) must be
+    /// read at the same paths.
+    #[test]
+    fn the_layout_is_pinned() {
+        let (a, c) = ("ab".repeat(32), "cd".repeat(32));
+        let obj = ObjectRef { hash: a.clone(), ext: "parquet".into(), size: 1 };
+        assert_eq!(Entry::Object(&obj).rel(), format!("objects/ab/{a}.parquet"));
+        let bare = ObjectRef { ext: String::new(), ..obj.clone() };
+        assert_eq!(Entry::Object(&bare).rel(), format!("objects/ab/{a}"));
+        let evil = ObjectRef { hash: "../../etc".into(), ..obj };
+        assert_eq!(Entry::Object(&evil).rel(), "objects/invalid/invalid");
+        assert_eq!(Entry::Record(&c).rel(), format!("nodes/{c}.json"));
+        assert_eq!(Entry::Record("../x").rel(), "nodes/invalid.json");
+        let node = &blake3::hash(b"train[mu2=0.5]").to_hex()[..32];
+        assert_eq!(Entry::Ref { pipeline: "0123abcd", node: "train[mu2=0.5]" }.rel(), format!("refs/0123abcd/{node}.json"));
+        let ns = &blake3::hash(b"../escape").to_hex()[..32];
+        assert_eq!(Entry::Ref { pipeline: "../escape", node: "train[mu2=0.5]" }.rel(), format!("refs/{ns}/{node}.json"));
+        assert_eq!(Entry::Run("1796-42").rel(), "runs/1796-42.json");
+        assert_eq!(Entry::LatestRun.rel(), "runs/latest.json");
+        assert_eq!(Entry::Task(&c).rel(), format!("tasks/{c}.json"));
+        assert_eq!(Entry::TaskFailure(&c).rel(), format!("tasks/{c}.failed.json"));
+        let dest = Path::new("/w/results/quick.parquet");
+        let h = &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32];
+        assert_eq!(Entry::Published(dest).rel(), format!("published/{h}.json"));
+    }
 
     #[test]
     fn put_verify_corrupt_quarantine() {
