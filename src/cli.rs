@@ -14,7 +14,7 @@ use crate::graph::{Graph, GraphBuilder, RenderFormat};
 use crate::plan::{self, Freshness};
 use crate::report::Terminal;
 use crate::stage::Registry;
-use crate::store::{now, RunRecord, RunState, Store};
+use crate::store::{now, RunRecord, RunState, RunStatus, Store, Tally};
 
 #[derive(Parser, Debug)]
 #[command(name = "pipe", version, about = "Incremental, content-addressed, parallel pipelines for ML experiment grids")]
@@ -724,17 +724,8 @@ fn cmd_run(
     // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
     // their refs; `pipe gc` decides what is live.
     reporter.finish();
-    let count = |s: RunState| nodes.iter().filter(|n| n.state == s).count();
-    let (ran, cached, failed, skipped, cancelled) =
-        (count(RunState::Ran), count(RunState::Cached), count(RunState::Failed), count(RunState::Skipped), count(RunState::Cancelled));
-    let interrupted = g.cancel.load(Ordering::SeqCst) && !(fail_fast && failed > 0);
-    let status = if interrupted {
-        "interrupted"
-    } else if failed > 0 {
-        "failed"
-    } else {
-        "ok"
-    };
+    let tally = Tally::of(&nodes);
+    let status = tally.status(g.cancel.load(Ordering::SeqCst) && !(fail_fast && tally.failed > 0));
     let (git_commit, git_dirty) = git_state(&workspace());
     let record = RunRecord {
         run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
@@ -749,7 +740,7 @@ fn cmd_run(
         overrides: p.set.clone(),
         duration_s: t0.elapsed().as_secs_f64(),
         jobs,
-        status: status.into(),
+        status: status.as_str().into(),
         nodes,
     };
     let path = store.write_run(&record).map_err(|e| {
@@ -759,22 +750,14 @@ fn cmd_run(
     if json {
         println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
     }
-    eprintln!(
-        "{ran} ran, {cached} cached, {failed} failed, {skipped} skipped, {cancelled} cancelled in {:.1}s; run record {}",
-        record.duration_s,
-        path.display()
-    );
-    Ok(match status {
-        "interrupted" => exit::INTERRUPTED,
-        "failed" => {
-            for n in record.nodes.iter().filter(|n| n.state == RunState::Failed) {
-                let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
-                eprintln!("failed: {}: {first}", n.node);
-            }
-            exit::NODES_FAILED
+    eprintln!("{tally} in {:.1}s; run record {}", record.duration_s, path.display());
+    if status == RunStatus::Failed {
+        for n in record.nodes.iter().filter(|n| n.state == RunState::Failed) {
+            let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
+            eprintln!("failed: {}: {first}", n.node);
         }
-        _ => exit::OK,
-    })
+    }
+    Ok(status.exit_code())
 }
 
 /// `pipe worker`.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use crate::store::{NodeRecord, RunRecord, RunState, Store};
+use crate::store::{NodeRecord, RunRecord, Store, Tally};
 use crate::value::Value;
 
 /// One line per run, oldest first: id, start, status, counts, duration, commit, file, overrides.
@@ -18,7 +18,7 @@ pub fn table(runs: &[RunRecord]) -> String {
         "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit"
     );
     for r in runs {
-        let count = |s: RunState| r.nodes.iter().filter(|n| n.state == s).count();
+        let tally = Tally::of(&r.nodes);
         let commit = match (&r.git_commit, r.git_dirty) {
             (Some(c), Some(true)) => format!("{}+", &c[..7.min(c.len())]),
             (Some(c), _) => c[..7.min(c.len())].to_string(),
@@ -29,15 +29,7 @@ pub fn table(runs: &[RunRecord]) -> String {
         let _ = writeln!(
             out,
             "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>7.1}s  {:<9} {}{sets}",
-            r.run_id,
-            started,
-            r.status,
-            count(RunState::Ran),
-            count(RunState::Cached),
-            count(RunState::Failed),
-            r.duration_s,
-            commit,
-            r.file
+            r.run_id, started, r.status, tally.ran, tally.cached, tally.failed, r.duration_s, commit, r.file
         );
     }
     out

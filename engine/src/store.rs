@@ -189,6 +189,87 @@ impl RunState {
     }
 }
 
+/// A run folded from its nodes: how many ran, came from the cache, failed, were skipped or
+/// cancelled. One fold serves the run record's status, the summary line and the exit code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Nodes that ran.
+    pub ran: usize,
+    /// Nodes restored from the cache.
+    pub cached: usize,
+    /// Nodes that failed.
+    pub failed: usize,
+    /// Nodes not run because an upstream node did not complete.
+    pub skipped: usize,
+    /// Nodes not run or stopped because the run was interrupted.
+    pub cancelled: usize,
+}
+
+/// How a run ended (the run record's `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every node completed.
+    Ok,
+    /// Some node failed (the rest completed or were skipped).
+    Failed,
+    /// Interrupted (Ctrl-C, SIGTERM); finished nodes are kept.
+    Interrupted,
+}
+
+impl Tally {
+    /// Counts `nodes` by state.
+    pub fn of(nodes: &[RunNode]) -> Tally {
+        let mut t = Tally::default();
+        for n in nodes {
+            *match n.state {
+                RunState::Ran => &mut t.ran,
+                RunState::Cached => &mut t.cached,
+                RunState::Failed => &mut t.failed,
+                RunState::Skipped => &mut t.skipped,
+                RunState::Cancelled => &mut t.cancelled,
+            } += 1;
+        }
+        t
+    }
+
+    /// The run's status; `interrupted` when the run was cancelled (not by `--fail-fast` after a
+    /// failure, which is a failure).
+    pub fn status(&self, interrupted: bool) -> RunStatus {
+        if interrupted {
+            RunStatus::Interrupted
+        } else if self.failed > 0 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Ok
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ran, {} cached, {} failed, {} skipped, {} cancelled", self.ran, self.cached, self.failed, self.skipped, self.cancelled)
+    }
+}
+
+impl RunStatus {
+    /// The word the run record holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+    /// The process exit code (`crate::exit`).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunStatus::Ok => crate::exit::OK,
+            RunStatus::Failed => crate::exit::NODES_FAILED,
+            RunStatus::Interrupted => crate::exit::INTERRUPTED,
+        }
+    }
+}
+
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
@@ -891,6 +972,16 @@ pub struct GcStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_folds_into_its_status_summary_and_exit_code() {
+        let node = |state| RunNode { node: "n".into(), stage: "s".into(), state, duration_s: 0.0, key: None, error: None };
+        let t = Tally::of(&[node(RunState::Ran), node(RunState::Cached), node(RunState::Cached), node(RunState::Failed), node(RunState::Skipped)]);
+        assert_eq!(t.to_string(), "1 ran, 2 cached, 1 failed, 1 skipped, 0 cancelled");
+        assert_eq!((t.status(false), t.status(false).exit_code()), (RunStatus::Failed, 4));
+        assert_eq!((t.status(true).as_str(), t.status(true).exit_code()), ("interrupted", 130));
+        assert_eq!(Tally::of(&[node(RunState::Cached)]).status(false).exit_code(), 0);
+    }
 
     /// Pins the layout: stores written by earlier versions (and remotes shared with them) must be
     /// read at the same paths.
