@@ -33,9 +33,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{
-    InputDecl, NodeJob, OutputSpec, ParamSpec, ParamType, Params, Progress, Range, Registry, RunContext, StageError, StageKind, Watch,
-};
+use crate::stage::{InputDecl, NodeJob, OutputSpec, ParamSpec, ParamType, Params, Progress, Range, Registry, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 /// The executable that serves the kinds (next to `pipe`, or `PIPE_WORKER_EXE`).
@@ -92,8 +90,10 @@ pub enum Reply {
     Environment {
         /// What [`StageKind::environment`] returned.
         values: BTreeMap<String, String>,
-        /// What [`StageKind::environment_watch`] returned.
-        watch: Option<Watch>,
+        /// What [`StageKind::environment_watch`] named, as it was BEFORE `values` were computed
+        /// (a file replaced meanwhile then invalidates the answer): paths with their stamps,
+        /// variables with their values. `None`: ask again every time.
+        read: Option<Read>,
     },
     /// [`Progress::set_length`] of the running node.
     Length {
@@ -253,7 +253,8 @@ impl KindDesc {
 pub fn serve(registry: &Registry) -> std::io::Result<()> {
     // SAFETY: plain descriptor duplication on this process's own standard streams.
     let proto = unsafe {
-        let fd = libc::dup(1);
+        // Close-on-exec: a process a kind starts must not hold the engine's reply stream open.
+        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
         if fd < 0 || libc::dup2(2, 1) < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -292,7 +293,13 @@ pub fn serve(registry: &Registry) -> std::io::Result<()> {
                 None => send(&unknown(&kind))?,
             },
             Request::Environment { kind, params } => match registry.get(&kind) {
-                Some(k) => send(&Reply::Environment { values: k.environment(&params), watch: k.environment_watch(&params) })?,
+                Some(k) => {
+                    let read = k.environment_watch(&params).map(|w| Read {
+                        paths: w.paths.iter().map(|p| (p.clone(), stamp(p))).collect(),
+                        vars: w.vars.iter().map(|v| (v.clone(), std::env::var(v).ok())).collect(),
+                    });
+                    send(&Reply::Environment { values: k.environment(&params), read })?
+                }
                 None => send(&unknown(&kind))?,
             },
             Request::Run(r) => {
@@ -405,6 +412,11 @@ impl Worker {
     }
 
     fn died(&mut self, what: String) -> String {
+        // It may still be alive (an unreadable reply): never wait on a live worker.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: signals the worker's own process group (started with process_group(0)).
+            unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        }
         let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
         format!("{what} ({status})")
     }
@@ -441,31 +453,57 @@ impl Drop for Worker {
 /// (the scheduler's `--jobs`), since each holds one node at a time.
 pub struct Pool {
     exe: PathBuf,
+    /// (size, mtime ns, inode) of `exe` when the kinds were described: a worker started from a
+    /// changed executable would run other code than the one the keys were computed for.
+    stat: Option<(u64, i64, u64)>,
     idle: Mutex<Vec<Worker>>,
 }
 
 impl Pool {
     /// A pool of workers running `exe`; none is started yet.
     pub fn new(exe: PathBuf) -> Self {
-        Pool { exe, idle: Mutex::new(Vec::new()) }
+        Pool { exe, stat: None, idle: Mutex::new(Vec::new()) }
     }
 
     fn take(&self) -> Result<Worker, String> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(w) => Ok(w),
-            None => Worker::start(&self.exe),
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut w) = idle else { break };
+            // An idle worker that died (the OOM killer) is dropped, not handed out.
+            if matches!(w.child.try_wait(), Ok(None)) {
+                return Ok(w);
+            }
         }
+        self.start()
+    }
+
+    /// A fresh worker, from the executable the kinds were described by.
+    fn start(&self) -> Result<Worker, String> {
+        if let Some(stat) = self.stat {
+            if exe_stat(&self.exe).ok() != Some(stat) {
+                return Err(format!(
+                    "the stage worker {} changed during this command (rebuilt?); its kinds were described by the previous one\n  = hint: run the command again",
+                    self.exe.display()
+                ));
+            }
+        }
+        Worker::start(&self.exe)
     }
 
     fn give(&self, w: Worker) {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(w);
     }
 
-    /// One question answered by some worker.
+    /// One question answered by some worker (once more by a fresh one if the first has died).
     fn ask(&self, req: &Request) -> Result<Reply, String> {
         let mut w = self.take()?;
-        let r = w.ask(req)?;
+        let r = match w.ask(req) {
+            Ok(r) => r,
+            Err(_) => {
+                w = self.start()?;
+                w.ask(req)?
+            }
+        };
         self.give(w);
         Ok(r)
     }
@@ -574,15 +612,31 @@ struct KindCache {
 #[derive(Clone, Serialize, Deserialize)]
 struct CachedEnv {
     values: BTreeMap<String, String>,
-    paths: Vec<(PathBuf, Stamp)>,
-    vars: Vec<(String, Option<String>)>,
+    read: Read,
+}
+
+/// What an environment was computed from: files with their stamps, variables with their values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Read {
+    /// Each watched path and what it looked like.
+    pub paths: Vec<(PathBuf, Stamp)>,
+    /// Each watched variable and its value.
+    pub vars: Vec<(String, Option<String>)>,
 }
 
 /// What a path looked like: absent, or (size, mtime ns, inode, is a directory).
-type Stamp = Option<(u64, i64, u64, bool)>;
+pub type Stamp = Option<(u64, i64, u64, bool)>;
 
 fn stamp(p: &Path) -> Stamp {
     std::fs::metadata(p).ok().map(|m| (m.len(), m.mtime() * 1_000_000_000 + m.mtime_nsec(), m.ino(), m.is_dir()))
+}
+
+fn stat_of(meta: &std::fs::Metadata) -> (u64, i64, u64) {
+    (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino())
+}
+
+fn exe_stat(exe: &Path) -> std::io::Result<(u64, i64, u64)> {
+    std::fs::metadata(exe).map(|m| stat_of(&m))
 }
 
 fn cache_dir() -> Option<PathBuf> {
@@ -597,7 +651,7 @@ impl Remote {
         let meta = std::fs::metadata(&exe).map_err(|e| {
             format!("the stage worker {} is not there ({e})\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE", exe.display())
         })?;
-        let stat = (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), meta.ino());
+        let stat = stat_of(&meta);
         let cache_file = cache_dir().map(|d| d.join(format!("{}.json", &blake3::hash(exe.as_os_str().as_encoded_bytes()).to_hex()[..16])));
         let mut cache: KindCache =
             cache_file.as_deref().and_then(|f| std::fs::read(f).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
@@ -610,7 +664,7 @@ impl Remote {
             cache.dirty = true;
         }
         let remote = Remote {
-            pool: Pool::new(exe),
+            pool: Pool { stat: Some(stat), ..Pool::new(exe) },
             cache: Mutex::new(cache),
             cache_file,
             stamps: Mutex::new(HashMap::new()),
@@ -683,33 +737,28 @@ impl Remote {
         let key = format!("{kind}\n{}\n{}", serde_json::to_string(params).unwrap_or_default(), cwd.display());
         let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).environment.get(&key).cloned();
         if let Some(e) = &cached {
-            let same = e.paths.iter().all(|(p, s)| self.stamp(p) == *s) && e.vars.iter().all(|(v, x)| std::env::var(v).ok() == *x);
+            let same = e.read.paths.iter().all(|(p, s)| self.stamp(p) == *s) && e.read.vars.iter().all(|(v, x)| std::env::var(v).ok() == *x);
             if same {
                 return e.values.clone();
             }
         }
         let answer = match self.pool.ask(&Request::Environment { kind: kind.to_string(), params: params.clone() }) {
-            Ok(Reply::Environment { values, watch }) => Ok((values, watch)),
+            Ok(Reply::Environment { values, read }) => Ok((values, read)),
             Ok(Reply::Error { error }) => Err(error),
             Ok(other) => Err(format!("unexpected reply {other:?}")),
             Err(e) => Err(e),
         };
-        let (values, watch) = match answer {
+        let (values, read) = match answer {
             Ok(a) => a,
             Err(e) => {
-                // Unknown values: the engine keys the node by what its last run recorded (see
-                // `StageKind::environment`); a run needs the worker anyway and reports it then.
+                // A value no run ever recorded: the node is not fresh (never a cache hit on an
+                // environment nobody checked), and running it reports the worker's failure.
                 tracing::warn!(kind, "the stage worker could not say the environment: {e}");
-                let keys: Vec<String> = cached.map(|c| c.values.into_keys().collect()).unwrap_or_else(|| vec!["worker".into()]);
-                return keys.into_iter().map(|k| (k, crate::stage::UNKNOWN.to_string())).collect();
+                return BTreeMap::from([("worker".to_string(), format!("unavailable: {e}"))]);
             }
         };
-        if let Some(w) = watch {
-            let entry = CachedEnv {
-                values: values.clone(),
-                paths: w.paths.iter().map(|p| (p.clone(), self.stamp(p))).collect(),
-                vars: w.vars.iter().map(|v| (v.clone(), std::env::var(v).ok())).collect(),
-            };
+        if let Some(read) = read {
+            let entry = CachedEnv { values: values.clone(), read };
             let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             c.environment.insert(key, entry);
             c.dirty = true;
