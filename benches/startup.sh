@@ -4,7 +4,7 @@
 # `pipe` was before the worker pool). Prints the median and minimum of each and their ratio:
 #   --version; `status` of quick.yaml (fresh store); 10,000-node `status` and no-op `run` of a
 #   command-kind grid; the quick job cold (worker pool vs in process).
-# Usage: benches/startup.sh [REPEATS] (default 10; run from the repository root)
+# Usage: [QUICK=RUNS] benches/startup.sh [REPEATS] (default 10 and 1; from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
@@ -28,9 +28,16 @@ row() { # label, new "median min", old "median min"
 printf '%-44s %-25s %-25s %s\n' "" "pipe (worker pool)" "in process (before)" "speed-up"
 row "pipe --version" "$(stats "$NEW" --version)" "$(stats "$OLD" --version)"
 
-# The quick job, cold, once each (its own store), then `status` against the filled store.
-quick_new=$(t "$NEW" --store s-new run pipelines/quick.yaml --overwrite)
-quick_old=$(t "$OLD" --store s-old run pipelines/quick.yaml --overwrite)
+# The quick job, cold, QUICK times each (default 1), alternating, each in a fresh store; then
+# `status` against the filled stores.
+qn=(); qo=()
+for k in $(seq "${QUICK:-1}"); do
+  rm -rf s-new s-old
+  qn+=("$(t "$NEW" --store s-new run pipelines/quick.yaml --overwrite)")
+  qo+=("$(t "$OLD" --store s-old run pipelines/quick.yaml --overwrite)")
+done
+med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f", a[int((NR+1)/2)], a[1]}'; }
+quick_new=$(med "${qn[@]}"); quick_old=$(med "${qo[@]}")
 row "pipe status pipelines/quick.yaml (56 fresh)" "$(stats "$NEW" --store s-new status pipelines/quick.yaml)" "$(stats "$OLD" --store s-old status pipelines/quick.yaml)"
 
 # 10,000 nodes of the generic command kind (in process in both).
@@ -43,5 +50,5 @@ PY
 cold=$(t "$NEW" --store s-grid run grid.yaml -j 2)
 row "status, 10,000 fresh nodes" "$(stats "$NEW" --store s-grid status grid.yaml)" "$(stats "$OLD" --store s-grid status grid.yaml)"
 row "no-op run, 10,000 fresh nodes" "$(stats "$NEW" --store s-grid run grid.yaml)" "$(stats "$OLD" --store s-grid run grid.yaml)"
-row "quick job, cold (one run each)" "$quick_new $quick_new" "$quick_old $quick_old"
+row "quick job, cold (${QUICK:-1} runs each)" "$quick_new" "$quick_old"
 printf 'cold run of the 10,000-node grid (each a shell command): %.1f s\n' "$cold"
