@@ -178,6 +178,21 @@ pub enum Cmd {
         #[arg(value_name = "DEST")]
         dest: PathBuf,
     },
+    /// Write ONE self-contained HTML report (open it in any browser, send it as one file): the
+    /// results tables (sortable, filterable, mean ± std over seeds), the published figures and
+    /// text, per-epoch loss curves, the stage graph coloured by state, why nodes are not fresh,
+    /// and the run history. Runs nothing; a node that is not fresh shows its last run's results,
+    /// marked stale.
+    Report {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Where to write it (default: `NAME-report.html` here, NAME the pipeline's name).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace a file at --output that `pipe report` did not write (or that was edited since).
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Print a shell completion script: `pipe completion bash > ~/.local/share/bash-completion/completions/pipe`.
     Completion {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -581,7 +596,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     let mut none = Vec::new();
     let (p, targets) = match &mut cli.command {
         Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets, .. } => (Some(p), targets),
-        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } => (Some(p), &mut none),
+        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } | Cmd::Report { p, .. } => (Some(p), &mut none),
         _ => (None, &mut none),
     };
     if let Some(p) = p {
@@ -596,6 +611,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         }
         Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
+        Cmd::Report { p, output, overwrite } => cmd_report(&g, p, output, overwrite),
         Cmd::Get { file, set, node, output, dest } => cmd_get(&g, file, set, node, output, dest),
         Cmd::Runs { json, last } => cmd_runs(&g, json, last),
         Cmd::Diff { a, b } => cmd_diff(&g, a, b),
@@ -872,6 +888,54 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
             exit::STORE
         })?;
     println!("{} ({} bytes) -> {}", output, obj.size, target.display());
+    Ok(exit::OK)
+}
+
+/// `pipe report`.
+fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: bool) -> Result<i32, i32> {
+    let (pipeline, graph) = load(&p, g.registry)?;
+    let store = open_store(g.store, g.cache)?;
+    let ns = ref_namespace(p.path());
+    let status = plan::status(&graph, &store, &ns, &workspace());
+    let runs: Vec<RunRecord> = store.runs().into_iter().filter(|r| ref_namespace(Path::new(&r.file)) == ns).collect();
+    let generated = rfc3339(now());
+    let html = crate::html_report::render(&crate::html_report::Inputs {
+        name: &pipeline.name,
+        file: p.path(),
+        graph: &graph,
+        status: &status,
+        store: &store,
+        namespace: &ns,
+        runs: &runs,
+        generated: &generated,
+    });
+    let out = output.unwrap_or_else(|| crate::html_report::default_output(&pipeline.name));
+    let dest = absolute(&out);
+    if dest.is_dir() {
+        eprintln!(
+            "error: --output {}: a directory is in the way\n  = hint: name a file, e.g. `-o {}`",
+            out.display(),
+            out.join("report.html").display()
+        );
+        return Err(exit::USAGE);
+    }
+    if dest.exists() && !overwrite {
+        let current = crate::hash::hash_file(&dest).ok();
+        if current.is_none() || store.published_hash(&dest) != current {
+            eprintln!(
+                "error: {} exists and is not a report pipe wrote (or it was edited since); not overwritten\n  = hint: name another file with `-o FILE`, or pass `--overwrite`",
+                out.display()
+            );
+            return Err(exit::USAGE);
+        }
+    }
+    if let Err(e) = crate::store::write_atomic(&dest, html.as_bytes()) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return Err(exit::STORE);
+    }
+    store.set_published(&dest, &blake3::hash(html.as_bytes()).to_hex());
+    let [fresh, total] = [status.iter().filter(|s| s.state == Freshness::Fresh).count(), status.len()];
+    println!("wrote {} ({} KiB; {fresh} of {total} nodes fresh)", out.display(), html.len() / 1024);
     Ok(exit::OK)
 }
 

@@ -6,6 +6,7 @@
 //! [`cli`] is the command line.
 
 pub mod cli;
+pub mod html_report;
 pub mod query;
 pub mod runs;
 

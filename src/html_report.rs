@@ -1,0 +1,772 @@
+//! `pipe report`: ONE self-contained HTML file (no network, no external file) with what a person
+//! looks at after a run: the results tables (sortable, filterable; mean ± sample std over seeds
+//! where a `seed` column varies), the published markdown and figures, per-epoch loss curves, the
+//! stage graph coloured by state, why each node is not fresh, and the run history.
+//!
+//! What goes in is found by convention, never by stage kind: a published `.parquet` output is a
+//! results table, a published `.md` is text, a published `.png` / `.svg` is a figure (the SVG when
+//! both exist), and an output named `history` (or a `history.*` file) with `epoch` and `loss`
+//! columns is a training history. Results of nodes that are not fresh come from their last run and are marked stale.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use polars::prelude::*;
+
+use crate::graph::Graph;
+use crate::plan::{Freshness, NodeStatus};
+use crate::store::{RunRecord, Store, Tally};
+use crate::value::Value;
+
+/// Everything the report shows, gathered by the command.
+pub struct Inputs<'a> {
+    /// The pipeline's `name:`.
+    pub name: &'a str,
+    /// The pipeline file, as typed.
+    pub file: &'a Path,
+    pub graph: &'a Graph,
+    /// Every node's state, in the graph's order ([`crate::plan::status`]).
+    pub status: &'a [NodeStatus],
+    pub store: &'a Store,
+    /// The pipeline's namespace in the store (its refs: each node's last run).
+    pub namespace: &'a str,
+    /// This pipeline's runs, oldest first.
+    pub runs: &'a [RunRecord],
+    /// When the report was written (RFC 3339, UTC).
+    pub generated: &'a str,
+}
+
+/// One node's stored output, as the report reads it.
+struct Artifact {
+    node: String,
+    stage: String,
+    coords: Vec<(String, Value)>,
+    /// The output's file name (`table.parquet`, `Mnist_ROC_Curve.png`).
+    file: String,
+    /// Where the pipeline publishes it, if it does.
+    published: Option<PathBuf>,
+    /// The stored object (absent: not in this machine's store).
+    path: Option<PathBuf>,
+    /// From a node that is not fresh (its last run's result).
+    stale: bool,
+}
+
+/// The report as one HTML document.
+pub fn render(r: &Inputs<'_>) -> String {
+    let arts = artifacts(r);
+    let axes: BTreeSet<String> = r.graph.order().iter().flat_map(|&i| r.graph.node(i).coords.iter().map(|(k, _)| k.clone())).collect();
+    let mut body = String::new();
+    let tally = counts(r.status);
+    let _ = write!(
+        body,
+        "<header><h1>{}</h1><p class=meta>{} &middot; written {} &middot; store {}</p><p class=chips>{}</p></header>",
+        esc(r.name),
+        esc(&r.file.display().to_string()),
+        esc(r.generated),
+        esc(&r.store.describe()),
+        [("fresh", tally[0]), ("stale", tally[1]), ("missing", tally[2])]
+            .iter()
+            .map(|(s, n)| format!("<span class='chip {s}'>{n} {s}</span>"))
+            .collect::<String>()
+    );
+    body.push_str("<nav><a href='#results'>Results</a><a href='#figures'>Figures</a><a href='#loss'>Loss curves</a><a href='#graph'>Stage graph</a><a href='#stale'>Not fresh</a><a href='#runs'>Runs</a></nav>");
+
+    body.push_str("<section id=results><h2>Results</h2>");
+    let tables: Vec<&Artifact> = arts.iter().filter(|a| a.published.is_some() && a.file.ends_with(".parquet")).collect();
+    if tables.is_empty() {
+        body.push_str("<p class=empty>This pipeline publishes no Parquet table.</p>");
+    }
+    for a in tables {
+        body.push_str(&results_table(a, &axes));
+    }
+    for a in arts.iter().filter(|a| a.published.is_some() && a.file.ends_with(".md")) {
+        let Some(text) = a.path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else { continue };
+        let _ = write!(body, "<details class=md><summary>{}{}</summary>", esc(&shown(a)), stale_badge(a));
+        let mut html = String::new();
+        pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES));
+        let _ = write!(body, "<div class=prose>{html}</div></details>");
+    }
+    body.push_str("</section>");
+
+    body.push_str("<section id=figures><h2>Figures</h2>");
+    body.push_str(&figures(&arts));
+    body.push_str("</section>");
+
+    body.push_str("<section id=loss><h2>Loss curves</h2>");
+    body.push_str(&loss_curves(&arts));
+    body.push_str("</section>");
+
+    body.push_str("<section id=graph><h2>Stage graph</h2>");
+    body.push_str(&stage_graph(r));
+    body.push_str("</section>");
+
+    body.push_str("<section id=stale><h2>Not fresh</h2>");
+    body.push_str(&not_fresh(r.status));
+    body.push_str("</section>");
+
+    body.push_str("<section id=runs><h2>Runs</h2>");
+    body.push_str(&run_history(r.runs));
+    body.push_str("</section>");
+
+    format!(
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width, initial-scale=1'>\
+         <meta name=generator content='pipe {}'><title>{} &middot; pipe report</title><style>{CSS}</style>\
+         <script>window.__errors=[];window.addEventListener('error',function(e){{window.__errors.push(String(e.message));document.documentElement.dataset.errors=window.__errors.join(' | ');}});</script>\
+         </head><body>{body}<script>{JS}</script></body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        esc(r.name),
+    )
+}
+
+/// Fresh, stale, missing.
+fn counts(status: &[NodeStatus]) -> [usize; 3] {
+    let mut c = [0; 3];
+    for s in status {
+        c[match s.state {
+            Freshness::Fresh => 0,
+            Freshness::Stale => 1,
+            Freshness::Missing => 2,
+        }] += 1;
+    }
+    c
+}
+
+/// Every output of every node with a result: the fresh one, else the last run's.
+fn artifacts(r: &Inputs<'_>) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    for (&i, s) in r.graph.order().iter().zip(r.status) {
+        let node = r.graph.node(i);
+        debug_assert_eq!(node.id, s.node);
+        let (key, stale) = match (s.state, &s.key) {
+            (Freshness::Fresh, Some(k)) => (Some(k.clone()), false),
+            _ => (r.store.get_ref(r.namespace, &node.id), true),
+        };
+        let Some(rec) = key.and_then(|k| r.store.record(&k).ok().flatten()) else { continue };
+        for o in &node.outputs {
+            let Some(obj) = rec.outputs.get(&o.name) else { continue };
+            let path = Some(r.store.object_path(obj)).filter(|p| p.is_file());
+            let published = node.publish.iter().find(|(name, _)| *name == o.name).map(|(_, dest)| {
+                if dest.to_string_lossy().ends_with('/') {
+                    dest.join(&o.file)
+                } else {
+                    dest.clone()
+                }
+            });
+            let history = o.name == "history" || Path::new(&o.file).file_stem().is_some_and(|s| s == "history");
+            let file = if history { format!("history:{}", o.file) } else { o.file.clone() };
+            out.push(Artifact { node: node.id.clone(), stage: node.stage.clone(), coords: node.coords.clone(), file, published, path, stale });
+        }
+    }
+    out
+}
+
+fn shown(a: &Artifact) -> String {
+    a.published.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("{} {}", a.node, a.file))
+}
+
+fn stale_badge(a: &Artifact) -> &'static str {
+    if a.stale {
+        " <span class='chip stale' title='the node is not fresh: this is its last run'>stale</span>"
+    } else {
+        ""
+    }
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A number as the tables print it: integers whole, others to 4 decimals (1 above 1,000).
+fn num(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x.fract() == 0.0 && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// Mean and sample standard deviation (n - 1; 0 for one value) of the finite values.
+fn mean_std(v: &[f64]) -> (f64, f64, usize) {
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, 0);
+    }
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let var = if n > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    (mean, var.sqrt(), n)
+}
+
+/// One results table: grouped over seeds (mean ± std, n) when a `seed` column varies, else row by
+/// row. Key columns: text columns and the grid's axes; every other numeric column is a metric.
+fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
+    let title = format!("<h3>{}{}</h3>", esc(&shown(a)), stale_badge(a));
+    let Some(path) = &a.path else {
+        return format!("{title}<p class=empty>Not in this machine's store (`pipe pull` fetches it from a remote store).</p>");
+    };
+    let df = match std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string())) {
+        Ok(df) => df,
+        Err(e) => return format!("{title}<p class=empty>Cannot read it: {}</p>", esc(&e)),
+    };
+    let numeric = |c: &Column| c.dtype().is_primitive_numeric() || matches!(c.dtype(), DataType::Boolean);
+    let mut keys: Vec<&Column> = Vec::new();
+    let mut metrics: Vec<&Column> = Vec::new();
+    let mut seed = None;
+    for c in df.get_columns() {
+        let name = c.name().as_str();
+        if name == "node" {
+            continue;
+        } else if name == "seed" {
+            seed = Some(c);
+        } else if axes.contains(name) || !numeric(c) {
+            keys.push(c);
+        } else {
+            metrics.push(c);
+        }
+    }
+    let text = |c: &Column, i: usize| -> String {
+        match c.get(i) {
+            Ok(AnyValue::Null) | Err(_) => String::new(),
+            Ok(AnyValue::String(s)) => s.to_string(),
+            Ok(v) => v.to_string(),
+        }
+    };
+    let floats: Vec<Vec<f64>> = metrics
+        .iter()
+        .map(|c| match c.cast(&DataType::Float64) {
+            Ok(f) => f.f64().map(|ca| ca.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()).unwrap_or_default(),
+            Err(_) => vec![f64::NAN; df.height()],
+        })
+        .collect();
+    // Groups of rows with the same key columns, in order of first appearance.
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut index: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for i in 0..df.height() {
+        let k: Vec<String> = keys.iter().map(|c| text(c, i)).collect();
+        match index.get(&k) {
+            Some(&g) => groups[g].1.push(i),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![i]));
+            }
+        }
+    }
+    let over_seeds = seed.is_some() && groups.iter().any(|(_, rows)| rows.len() > 1);
+    let mut out = title;
+    let _ = write!(
+        out,
+        "<p class=note>{} rows{}. Click a column to sort; type to filter (every word must match).</p>\
+         <input class=filter type=search placeholder='filter rows, e.g. mnist mahalanobis' aria-label='filter rows'>",
+        df.height(),
+        if over_seeds { format!(", {} groups: mean &plusmn; sample std over seeds (n = seeds)", groups.len()) } else { String::new() }
+    );
+    out.push_str("<div class=scroll><table class='sortable results'><thead><tr>");
+    for c in &keys {
+        let _ = write!(out, "<th>{}</th>", esc(c.name()));
+    }
+    if over_seeds {
+        out.push_str("<th class=num>n</th>");
+    } else if let Some(s) = seed {
+        let _ = write!(out, "<th class=num>{}</th>", esc(s.name()));
+    }
+    for c in &metrics {
+        let _ = write!(out, "<th class=num>{}</th>", esc(c.name()));
+    }
+    out.push_str("</tr></thead><tbody>");
+    let node_col = df.column("node").ok();
+    let rows: Vec<(Vec<String>, Vec<usize>)> =
+        if over_seeds { groups } else { (0..df.height()).map(|i| (keys.iter().map(|c| text(c, i)).collect(), vec![i])).collect() };
+    for (k, members) in rows {
+        let title = match (node_col, members.as_slice()) {
+            (Some(n), [one]) => format!(" title='{}'", esc(&text(n, *one))),
+            _ => String::new(),
+        };
+        let _ = write!(out, "<tr{title}>");
+        for v in &k {
+            let _ = write!(out, "<td data-v='{}'>{}</td>", esc(v), esc(v));
+        }
+        if over_seeds {
+            let _ = write!(out, "<td class=num data-v='{0}'>{0}</td>", members.len());
+        } else if let Some(s) = seed {
+            let v = text(s, members[0]);
+            let _ = write!(out, "<td class=num data-v='{v}'>{v}</td>", v = esc(&v));
+        }
+        for f in &floats {
+            let vals: Vec<f64> = members.iter().map(|&i| f[i]).collect();
+            let (mean, std, n) = mean_std(&vals);
+            let sort = if mean.is_finite() { mean.to_string() } else { String::new() };
+            if over_seeds && n > 1 {
+                let _ = write!(out, "<td class=num data-v='{sort}'>{} <span class=pm>&plusmn; {}</span></td>", num(mean), num(std));
+            } else {
+                let _ = write!(out, "<td class=num data-v='{sort}'>{}</td>", num(mean));
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// Published figures, embedded as data URIs (an SVG in place of a PNG of the same name).
+fn figures(arts: &[Artifact]) -> String {
+    let images: Vec<&Artifact> = arts.iter().filter(|a| a.published.is_some() && (a.file.ends_with(".png") || a.file.ends_with(".svg"))).collect();
+    let stems: BTreeSet<(String, String)> =
+        images.iter().filter(|a| a.file.ends_with(".svg")).map(|a| (a.node.clone(), a.file.trim_end_matches(".svg").to_string())).collect();
+    let mut out = String::new();
+    let mut stage = "";
+    for a in images {
+        if a.file.ends_with(".png") && stems.contains(&(a.node.clone(), a.file.trim_end_matches(".png").to_string())) {
+            continue;
+        }
+        if a.stage != stage {
+            if !stage.is_empty() {
+                out.push_str("</div>");
+            }
+            stage = &a.stage;
+            out.push_str("<div class=gallery>");
+        }
+        let caption = format!("{}{}", esc(&shown(a)), stale_badge(a));
+        match a.path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            Some(bytes) => {
+                let mime = if a.file.ends_with(".svg") { "image/svg+xml" } else { "image/png" };
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                let _ = write!(
+                    out,
+                    "<figure><img loading=lazy alt='{}' src='data:{mime};base64,{b64}'><figcaption>{caption}</figcaption></figure>",
+                    esc(&a.file)
+                );
+            }
+            None => {
+                let _ = write!(out, "<figure class=empty><figcaption>{caption}: not in this machine's store</figcaption></figure>");
+            }
+        }
+    }
+    if stage.is_empty() {
+        out.push_str("<p class=empty>This pipeline publishes no PNG or SVG figure.</p>");
+    } else {
+        out.push_str("</div>");
+    }
+    out
+}
+
+/// A training history's (epoch, loss) points, or why there are none.
+fn history(path: &Path) -> Result<Vec<(f64, f64)>, String> {
+    let df = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string()))?;
+    let col = |n: &str| -> Result<Vec<f64>, String> {
+        let c = df.column(n).map_err(|_| format!("no `{n}` column"))?.cast(&DataType::Float64).map_err(|e| e.to_string())?;
+        Ok(c.f64().map_err(|e| e.to_string())?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    Ok(col("epoch")?.into_iter().zip(col("loss")?).filter(|(e, l)| e.is_finite() && l.is_finite()).collect())
+}
+
+/// Per-epoch loss per stage that has `history` outputs: one panel per value of the first text
+/// coordinate that varies (the dataset), lines coloured by the coordinate with the fewest values
+/// that varies besides (e.g. mu2), log-scaled loss when it spans more than a decade.
+fn loss_curves(arts: &[Artifact]) -> String {
+    let mut by_stage: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for a in arts.iter().filter(|a| a.file.starts_with("history:")) {
+        if !by_stage.contains_key(a.stage.as_str()) {
+            order.push(&a.stage);
+        }
+        by_stage.entry(&a.stage).or_default().push(a);
+    }
+    if order.is_empty() {
+        return "<p class=empty>No node of this pipeline has a `history` output (a table with `epoch` and `loss` columns).</p>".into();
+    }
+    let mut out = String::new();
+    for stage in order {
+        let list = &by_stage[stage];
+        let values =
+            |k: &str| -> BTreeSet<String> { list.iter().filter_map(|a| a.coords.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string())).collect() };
+        let names: BTreeSet<&str> = list.iter().flat_map(|a| a.coords.iter().map(|(k, _)| k.as_str())).collect();
+        let varying: Vec<&str> = names.iter().copied().filter(|k| values(k).len() > 1).collect();
+        let panel = varying.iter().copied().find(|k| list.iter().any(|a| a.coords.iter().any(|(n, v)| n == k && matches!(v, Value::Str(_)))));
+        let colour = varying.iter().copied().filter(|k| Some(*k) != panel && *k != "seed").min_by_key(|k| values(k).len());
+        let coord = |a: &Artifact, k: Option<&str>| -> String {
+            k.and_then(|k| a.coords.iter().find(|(n, _)| n == k)).map(|(_, v)| v.to_string()).unwrap_or_default()
+        };
+        let mut panels: Vec<(String, Vec<&Artifact>)> = Vec::new();
+        for a in list {
+            let p = coord(a, panel);
+            match panels.iter_mut().find(|(k, _)| *k == p) {
+                Some((_, v)) => v.push(a),
+                None => panels.push((p, vec![a])),
+            }
+        }
+        let _ = write!(out, "<h3>{}</h3><div class=gallery>", esc(stage));
+        for (p, members) in panels {
+            let mut lines: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+            let mut problems = Vec::new();
+            for a in &members {
+                match a.path.as_deref().map(history) {
+                    Some(Ok(points)) if !points.is_empty() => lines.push((coord(a, colour), points)),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => problems.push(format!("{}: {e}", a.node)),
+                    None => problems.push(format!("{}: not in this machine's store", a.node)),
+                }
+            }
+            let title = match panel {
+                Some(k) => format!("{stage}, {k}={p}"),
+                None => stage.to_string(),
+            };
+            let svg = match chart(&title, colour, &lines) {
+                Ok(svg) => svg,
+                Err(e) => {
+                    problems.push(e);
+                    String::new()
+                }
+            };
+            let b64 = base64::engine::general_purpose::STANDARD.encode(svg.as_bytes());
+            let stale = members.iter().any(|a| a.stale);
+            let _ = write!(
+                out,
+                "<figure><img alt='loss per epoch, {}' src='data:image/svg+xml;base64,{b64}'><figcaption>{} ({} runs){}{}</figcaption></figure>",
+                esc(&title),
+                esc(&title),
+                lines.len(),
+                if stale { " <span class='chip stale'>includes stale runs</span>" } else { "" },
+                problems.iter().map(|p| format!("<br><span class=bad>{}</span>", esc(p))).collect::<String>()
+            );
+        }
+        out.push_str("</div>");
+    }
+    out
+}
+
+/// Colours of the loss curves (Okabe & Ito's colour-blind-safe palette).
+const PALETTE: [(u8, u8, u8); 8] =
+    [(0, 114, 178), (230, 159, 0), (0, 158, 115), (213, 94, 0), (204, 121, 167), (86, 180, 233), (0, 0, 0), (240, 228, 66)];
+
+/// The bundled font, so the curves' labels are measured the same everywhere.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// One loss chart as SVG: `lines` are (colour group, points); log10 loss when the values span more
+/// than a decade and are all positive.
+fn chart(title: &str, colour_by: Option<&str>, lines: &[(String, Vec<(f64, f64)>)]) -> Result<String, String> {
+    use plotters::prelude::*;
+    static FONTS: std::sync::Once = std::sync::Once::new();
+    FONTS.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+    let all = || lines.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+    let (y0, y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    if !x0.is_finite() || !y0.is_finite() {
+        return Err(format!("{title}: no points"));
+    }
+    let log = y0 > 0.0 && y1 / y0 > 10.0;
+    let t = |y: f64| if log { y.log10() } else { y };
+    let (ty0, ty1) = (t(y0), t(y1));
+    let pad = ((ty1 - ty0) * 0.05).max(1e-9);
+    let groups: Vec<&String> = {
+        let set: BTreeSet<&String> = lines.iter().map(|(g, _)| g).collect();
+        let mut v: Vec<&String> = set.into_iter().collect();
+        v.sort_by(|a, b| a.parse::<f64>().ok().zip(b.parse::<f64>().ok()).map(|(x, y)| x.total_cmp(&y)).unwrap_or_else(|| a.cmp(b)));
+        v
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (520, 320)).into_drawing_area();
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(58)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (ty0 - pad)..(ty1 + pad))
+            .map_err(|x| e(&x))?;
+        c.configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("epoch")
+            .y_desc(if log { "loss (log scale)" } else { "loss" })
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| significant(if log { 10f64.powf(*v) } else { *v }))
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|x| e(&x))?;
+        let alpha = if lines.len() > 12 { 0.35 } else { 0.9 };
+        for (gi, g) in groups.iter().enumerate() {
+            let (r, gg, b) = PALETTE[gi % PALETTE.len()];
+            let style = RGBColor(r, gg, b).mix(alpha).stroke_width(if lines.len() > 12 { 1 } else { 2 });
+            let mut first = true;
+            for (_, points) in lines.iter().filter(|(k, _)| k == *g) {
+                let s = c.draw_series(LineSeries::new(points.iter().map(|(x, y)| (*x, t(*y))), style)).map_err(|x| e(&x))?;
+                if first && colour_by.is_some() {
+                    let label = format!("{}={g}", colour_by.unwrap_or_default());
+                    s.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(r, gg, b).stroke_width(2)));
+                    first = false;
+                }
+            }
+        }
+        if colour_by.is_some() {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 11))
+                .draw()
+                .map_err(|x| e(&x))?;
+        }
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// `x` to 2 significant digits, without trailing zeros (`0.032`, `6.3`, `160`).
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (1 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{:.*}", digits, x);
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    if digits == 0 {
+        let p = 10f64.powi(x.abs().log10().floor() as i32 - 1);
+        format!("{}", (x / p).round() * p)
+    } else {
+        s
+    }
+}
+
+/// The stage graph (one box per stage: `fresh/total`), laid out by layout-rs, boxes filled by
+/// state: all fresh green, some not fresh amber, none fresh grey.
+fn stage_graph(r: &Inputs<'_>) -> String {
+    use layout::backends::svg::SVGWriter;
+    use layout::core::base::Orientation;
+    use layout::core::color::Color;
+    use layout::core::style::StyleAttr;
+    use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
+    use layout::topo::layout::VisualGraph;
+
+    let mut stages: Vec<(String, [usize; 3])> = Vec::new();
+    for s in r.status {
+        let i = match stages.iter().position(|(n, _)| *n == s.stage) {
+            Some(i) => i,
+            None => {
+                stages.push((s.stage.clone(), [0; 3]));
+                stages.len() - 1
+            }
+        };
+        stages[i].1[match s.state {
+            Freshness::Fresh => 0,
+            Freshness::Stale => 1,
+            Freshness::Missing => 2,
+        }] += 1;
+    }
+    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let pos = |st: &str| stages.iter().position(|(n, _)| n == st);
+    for &i in r.graph.order() {
+        let to = pos(&r.graph.node(i).stage);
+        for d in r.graph.dependencies(i) {
+            if let (Some(a), Some(b)) = (pos(&r.graph.node(d).stage), to) {
+                if a != b {
+                    edges.insert((a, b));
+                }
+            }
+        }
+    }
+    let mut vg = VisualGraph::new(Orientation::LeftToRight);
+    let handles: Vec<_> = stages
+        .iter()
+        .map(|(name, [fresh, stale, missing])| {
+            let total = fresh + stale + missing;
+            let fill = if *fresh == total {
+                0xc8e6c9ff
+            } else if *fresh > 0 || *stale > 0 {
+                0xffe0b2ff
+            } else {
+                0xe0e0e0ff
+            };
+            let shape = ShapeKind::new_box(&format!("{name}\n{fresh}/{total} fresh"));
+            let look = StyleAttr::new(Color::new(0x455a64ff), 1, Some(Color::new(fill)), 6, 14);
+            let size = layout::std_shapes::render::get_shape_size(Orientation::LeftToRight, &shape, 14, false);
+            vg.add_node(Element::create(shape, look, Orientation::LeftToRight, size))
+        })
+        .collect();
+    for (a, b) in &edges {
+        vg.add_edge(Arrow::simple(""), handles[*a], handles[*b]);
+    }
+    let mut svg = SVGWriter::new();
+    vg.do_it(false, false, false, &mut svg);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(svg.finalize().as_bytes());
+    format!(
+        "<p class=note><span class='chip fresh'>every node fresh</span> <span class='chip stale'>some not fresh</span> <span class='chip missing'>none fresh</span></p>\
+         <div class=scroll><img class=dag alt='stage graph' src='data:image/svg+xml;base64,{b64}'></div>"
+    )
+}
+
+/// Every node that is not fresh, with why; nodes that only wait on upstream ones are counted.
+fn not_fresh(status: &[NodeStatus]) -> String {
+    let own: Vec<&NodeStatus> = status.iter().filter(|s| s.state != Freshness::Fresh && !s.waiting).collect();
+    let waiting = status.iter().filter(|s| s.waiting).count();
+    if own.is_empty() && waiting == 0 {
+        return "<p class=empty>Every node is fresh.</p>".into();
+    }
+    let mut out = format!(
+        "<p class=note>{} node{} not fresh for a reason of their own{}.</p><input class=filter type=search placeholder='filter, e.g. train missing' aria-label='filter nodes'>\
+         <div class=scroll><table class=sortable><thead><tr><th>state</th><th>node</th><th>why</th></tr></thead><tbody>",
+        own.len(),
+        if own.len() == 1 { "" } else { "s" },
+        if waiting > 0 { format!("; {waiting} more only wait on upstream nodes") } else { String::new() }
+    );
+    for s in own {
+        let _ = write!(
+            out,
+            "<tr><td data-v='{0}'><span class='chip {0}'>{0}</span></td><td data-v='{1}'>{1}</td><td data-v='{2}'>{2}</td></tr>",
+            s.state.as_str(),
+            esc(&s.node),
+            esc(&s.reasons.join("; "))
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// The pipeline's runs, newest first.
+fn run_history(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "<p class=empty>No run of this pipeline in this store yet.</p>".into();
+    }
+    let mut out = String::from(
+        "<div class=scroll><table class=sortable><thead><tr><th>run</th><th>started (UTC)</th><th>status</th><th class=num>ran</th><th class=num>cached</th>\
+         <th class=num>failed</th><th class=num>wall (s)</th><th>commit</th><th>host</th><th>overrides</th></tr></thead><tbody>",
+    );
+    for r in runs.iter().rev() {
+        let t = Tally::of(&r.nodes);
+        let commit = match (&r.git_commit, r.git_dirty) {
+            (Some(c), Some(true)) => format!("{}+", &c[..7.min(c.len())]),
+            (Some(c), _) => c[..7.min(c.len())].to_string(),
+            _ => String::new(),
+        };
+        let started = r.started.trim_end_matches('Z').replace('T', " ");
+        let _ = write!(
+            out,
+            "<tr><td data-v='{id}'>{id}</td><td data-v='{st}'>{st}</td><td data-v='{s}'><span class='chip {s}'>{s}</span></td>\
+             <td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{:.1}</td>\
+             <td data-v='{c}'>{c}</td><td data-v='{h}'>{h}</td><td data-v='{o}'>{o}</td></tr>",
+            t.ran,
+            t.ran,
+            t.cached,
+            t.cached,
+            t.failed,
+            t.failed,
+            r.duration_s,
+            r.duration_s,
+            id = esc(&r.run_id),
+            st = esc(&started),
+            s = esc(&r.status),
+            c = esc(&commit),
+            h = esc(&r.host),
+            o = esc(&r.overrides.join(" ")),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+const CSS: &str = r#"
+:root{--fg:#1f2933;--muted:#616e7c;--line:#d9e2ec;--bg:#fff;--head:#f5f7fa}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;max-width:1280px;padding:0 24px 48px}
+header{padding:20px 0 4px}h1{margin:0;font-size:24px}h2{margin:32px 0 8px;padding-bottom:4px;border-bottom:1px solid var(--line);font-size:19px}h3{font-size:15px;margin:18px 0 6px}
+.meta,.note,.empty{color:var(--muted)}.bad{color:#b00020}
+nav{position:sticky;top:0;background:var(--bg);padding:8px 0;border-bottom:1px solid var(--line);z-index:2}nav a{margin-right:16px;color:#0b69a3;text-decoration:none}
+.chip{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px;background:#e0e0e0}
+.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}
+.filter{width:320px;max-width:100%;padding:5px 8px;margin:4px 0 8px;border:1px solid var(--line);border-radius:4px}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:13px}th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+th{background:var(--head);position:sticky;top:0;cursor:pointer;user-select:none}th.num,td.num{text-align:right;font-variant-numeric:tabular-nums}
+th[aria-sort=ascending]::after{content:" \25B2"}th[aria-sort=descending]::after{content:" \25BC"}
+tbody tr:hover{background:#f0f4f8}.pm{color:var(--muted);font-size:12px}
+.gallery{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0;flex:0 1 auto;max-width:100%}figure img{max-width:100%;max-height:640px;height:auto;border:1px solid var(--line)}figcaption{font-size:12px;color:var(--muted)}
+img.dag{max-width:100%;border:0}
+details.md{margin:12px 0}details.md summary{cursor:pointer;color:#0b69a3}.prose{max-width:960px}.prose table{margin:8px 0}
+"#;
+
+const JS: &str = r#"
+(function(){
+  function val(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;var n=Number(v);return (v.trim()!==''&&isFinite(n))?{n:n}:{s:v.toLowerCase()};}
+  function cmp(a,b){if(a.n!==undefined&&b.n!==undefined)return a.n-b.n;if(a.n!==undefined)return -1;if(b.n!==undefined)return 1;return a.s<b.s?-1:a.s>b.s?1:0;}
+  document.querySelectorAll('table.sortable').forEach(function(table){
+    var heads=table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads,function(th,col){
+      th.addEventListener('click',function(){
+        var asc=th.getAttribute('aria-sort')!=='ascending';
+        Array.prototype.forEach.call(heads,function(h){h.removeAttribute('aria-sort');});
+        th.setAttribute('aria-sort',asc?'ascending':'descending');
+        var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+        rows.sort(function(r1,r2){var c=cmp(val(r1.cells[col]),val(r2.cells[col]));return asc?c:-c;});
+        rows.forEach(function(r){body.appendChild(r);});
+      });
+    });
+  });
+  document.querySelectorAll('input.filter').forEach(function(input){
+    var el=input.nextElementSibling,table=el&&el.querySelector('table');
+    if(!table)return;
+    input.addEventListener('input',function(){
+      var words=input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      Array.prototype.forEach.call(table.tBodies[0].rows,function(r){
+        var t=r.textContent.toLowerCase()+' '+(r.title||'').toLowerCase();
+        r.hidden=!words.every(function(w){return t.indexOf(w)>=0;});
+      });
+    });
+  });
+  document.documentElement.dataset.ready='1';
+})();
+"#;
+
+/// Where `pipe report` writes when no `--output` is given.
+pub fn default_output(name: &str) -> PathBuf {
+    PathBuf::from(format!("{name}-report.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s, n) = mean_std(&[0.9, 0.95, 1.0, f64::NAN]);
+        assert_eq!(n, 3);
+        assert!((m - 0.95).abs() < 1e-12);
+        assert!((s - 0.05).abs() < 1e-12, "sample std of 0.9, 0.95, 1.0 is 0.05, got {s}");
+        assert_eq!(mean_std(&[2.0]), (2.0, 0.0, 1));
+    }
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(esc("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn numbers_print_as_tables_do() {
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(0.96413), "0.9641");
+        assert_eq!(num(1234.56), "1234.6");
+        assert_eq!(num(f64::NAN), "–");
+        for (x, s) in [(158.489, "160"), (3.162, "3.2"), (0.0316, "0.032"), (10.0, "10"), (2.5, "2.5")] {
+            assert_eq!(significant(x), s, "{x}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `pipe report`: one self-contained HTML file, checked in a headless Chromium (the table's rows,
+//! sorting, filtering, every image decoded, no script error), and the values it prints: the mean
+//! and sample std over seeds of a results table whose numbers the test chose.
+
+mod common;
+use common::Workspace;
+use polars::prelude::*;
+
+/// AUC per (mu2, seed): mean 0.92 ± 0.02 for mu2 = 0 and 0.82 ± 0.026458 for mu2 = 0.5.
+const AUC: [(&str, [f64; 3]); 2] = [("0.0", [0.90, 0.92, 0.94]), ("0.5", [0.80, 0.81, 0.85])];
+
+fn write_parquet(path: &std::path::Path, mut df: DataFrame) {
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(&mut df).unwrap();
+}
+
+/// Per (mu2, seed) a metrics table and a training history; the pipeline copies them in.
+fn workspace(name: &str) -> Workspace {
+    let ws = Workspace::new(name);
+    std::fs::create_dir_all(ws.dir.join("data")).unwrap();
+    for (mu2, aucs) in AUC {
+        for (seed, auc) in aucs.iter().enumerate() {
+            let m = df!("auc" => [*auc], "f1" => [0.7 + seed as f64 / 100.0]).unwrap();
+            write_parquet(&ws.dir.join(format!("data/metrics-{mu2}-{seed}.parquet")), m);
+            let epochs: Vec<i64> = (1..=20).collect();
+            let loss: Vec<f64> = epochs.iter().map(|e| 10.0 / *e as f64 + seed as f64 * 0.1).collect();
+            write_parquet(&ws.dir.join(format!("data/history-{mu2}-{seed}.parquet")), df!("epoch" => epochs, "loss" => loss).unwrap());
+        }
+    }
+    ws.write(
+        "p.yaml",
+        r#"name: tiny
+stages:
+  train:
+    kind: command
+    matrix: {mu2: [0.0, 0.5], seed: [0, 1, 2]}
+    params:
+      cmd: "cp data/history-${matrix.mu2}-${matrix.seed}.parquet ${outputs.history.parquet} && cp data/metrics-${matrix.mu2}-${matrix.seed}.parquet ${outputs.metrics.parquet}"
+      outputs: [history.parquet, metrics.parquet]
+  results:
+    kind: concat
+    inputs: {tables: {from: train.metrics.parquet, gather: true}}
+    publish: {table: results/tiny.parquet}
+  figure:
+    kind: command
+    params:
+      cmd: "printf '<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"40\" height=\"20\"><rect width=\"40\" height=\"20\" fill=\"teal\"/></svg>' > ${outputs.fig.svg}"
+      outputs: [fig.svg]
+    publish: {fig.svg: Deliverables/tiny/fig.svg}
+"#,
+    );
+    ws
+}
+
+/// A headless Chromium, or None (the test says it skipped) when none is installed and neither CI
+/// nor PIPE_REQUIRE_BROWSER asks for every test.
+fn chromium(test: &str) -> Option<String> {
+    let found =
+        std::env::var("PIPE_TEST_BROWSER").ok().into_iter().chain(["chromium", "chromium-browser", "google-chrome"].map(String::from)).find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if found.is_none() {
+        let how =
+            "this test renders the report in a headless Chromium: `apt-get install chromium` (scripts/test.sh installs it), or set PIPE_TEST_BROWSER";
+        if std::env::var_os("CI").is_some() || std::env::var_os("PIPE_REQUIRE_BROWSER").is_some() {
+            panic!("no Chromium found: {how}");
+        }
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED browser test `{test}`: {how}");
+    }
+    found
+}
+
+/// What the page does when a person uses it, run by the browser after the page loaded: its rows,
+/// the mu2 column after sorting by AUC up and down and after filtering, the images decoded.
+const PROBE: &str = r#"<script>
+window.addEventListener('load', function () {
+  var r = {ready: document.documentElement.dataset.ready || null};
+  try {
+    var t = document.querySelector('table.results');
+    var visible = function () { return Array.prototype.filter.call(t.tBodies[0].rows, function (x) { return !x.hidden; }); };
+    var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (c) { return c.textContent; });
+    var col = function (name) { return visible().map(function (x) { return x.cells[heads.indexOf(name)].textContent; }); };
+    r.heads = heads;
+    r.mu2 = col('mu2');
+    t.tHead.rows[0].cells[heads.indexOf('auc')].click();
+    r.ascending = col('mu2');
+    t.tHead.rows[0].cells[heads.indexOf('auc')].click();
+    r.descending = col('mu2');
+    var f = document.querySelector('input.filter');
+    f.value = '0.5';
+    f.dispatchEvent(new Event('input'));
+    r.filtered = col('mu2');
+    r.images = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });
+  } catch (e) { r.probe_error = String(e); }
+  r.errors = window.__errors;
+  var pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(r);
+  document.body.appendChild(pre);
+});
+</script>"#;
+
+#[test]
+fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
+    let ws = workspace("html-report");
+    ws.ok(&["run", "p.yaml"]);
+    let out = ws.pipe(&["report", "p.yaml", "-o", "report.html"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("wrote report.html (") && said.contains("8 of 8 nodes fresh"), "{said}");
+    let html = ws.read("report.html");
+
+    // Self-contained: nothing is fetched from anywhere.
+    for external in ["src='http", "src=\"http", "href='http", "href=\"http", "@import", "url(http"] {
+        assert!(!html.contains(external), "the report loads `{external}...`");
+    }
+    // Mean ± sample std over the three seeds, per mu2 (n = 3), sorted as the table reads.
+    assert!(html.contains("2 groups: mean &plusmn; sample std over seeds"), "grouped over seeds");
+    assert!(html.contains(">0.9200 <span class=pm>&plusmn; 0.0200</span>"), "mu2 = 0: 0.92 ± 0.02");
+    assert!(html.contains(">0.8200 <span class=pm>&plusmn; 0.0265</span>"), "mu2 = 0.5: 0.82 ± 0.0265");
+    // Each section found its part: the published figure, a loss chart per stage, the stage graph,
+    // this one run, and nothing stale.
+    assert!(html.contains("Deliverables/tiny/fig.svg</figcaption>"));
+    assert!(html.contains("<figcaption>train (6 runs)</figcaption>"), "one chart, six histories");
+    assert!(html.contains("alt='stage graph'"));
+    assert_eq!(html.matches("<span class='chip ok'>ok</span>").count(), 1, "one run listed");
+    assert!(html.contains("Every node is fresh."));
+
+    let Some(browser) = chromium("the_report_shows_the_right_numbers_and_works_in_a_browser") else { return };
+    let probed = html.replace("</body>", &format!("{PROBE}</body>"));
+    ws.write("probed.html", &probed);
+    let dom = std::process::Command::new(&browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("file://{}", ws.dir.join("probed.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let json =
+        dom.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
+    let r: serde_json::Value =
+        serde_json::from_str(&json.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")).unwrap();
+    assert_eq!(r["errors"], serde_json::json!([]), "script errors: {r}");
+    assert!(r.get("probe_error").is_none(), "{r}");
+    assert_eq!(r["ready"], "1", "{r}");
+    assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1"]), "{r}");
+    assert_eq!(r["mu2"], serde_json::json!(["0.0", "0.5"]));
+    assert_eq!(r["ascending"], serde_json::json!(["0.5", "0.0"]), "sorted by mean AUC, ascending");
+    assert_eq!(r["descending"], serde_json::json!(["0.0", "0.5"]), "then descending");
+    assert_eq!(r["filtered"], serde_json::json!(["0.5"]), "the filter keeps the matching row");
+    let images = r["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "the figure, the loss chart and the stage graph: {r}");
+    assert!(images.iter().all(|i| i == true), "every embedded image decodes: {r}");
+}
+
+#[test]
+fn the_report_marks_stale_results_and_never_overwrites_a_file_it_did_not_write() {
+    let ws = workspace("html-report-stale");
+    ws.ok(&["run", "p.yaml"]);
+    // A user's own file where the report would go is kept.
+    ws.write("mine.html", "my notes");
+    let out = ws.pipe(&["report", "p.yaml", "-o", "mine.html"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mine.html exists and is not a report pipe wrote"));
+    assert_eq!(ws.read("mine.html"), "my notes");
+    // Its own report it replaces; once edited by hand, only with --overwrite.
+    ws.ok(&["report", "p.yaml", "-o", "r.html"]);
+    ws.ok(&["report", "p.yaml", "-o", "r.html"]);
+    ws.write("r.html", "edited");
+    assert!(!ws.pipe(&["report", "p.yaml", "-o", "r.html"]).status.success());
+    assert_eq!(ws.read("r.html"), "edited");
+    ws.ok(&["report", "p.yaml", "-o", "r.html", "--overwrite"]);
+
+    // One seed's command edited: its node and the results are stale, shown from their last run
+    // with the reason; the report runs nothing.
+    let yaml = ws.read("p.yaml").replace("&& cp data/metrics", "&& cp -f data/metrics");
+    ws.write("p.yaml", &yaml);
+    ws.ok(&["report", "p.yaml", "-o", "r.html"]);
+    let html = ws.read("r.html");
+    assert!(html.contains("results/tiny.parquet <span class='chip stale'"), "the table is marked stale");
+    assert!(html.contains("0.9200 <span class=pm>&plusmn; 0.0200</span>"), "its last values are shown");
+    assert!(html.contains("<td data-v='train[mu2=0.0,seed=0]'>train[mu2=0.0,seed=0]</td><td data-v='params.cmd changed"), "the reason is given");
+    assert_eq!(ws.nodes_in("ran").len(), 8, "the report ran nothing (the last run is still the first)");
+}
