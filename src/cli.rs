@@ -767,6 +767,20 @@ fn cmd_run(
         println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
     }
     eprintln!("{tally} in {:.1}s; run record {}", record.duration_s, path.display());
+    if let Some(out) = &pipeline.report {
+        // The whole pipeline's report, also after a run narrowed to targets.
+        let full = GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(|e| {
+            eprintln!("error: {e}");
+            exit::INVALID_PIPELINE
+        })?;
+        match write_html_report(&pipeline, &full, &store, p.path(), out, ReportTarget::Declared { overwrite }) {
+            Ok(said) => eprintln!("{said}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(status.exit_code().max(exit::NODES_FAILED));
+            }
+        }
+    }
     if status == RunStatus::Failed {
         for n in record.nodes.iter().filter(|n| n.state == RunState::Failed) {
             let first = n.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
@@ -895,48 +909,77 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
 fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: bool) -> Result<i32, i32> {
     let (pipeline, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
-    let ns = ref_namespace(p.path());
-    let status = plan::status(&graph, &store, &ns, &workspace());
+    let out = output.unwrap_or_else(|| crate::html_report::default_output(&pipeline.name));
+    match write_html_report(&pipeline, &graph, &store, p.path(), &out, ReportTarget::Named { overwrite }) {
+        Ok(said) => {
+            println!("{said}");
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(if absolute(&out).is_file() || absolute(&out).is_dir() { exit::USAGE } else { exit::STORE })
+        }
+    }
+}
+
+/// Whose path the HTML report goes to, which decides what may be replaced there.
+enum ReportTarget {
+    /// `pipe report -o FILE`: a file `pipe report` did not write (or one edited since) is kept
+    /// unless `overwrite`.
+    Named { overwrite: bool },
+    /// The pipeline's `report:` after `pipe run`, as a published output: a file pipe never wrote
+    /// there is first copied into the store's `backups/`; one edited since pipe wrote it is kept
+    /// (a warning) unless `--overwrite`.
+    Declared { overwrite: bool },
+}
+
+/// Writes the HTML report of the whole pipeline to `out` (relative to the workspace); returns the
+/// line to print, or why nothing was written (naming the file and the way out).
+fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &Path, out: &Path, target: ReportTarget) -> Result<String, String> {
+    let ns = ref_namespace(file);
+    let status = plan::status(graph, store, &ns, &workspace());
     let runs: Vec<RunRecord> = store.runs().into_iter().filter(|r| ref_namespace(Path::new(&r.file)) == ns).collect();
     let generated = rfc3339(now());
     let html = crate::html_report::render(&crate::html_report::Inputs {
         name: &pipeline.name,
-        file: p.path(),
-        graph: &graph,
+        file,
+        graph,
         status: &status,
-        store: &store,
+        store,
         namespace: &ns,
         runs: &runs,
         generated: &generated,
     });
-    let out = output.unwrap_or_else(|| crate::html_report::default_output(&pipeline.name));
-    let dest = absolute(&out);
+    let dest = absolute(out);
+    let shown = out.display();
     if dest.is_dir() {
-        eprintln!(
-            "error: --output {}: a directory is in the way\n  = hint: name a file, e.g. `-o {}`",
-            out.display(),
-            out.join("report.html").display()
-        );
-        return Err(exit::USAGE);
+        return Err(format!("report {shown}: a directory is in the way\n  = hint: name a file, e.g. `{}`", out.join("report.html").display()));
     }
-    if dest.exists() && !overwrite {
+    if dest.exists() {
         let current = crate::hash::hash_file(&dest).ok();
-        if current.is_none() || store.published_hash(&dest) != current {
-            eprintln!(
-                "error: {} exists and is not a report pipe wrote (or it was edited since); not overwritten\n  = hint: name another file with `-o FILE`, or pass `--overwrite`",
-                out.display()
-            );
-            return Err(exit::USAGE);
+        let ours = current.is_some() && store.published_hash(&dest) == current;
+        match target {
+            _ if ours => {}
+            ReportTarget::Named { overwrite: true } | ReportTarget::Declared { overwrite: true } => {}
+            ReportTarget::Named { overwrite: false } => {
+                return Err(format!(
+                    "{shown} exists and is not a report pipe wrote (or it was edited since); not overwritten\n  = hint: name another file with `-o FILE`, or pass `--overwrite`"
+                ))
+            }
+            ReportTarget::Declared { overwrite: false } if store.published_hash(&dest).is_some() => {
+                return Err(format!("report {shown}: the file was edited since pipe wrote it; not overwritten\n  = hint: move it away, or pass `--overwrite`"))
+            }
+            ReportTarget::Declared { overwrite: false } => {
+                let kept = store.backup(&dest).map_err(|e| format!("report {shown}: cannot keep a copy of the existing file: {e}"))?;
+                eprintln!("warning: {shown} was not written by pipe; the previous file is kept at {}", kept.display());
+            }
         }
     }
-    if let Err(e) = crate::store::write_atomic(&dest, html.as_bytes()) {
-        eprintln!("error: cannot write {}: {e}", out.display());
-        return Err(exit::STORE);
-    }
+    crate::store::write_atomic(&dest, html.as_bytes())
+        .map_err(|e| format!("cannot write {shown}: {e}\n  = hint: check that its folder can be created and written"))?;
     store.set_published(&dest, &blake3::hash(html.as_bytes()).to_hex());
-    let [fresh, total] = [status.iter().filter(|s| s.state == Freshness::Fresh).count(), status.len()];
-    println!("wrote {} ({} KiB; {fresh} of {total} nodes fresh)", out.display(), html.len() / 1024);
-    Ok(exit::OK)
+    let fresh = status.iter().filter(|s| s.state == Freshness::Fresh).count();
+    Ok(format!("wrote {shown} ({} KiB; {fresh} of {} nodes fresh)", html.len() / 1024, status.len()))
 }
 
 /// `pipe runs`.

@@ -186,3 +186,38 @@ fn the_report_marks_stale_results_and_never_overwrites_a_file_it_did_not_write()
     assert!(html.contains("<td data-v='train[mu2=0.0,seed=0]'>train[mu2=0.0,seed=0]</td><td data-v='params.cmd changed"), "the reason is given");
     assert_eq!(ws.nodes_in("ran").len(), 8, "the report ran nothing (the last run is still the first)");
 }
+
+#[test]
+fn a_pipeline_that_declares_its_report_gets_it_after_every_run() {
+    let ws = workspace("html-report-declared");
+    let yaml = ws.read("p.yaml").replacen("name: tiny\n", "name: tiny\nreport: out/\n", 1);
+    ws.write("p.yaml", &yaml);
+    // A file pipe never wrote at that path is kept in the store's backups/ first, as publish does.
+    ws.write("out/report.html", "a user's page");
+    let stderr = ws.ok(&["run", "p.yaml", "train[mu2=0.5]"]);
+    assert!(stderr.contains("wrote out/report.html (") && stderr.contains("3 of 8 nodes fresh"), "after a run narrowed to targets, the whole pipeline: {stderr}");
+    assert!(stderr.contains("out/report.html was not written by pipe; the previous file is kept at"), "{stderr}");
+    let backups: Vec<_> = std::fs::read_dir(ws.store().join("backups")).unwrap().collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read_to_string(backups[0].as_ref().unwrap().path()).unwrap(), "a user's page");
+    assert!(ws.read("out/report.html").contains("<title>tiny &middot; pipe report</title>"));
+    // Every run rewrites it; edited by hand, it is kept unless --overwrite.
+    ws.ok(&["run", "p.yaml"]);
+    assert!(ws.read("out/report.html").contains("Every node is fresh."));
+    ws.write("out/report.html", "edited");
+    let out = ws.pipe(&["run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(4), "the run's results are kept, the report is not written");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report out/report.html: the file was edited since pipe wrote it"));
+    assert_eq!(ws.read("out/report.html"), "edited");
+    ws.ok(&["run", "p.yaml", "--overwrite"]);
+    assert!(ws.read("out/report.html").contains("Every node is fresh."));
+
+    // A path outside the workspace, or one a stage publishes, is refused at its line.
+    for (report, says) in [("../x.html", "leaves the workspace"), ("Deliverables/tiny/fig.svg", "a stage publishes that path")] {
+        ws.write("bad.yaml", &yaml.replacen("report: out/", &format!("report: {report}"), 1));
+        let out = ws.pipe(&["status", "bad.yaml"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("bad.yaml:2:9") && err.contains(says), "{err}");
+    }
+}

@@ -5,7 +5,7 @@ pub mod grid;
 pub mod spec;
 pub mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use grid::{InputRef, NodeSpec};
@@ -18,6 +18,9 @@ use crate::stage::Registry;
 pub struct Pipeline {
     pub name: String,
     pub nodes: Vec<NodeSpec>,
+    /// `report: PATH`: the workspace path `pipe run` writes the HTML report to after each run
+    /// (a path ending in `/` gets `report.html`); never a path a stage publishes.
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +89,19 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
     let mut spec = spec::parse_spec(&root, default_name, &mut d);
     grid::apply_overrides(&mut spec, overrides, &mut d);
     let nodes = grid::expand(&spec, registry, &mut d);
+    let report = spec.report.as_ref().and_then(|(raw, pos)| match grid::publish_dest(raw, "report.html") {
+        Ok(dest) if nodes.iter().any(|n| n.publish.iter().any(|(_, p)| *p == dest)) => {
+            d.error(*pos, format!("`report: {raw}`: a stage publishes that path"), Some("give the report a path of its own".into()));
+            None
+        }
+        Ok(dest) => Some(dest),
+        Err(e) => {
+            d.error(*pos, format!("`report: {raw}`: {e}"), Some("a path inside the workspace, e.g. `Deliverables/quick/report.html`".into()));
+            None
+        }
+    });
     if !d.is_empty() {
         return Err(invalid(d));
     }
-    Ok(Pipeline { name: spec.name, nodes })
+    Ok(Pipeline { name: spec.name, nodes, report })
 }

@@ -13,6 +13,8 @@ pub struct PipelineSpec {
     /// Pipeline-wide params, referenced as `${params.NAME}`.
     pub params: Vec<Entry>,
     pub stages: Vec<StageSpec>,
+    /// `report: PATH`: where `pipe run` writes the HTML report (`pipe report`), with its position.
+    pub report: Option<(String, Pos)>,
 }
 
 /// A `key: value` pair with the key's position.
@@ -71,7 +73,7 @@ pub enum Source {
     File(String),
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "params", "stages"];
+const TOP_KEYS: &[&str] = &["name", "description", "params", "stages", "report"];
 const STAGE_KEYS: &[&str] = &["kind", "description", "params", "overrides", "matrix", "inputs", "publish"];
 
 /// A pipeline's `name:`: a plain word (it appears in run records and messages, never as a path).
@@ -114,7 +116,7 @@ fn unknown_key(d: &mut Diagnostics, pos: Pos, key: &str, where_: &str, allowed: 
 
 /// Reads the structure; semantic checks (kinds, params, references) happen in `grid`.
 pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> PipelineSpec {
-    let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new() };
+    let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new(), report: None };
     let mut saw_stages = false;
     if !matches!(root.kind, NodeKind::Map(_)) {
         d.error(root.pos, format!("a pipeline file must be a mapping, found {}", root.type_name()), Some("start with `stages:`".into()));
@@ -132,6 +134,14 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
                 None => d.error(value.pos, format!("`name` must be a string, found {}", value.type_name()), None),
             },
             "description" => {}
+            "report" => match value.as_str() {
+                Some(s) => spec.report = Some((s.to_string(), value.pos)),
+                None => d.error(
+                    value.pos,
+                    format!("`report` must be a path, found {}", value.type_name()),
+                    Some("where `pipe run` writes the HTML report, e.g. `report: Deliverables/quick/report.html`".into()),
+                ),
+            },
             "params" => {
                 for (k, p, v) in entries(value, "`params`", d) {
                     if !is_identifier(&k) {
