@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, LoadError, Pipeline};
+use crate::error::{render, Hint};
 use crate::exec::{Executor, RunOptions};
 use crate::exit;
 use crate::graph::{Graph, GraphBuilder, RenderFormat};
@@ -282,10 +283,7 @@ fn data(args: &[std::ffi::OsString]) -> Result<i32, i32> {
     match std::process::Command::new(&worker).arg("data").args(args).status() {
         Ok(s) => Ok(s.code().unwrap_or(exit::INTERNAL)),
         Err(e) => {
-            eprintln!(
-                "error: cannot start the stage worker {}: {e}\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE",
-                worker.display()
-            );
+            eprintln!("error: {}", render(&engine::worker::WorkerError::CannotStart { exe: worker, source: e }));
             Err(exit::INTERNAL)
         }
     }
@@ -335,7 +333,7 @@ fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, ca
             Ok(())
         }
         None => {
-            eprintln!("error: no pipeline file given, no {DEFAULT_FILE} here, and no earlier run in {}\n  = hint: name one, e.g. `pipe run pipelines/quick.yaml`", dir.display());
+            eprintln!("error: {}", render(&CliError::NoPipelineFile { store: dir.to_path_buf() }));
             Err(exit::USAGE)
         }
     }
@@ -345,7 +343,7 @@ fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, ca
 /// the ids of the nodes the targets matched.
 fn select(nodes: &[crate::config::NodeSpec], targets: &[String], downstream: bool) -> Result<(Graph, Vec<String>), i32> {
     let hit = crate::targets::matching(nodes, targets).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::NOT_FOUND
     })?;
     let ids = hit.iter().map(|&i| nodes[i].id.clone()).collect();
@@ -363,7 +361,7 @@ fn one_node(nodes: &[crate::config::NodeSpec], graph: &Graph, targets: &[String]
         return Ok(t.clone());
     }
     let hit = crate::targets::matching(nodes, targets).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::NOT_FOUND
     })?;
     if let [one] = hit.as_slice() {
@@ -382,7 +380,7 @@ fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32>
         exit::USAGE
     })?;
     let pipeline = config::load(p.path(), registry, &sets).map_err(|e| {
-        eprintln!("{e}");
+        eprintln!("{}", render(&e));
         match e {
             LoadError::Read { .. } | LoadError::Invalid(_) => exit::INVALID_PIPELINE,
         }
@@ -507,14 +505,14 @@ fn is_url(store: &str) -> bool {
 fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
     let dir = if is_url(cli_store) { cache } else { Path::new(cli_store) };
     let store = Store::open(dir).map_err(|e| {
-        eprintln!("error: {e}\n  = hint: check that the directory is writable, or pass --store DIR / --cache DIR");
+        eprintln!("error: {}", render(&CliError::StoreUnopenable(e)));
         exit::STORE
     })?;
     if !is_url(cli_store) {
         return Ok(store);
     }
     let remote = crate::remote::Remote::open(cli_store).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     Ok(store.with_remote(remote))
@@ -628,15 +626,15 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
 fn cmd_push(g: &Ctx<'_>) -> Result<i32, i32> {
     let store = open_store(g.store, g.cache)?;
     if store.remote().is_none() {
-        eprintln!("error: push needs a remote store\n  = hint: pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)");
+        eprintln!("error: {}", render(&CliError::PushNeedsRemote));
         return Err(exit::USAGE);
     }
     let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     let stats = store.push().map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     for n in &stats.incomplete {
@@ -703,7 +701,7 @@ fn cmd_run(
             let store_arg = if is_url(g.store) { g.store.to_string() } else { absolute(Path::new(g.store)).display().to_string() };
             let s = crate::slurm::Slurm::new(exe, p.path().to_path_buf(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
             s.check().map_err(|e| {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", render(&e));
                 exit::USAGE
             })?;
             Some(s)
@@ -713,7 +711,7 @@ fn cmd_run(
     let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
     let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
     let _lock = store.lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe())).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     store.clean_scratch();
@@ -760,7 +758,7 @@ fn cmd_run(
         nodes,
     };
     let path = store.write_run(&record).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     if json {
@@ -776,7 +774,7 @@ fn cmd_run(
         match write_html_report(&pipeline, &full, &store, p.path(), out, ReportTarget::Declared { overwrite }) {
             Ok(said) => eprintln!("{said}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", render(&e));
                 return Ok(status.exit_code().max(exit::NODES_FAILED));
             }
         }
@@ -863,29 +861,21 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
     let st = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace());
     let s = st.iter().find(|s| &s.node == id).expect("every node has a status");
     let (Some(key), Freshness::Fresh) = (&s.key, s.state) else {
-        eprintln!(
-            "error: {id} is {}: {}\n  = hint: its stored result is not the one the file describes now; `pipe run {} '{id}'` computes it",
-            s.state,
-            s.reasons.join("; "),
-            p.path().display()
-        );
+        let e = CliError::NotFresh { node: id.clone(), state: s.state, reasons: s.reasons.join("; "), file: p.path().to_path_buf() };
+        eprintln!("error: {}", render(&e));
         return Err(exit::NOT_FOUND);
     };
     let rec = match plan::lookup(&store, key, true) {
         plan::Lookup::Hit(rec) => rec,
         _ => {
-            eprintln!(
-                "error: {id}: its result (key {}) cannot be read from {}\n  = hint: check the store (its connection and credentials for a remote), or recompute it: `pipe run {} '{id}' -f`",
-                &key[..12],
-                store.describe(),
-                p.path().display()
-            );
+            let e = CliError::Unreadable { node: id.clone(), key: key[..12].to_string(), store: store.describe(), file: p.path().to_path_buf() };
+            eprintln!("error: {}", render(&e));
             return Err(exit::STORE);
         }
     };
     let Some(obj) = rec.outputs.get(&output) else {
-        let names: Vec<&str> = rec.outputs.keys().map(String::as_str).collect();
-        eprintln!("error: {id} has no output `{output}`\n  = hint: its outputs: {}", names.join(", "));
+        let e = CliError::NoSuchOutput { node: id.clone(), output: output.clone(), outputs: rec.outputs.keys().cloned().collect() };
+        eprintln!("error: {}", render(&e));
         return Err(exit::NOT_FOUND);
     };
     let file =
@@ -916,9 +906,100 @@ fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: 
             Ok(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            Err(if absolute(&out).is_file() || absolute(&out).is_dir() { exit::USAGE } else { exit::STORE })
+            eprintln!("error: {}", render(&e));
+            Err(match e {
+                CliError::Report { what: ReportRefusal::Write(_) | ReportRefusal::Backup(_), .. } => exit::STORE,
+                _ => exit::USAGE,
+            })
         }
+    }
+}
+
+/// What a command refuses to do, and how to get past it ([`Hint`]).
+#[derive(Debug)]
+enum CliError {
+    /// No FILE argument, no `pipe.yaml` here, and no run recorded in the store.
+    NoPipelineFile { store: PathBuf },
+    /// The store directory cannot be opened or created.
+    StoreUnopenable(crate::store::StoreError),
+    /// `pipe push` with a local store.
+    PushNeedsRemote,
+    /// `pipe get` of a node whose stored result is not the current one.
+    NotFresh { node: String, state: Freshness, reasons: String, file: PathBuf },
+    /// `pipe get` of a fresh node whose objects cannot be read.
+    Unreadable { node: String, key: String, store: String, file: PathBuf },
+    /// `pipe get` of an output the node does not have.
+    NoSuchOutput { node: String, output: String, outputs: Vec<String> },
+    /// `pipe runs` on a store without runs (not an error: exit 0).
+    NoRuns { store: String },
+    /// `pipe show` without a node.
+    NameANode { file: PathBuf },
+    /// The HTML report could not be written at `path`.
+    Report { path: PathBuf, what: ReportRefusal },
+}
+
+/// Why the HTML report was not written.
+#[derive(Debug)]
+enum ReportRefusal {
+    DirectoryInTheWay,
+    /// `-o FILE` names a file `pipe report` did not write, or one edited since.
+    NotOurs,
+    /// The pipeline's `report:` file was edited by hand since pipe wrote it.
+    EditedSince,
+    Backup(std::io::Error),
+    Write(std::io::Error),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::NoPipelineFile { store } => {
+                write!(f, "no pipeline file given, no {DEFAULT_FILE} here, and no earlier run in {}", store.display())
+            }
+            CliError::StoreUnopenable(e) => write!(f, "{e}"),
+            CliError::PushNeedsRemote => f.write_str("push needs a remote store"),
+            CliError::NotFresh { node, state, reasons, .. } => write!(f, "{node} is {state}: {reasons}"),
+            CliError::Unreadable { node, key, store, .. } => write!(f, "{node}: its result (key {key}) cannot be read from {store}"),
+            CliError::NoSuchOutput { node, output, .. } => write!(f, "{node} has no output `{output}`"),
+            CliError::NoRuns { store } => write!(f, "no runs in {store} yet"),
+            CliError::NameANode { file } => write!(f, "name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`", file.display()),
+            CliError::Report { path, what } => {
+                let p = path.display();
+                match what {
+                    ReportRefusal::DirectoryInTheWay => write!(f, "report {p}: a directory is in the way"),
+                    ReportRefusal::NotOurs => write!(f, "{p} exists and is not a report pipe wrote (or it was edited since); not overwritten"),
+                    ReportRefusal::EditedSince => write!(f, "report {p}: the file was edited since pipe wrote it; not overwritten"),
+                    ReportRefusal::Backup(e) => write!(f, "report {p}: cannot keep a copy of the existing file: {e}"),
+                    ReportRefusal::Write(e) => write!(f, "cannot write {p}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl Hint for CliError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            CliError::NoPipelineFile { .. } => "name one, e.g. `pipe run pipelines/quick.yaml`".into(),
+            CliError::StoreUnopenable(_) => "check that the directory is writable, or pass --store DIR / --cache DIR".into(),
+            CliError::PushNeedsRemote => "pass --store s3://BUCKET/PREFIX or file:///DIR (this machine's cache is --cache)".into(),
+            CliError::NotFresh { node, file, .. } => {
+                format!("its stored result is not the one the file describes now; `pipe run {} '{node}'` computes it", file.display())
+            }
+            CliError::Unreadable { node, file, .. } => {
+                format!("check the store (its connection and credentials for a remote), or recompute it: `pipe run {} '{node}' -f`", file.display())
+            }
+            CliError::NoSuchOutput { outputs, .. } => format!("its outputs: {}", outputs.join(", ")),
+            CliError::NoRuns { .. } => "`pipe run FILE` records one".into(),
+            CliError::NameANode { file } => format!("`pipe dag {}` lists the nodes", file.display()),
+            CliError::Report { path, what } => match what {
+                ReportRefusal::DirectoryInTheWay => format!("name a file, e.g. `{}`", path.join("report.html").display()),
+                ReportRefusal::NotOurs => "name another file with `-o FILE`, or pass `--overwrite`".into(),
+                ReportRefusal::EditedSince => "move it away, or pass `--overwrite`".into(),
+                ReportRefusal::Write(_) => "check that its folder can be created and written".into(),
+                ReportRefusal::Backup(_) => return None,
+            },
+        })
     }
 }
 
@@ -935,7 +1016,7 @@ enum ReportTarget {
 
 /// Writes the HTML report of the whole pipeline to `out` (relative to the workspace); returns the
 /// line to print, or why nothing was written (naming the file and the way out).
-fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &Path, out: &Path, target: ReportTarget) -> Result<String, String> {
+fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &Path, out: &Path, target: ReportTarget) -> Result<String, CliError> {
     let ns = ref_namespace(file);
     let status = plan::status(graph, store, &ns, &workspace());
     let runs: Vec<RunRecord> = store.runs().into_iter().filter(|r| ref_namespace(Path::new(&r.file)) == ns).collect();
@@ -953,7 +1034,7 @@ fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &P
     let dest = absolute(out);
     let shown = out.display();
     if dest.is_dir() {
-        return Err(format!("report {shown}: a directory is in the way\n  = hint: name a file, e.g. `{}`", out.join("report.html").display()));
+        return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::DirectoryInTheWay });
     }
     if dest.exists() {
         let current = crate::hash::hash_file(&dest).ok();
@@ -961,22 +1042,17 @@ fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &P
         match target {
             _ if ours => {}
             ReportTarget::Named { overwrite: true } | ReportTarget::Declared { overwrite: true } => {}
-            ReportTarget::Named { overwrite: false } => {
-                return Err(format!(
-                    "{shown} exists and is not a report pipe wrote (or it was edited since); not overwritten\n  = hint: name another file with `-o FILE`, or pass `--overwrite`"
-                ))
-            }
+            ReportTarget::Named { overwrite: false } => return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::NotOurs }),
             ReportTarget::Declared { overwrite: false } if store.published_hash(&dest).is_some() => {
-                return Err(format!("report {shown}: the file was edited since pipe wrote it; not overwritten\n  = hint: move it away, or pass `--overwrite`"))
+                return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::EditedSince })
             }
             ReportTarget::Declared { overwrite: false } => {
-                let kept = store.backup(&dest).map_err(|e| format!("report {shown}: cannot keep a copy of the existing file: {e}"))?;
+                let kept = store.backup(&dest).map_err(|e| CliError::Report { path: out.to_path_buf(), what: ReportRefusal::Backup(e) })?;
                 eprintln!("warning: {shown} was not written by pipe; the previous file is kept at {}", kept.display());
             }
         }
     }
-    crate::store::write_atomic(&dest, html.as_bytes())
-        .map_err(|e| format!("cannot write {shown}: {e}\n  = hint: check that its folder can be created and written"))?;
+    crate::store::write_atomic(&dest, html.as_bytes()).map_err(|e| CliError::Report { path: out.to_path_buf(), what: ReportRefusal::Write(e) })?;
     store.set_published(&dest, &blake3::hash(html.as_bytes()).to_hex());
     let fresh = status.iter().filter(|s| s.state == Freshness::Fresh).count();
     Ok(format!("wrote {shown} ({} KiB; {fresh} of {} nodes fresh)", html.len() / 1024, status.len()))
@@ -992,7 +1068,7 @@ fn cmd_runs(g: &Ctx<'_>, json: bool, last: Option<usize>) -> Result<i32, i32> {
     if json {
         println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
     } else if runs.is_empty() {
-        eprintln!("no runs in {} yet\n  = hint: `pipe run FILE` records one", store.describe());
+        eprintln!("{}", render(&CliError::NoRuns { store: store.describe() }));
     } else {
         print!("{}", crate::runs::table(&runs));
     }
@@ -1059,11 +1135,7 @@ fn cmd_dag(g: &Ctx<'_>, p: PipelineArgs, format: RenderFormat, stages: bool) -> 
 fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> Result<i32, i32> {
     let (pipeline, graph) = load(&p, g.registry)?;
     if targets.is_empty() {
-        eprintln!(
-            "error: name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`\n  = hint: `pipe dag {}` lists the nodes",
-            p.path().display(),
-            p.path().display()
-        );
+        eprintln!("error: {}", render(&CliError::NameANode { file: p.path().to_path_buf() }));
         return Err(exit::USAGE);
     }
     let node = one_node(&pipeline.nodes, &graph, &targets)?;
@@ -1121,7 +1193,7 @@ fn cmd_query(sql: String, results: PathBuf, format: crate::query::QueryFormat) -
             Ok(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", render(&e));
             Err(exit::NOT_FOUND)
         }
     }
@@ -1144,7 +1216,7 @@ fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: boo
             None
         };
         let stats = store.gc_remote(live.as_ref(), (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", render(&e));
             exit::STORE
         })?;
         println!(
@@ -1158,7 +1230,7 @@ fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: boo
         return Ok(exit::OK);
     }
     let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     let live = if records {
@@ -1171,7 +1243,7 @@ fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: boo
         None
     };
     let stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
     if dry_run {

@@ -11,14 +11,28 @@ pub enum QueryFormat {
     Json,
 }
 
+/// Why a query printed no rows.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("cannot read {path}: {source}\n  = hint: run the pipeline first (`pipe run pipelines/quick.yaml`), or pass --results PATH")]
+    /// The results file cannot be read.
+    #[error("cannot read {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path}: cannot read it as a Parquet table ({source})\n  = hint: pipe reads integers of every width (unsigned too), floats, booleans, strings, dictionary strings, dates, times, timestamps, decimals and nulls; a column of another type (a struct, a float16) must be converted first")]
+    /// The file is not a Parquet table pipe can read.
+    #[error("{path}: cannot read it as a Parquet table ({source})")]
     Parquet { path: String, source: PolarsError },
-    #[error("query failed: {0}\n  = hint: the table is named `results`; `pipe query \"SELECT * FROM results LIMIT 0\"` lists its columns")]
+    /// The SQL failed (polars' message).
+    #[error("query failed: {0}")]
     Sql(PolarsError),
+}
+
+impl crate::error::Hint for QueryError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            QueryError::Read { .. } => "run the pipeline first (`pipe run pipelines/quick.yaml`), or pass --results PATH".into(),
+            QueryError::Parquet { .. } => "pipe reads integers of every width (unsigned too), floats, booleans, strings, dictionary strings, dates, times, timestamps, decimals and nulls; a column of another type (a struct, a float16) must be converted first".into(),
+            QueryError::Sql(_) => "the table is named `results`; `pipe query \"SELECT * FROM results LIMIT 0\"` lists its columns".into(),
+        })
+    }
 }
 
 pub fn load(path: &Path) -> Result<DataFrame, QueryError> {

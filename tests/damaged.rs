@@ -236,7 +236,7 @@ fn every_damaged_pipeline_file_gives_an_error_naming_it() {
         let err = match got {
             Err(_) => panic!("{name}: the loader panicked"),
             Ok(Ok(_)) => panic!("{name}: accepted"),
-            Ok(Err(e)) => e.to_string().replace(&root.display().to_string(), "<DIR>"),
+            Ok(Err(e)) => pipe::error::render(&e).replace(&root.display().to_string(), "<DIR>"),
         };
         assert!(err.contains(&format!("<DIR>/{name}.yaml")), "{name}: {err}");
         insta::assert_snapshot!(name, err);

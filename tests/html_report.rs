@@ -195,7 +195,10 @@ fn a_pipeline_that_declares_its_report_gets_it_after_every_run() {
     // A file pipe never wrote at that path is kept in the store's backups/ first, as publish does.
     ws.write("out/report.html", "a user's page");
     let stderr = ws.ok(&["run", "p.yaml", "train[mu2=0.5]"]);
-    assert!(stderr.contains("wrote out/report.html (") && stderr.contains("3 of 8 nodes fresh"), "after a run narrowed to targets, the whole pipeline: {stderr}");
+    assert!(
+        stderr.contains("wrote out/report.html (") && stderr.contains("3 of 8 nodes fresh"),
+        "after a run narrowed to targets, the whole pipeline: {stderr}"
+    );
     assert!(stderr.contains("out/report.html was not written by pipe; the previous file is kept at"), "{stderr}");
     let backups: Vec<_> = std::fs::read_dir(ws.store().join("backups")).unwrap().collect();
     assert_eq!(backups.len(), 1);

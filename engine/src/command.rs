@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
+/// The `command` stage kind (version 1): runs the `cmd` param with `sh -c` in the workspace and
+/// stores each file named in `outputs` as an output of that name. Cancelling the run stops the
+/// command's whole process group.
 pub struct CommandStage;
 
 fn quote(s: &str) -> String {

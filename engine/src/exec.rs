@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::config::NodeSpec;
+use crate::error::{render, Hint};
 use crate::graph::Graph;
 use crate::hash::Fingerprint;
 use crate::plan::{decide_resolved, resolve_inputs, Blocked, Decided, Outputs, ResolvedInputs, Verdict, Why};
@@ -22,12 +23,14 @@ use crate::report::{Event, Reporter};
 use crate::stage::{RunContext, StageError};
 use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, RunState, Store};
 
+/// How an [`Executor`] runs the graph.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Nodes run at once.
     pub jobs: usize,
     /// CPU threads each node may use.
     pub threads: usize,
+    /// Stop the whole run at the first failed node (it sets `cancel`), not only its dependents.
     pub fail_fast: bool,
     /// Overwrite published files that were edited by hand.
     pub overwrite: bool,
@@ -39,6 +42,7 @@ pub struct RunOptions {
 
 /// Why a node dispatched elsewhere did not complete.
 pub struct Failure {
+    /// What went wrong, for the terminal and the run record (with the end of the stage's log when there is one).
     pub error: String,
     /// The run was interrupted (Ctrl-C), as opposed to the node failing.
     pub cancelled: bool,
@@ -90,13 +94,22 @@ pub trait NodeRunner: Sync {
 /// runs there), outputs into the store, then the record.
 pub struct Local;
 
+/// Runs a sealed graph: restores cache hits, hands misses to `runner`, records each node's ref and
+/// publishes its outputs into the workspace.
 pub struct Executor<'a> {
+    /// The graph to run.
     pub graph: &'a Graph,
+    /// Where outputs, records and refs go.
     pub store: &'a Store,
+    /// The namespace the nodes' refs are kept under (`pipe` uses a hash of the pipeline file's path).
     pub pipeline: &'a str,
+    /// The directory `pipe` was started in: `file:` inputs and published paths are relative to it.
     pub workspace: PathBuf,
+    /// Jobs, threads per node and the other run options.
     pub options: RunOptions,
+    /// Receives the run's events and progress.
     pub reporter: &'a dyn Reporter,
+    /// Set on Ctrl-C (or by `fail_fast`): nothing new starts and running stages are asked to stop.
     pub cancel: Arc<AtomicBool>,
     /// Where cache misses run: [`Local`], or e.g. Slurm.
     pub runner: &'a dyn NodeRunner,
@@ -247,6 +260,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
                     (state, None)
                 }
                 Err(e) => {
+                    let e = render(&e);
                     ex.reporter.event(&Event::Failed { node: &node.id, error: &e });
                     (RunState::Failed, Some(e))
                 }
@@ -357,7 +371,7 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
     let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new() };
     ex.reporter.event(&Event::Started { node: &node.id });
     Local.run(&ex.env(), job).map_err(|f| f.error)?;
-    ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| e.to_string())?;
+    ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| crate::error::render(&e))?;
     Ok(RunState::Ran)
 }
 
@@ -384,7 +398,7 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
             Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs },
-            Err(e) => Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false },
+            Err(e) => Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false },
         },
         Err(f) => Outcome::Failed { key: Some(key), error: f.error, cancelled: f.cancelled },
     }
@@ -414,20 +428,21 @@ fn prepare(
             Err(Blocked::Store { key, error }) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
         };
     if let Some(expected) = expected.filter(|e| **e != fp) {
-        let why = fp.diff(expected, &inputs.sources).join("; ");
-        let hint = if fp.environment != expected.environment {
-            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes"
-        } else {
-            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again"
+        let mismatch = KeyMismatch {
+            node: node.id.clone(),
+            here: key.clone(),
+            submitted: expected.key(),
+            why: fp.diff(expected, &inputs.sources).join("; "),
+            environment: fp.environment != expected.environment,
         };
-        let error = format!("{} has key {key} here, not the submitted {} ({why})\n  = hint: {hint}", node.id, expected.key());
+        let error = render(&mismatch);
         return Err(Outcome::Failed { key: Some(key), error, cancelled: false });
     }
     match verdict {
         Verdict::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
         Verdict::Hit(rec) => {
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
-                return Err(Outcome::Failed { key: Some(key), error: e.to_string(), cancelled: false });
+                return Err(Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false });
             }
             return Err(Outcome::Done { state: RunState::Cached, key, outputs: rec.outputs });
         }
@@ -457,7 +472,7 @@ impl NodeRunner for Local {
     fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
         let Job { node, fingerprint, key, inputs, .. } = job;
         tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
-        let scratch = env.store.scratch(&key).map_err(|e| Failure { error: e.to_string(), cancelled: false })?;
+        let scratch = env.store.scratch(&key).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
         // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
         let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
         let ctx = RunContext::new(
@@ -485,7 +500,7 @@ impl NodeRunner for Local {
         };
         match result {
             Err(StageError::Cancelled) => return Err(fail("interrupted".into(), true)),
-            Err(e) => return Err(fail(e.to_string(), false)),
+            Err(e) => return Err(fail(render(&e), false)),
             Ok(()) => {}
         }
         let mut objects = BTreeMap::new();
@@ -508,7 +523,7 @@ impl NodeRunner for Local {
                 Ok(obj) => {
                     objects.insert(o.name.clone(), obj);
                 }
-                Err(e) => return Err(fail(e.to_string(), false)),
+                Err(e) => return Err(fail(crate::error::render(&e), false)),
             }
         }
         let _ = std::fs::remove_dir_all(&scratch);
@@ -523,8 +538,94 @@ impl NodeRunner for Local {
             finished_at: now(),
             log,
         };
-        env.store.write_record(&record).map_err(|e| Failure { error: e.to_string(), cancelled: false })?;
+        env.store.write_record(&record).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
         Ok(record)
+    }
+}
+
+/// Why an output could not be published at `path` (relative to the workspace).
+#[derive(Debug)]
+pub struct PublishError {
+    /// The destination, as the pipeline file names it.
+    pub path: PathBuf,
+    /// What stopped it.
+    pub what: PublishFailure,
+}
+
+/// What stopped a publish.
+#[derive(Debug)]
+pub enum PublishFailure {
+    /// A directory sits where the file goes.
+    DirectoryInTheWay,
+    /// The file there was edited by hand since pipe published it (and `--overwrite` was not given).
+    EditedSince,
+    /// A file pipe did not write there could not be copied into `backups/` first.
+    Backup(std::io::Error),
+    /// The stored output is on the remote store only, which could not be read.
+    Unavailable(String),
+    /// The stored output could not be read.
+    Read(std::io::Error),
+    /// The file could not be written.
+    Write(std::io::Error),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.path.display();
+        match &self.what {
+            PublishFailure::DirectoryInTheWay => write!(f, "publish {p}: a directory is in the way"),
+            PublishFailure::EditedSince => write!(f, "publish {p}: the file was edited since pipe published it; not overwritten"),
+            PublishFailure::Backup(e) => write!(f, "publish {p}: cannot keep a copy of the existing file: {e}"),
+            PublishFailure::Unavailable(e) => write!(f, "publish {p}: {e}"),
+            PublishFailure::Read(e) => write!(f, "publish {p}: reading the stored output: {e}"),
+            PublishFailure::Write(e) => write!(f, "publish {p}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl Hint for PublishError {
+    fn hint(&self) -> Option<String> {
+        let p = self.path.display();
+        match &self.what {
+            PublishFailure::DirectoryInTheWay => Some(format!("move it away, or publish to `{p}/` to write into it")),
+            PublishFailure::EditedSince => Some("move it away, or pass `--overwrite` to overwrite it".into()),
+            PublishFailure::Write(_) => Some("check that its folder can be created and written".into()),
+            PublishFailure::Backup(_) | PublishFailure::Unavailable(_) | PublishFailure::Read(_) => None,
+        }
+    }
+}
+
+/// A Slurm job's node whose key here differs from the key `pipe run` submitted it under: the job
+/// refuses to run (it would store a result under a key nobody asked for).
+#[derive(Debug)]
+pub struct KeyMismatch {
+    /// The node's id.
+    pub node: String,
+    /// The key computed in the job.
+    pub here: String,
+    /// The key the submitter computed.
+    pub submitted: String,
+    /// What differs, per fingerprint part.
+    pub why: String,
+    /// Whether the stage's declared environment (device, driver, data files) differs.
+    pub environment: bool,
+}
+
+impl std::fmt::Display for KeyMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} has key {} here, not the submitted {} ({})", self.node, self.here, self.submitted, self.why)
+    }
+}
+
+impl Hint for KeyMismatch {
+    fn hint(&self) -> Option<String> {
+        Some(if self.environment {
+            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes".into()
+        } else {
+            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again".into()
+        })
     }
 }
 
@@ -532,15 +633,13 @@ impl NodeRunner for Local {
 /// what pipe did not write: a file edited since pipe published it stops the node (unless
 /// `--overwrite`); a file pipe never wrote there is first copied into the store's `backups/`.
 /// Errors name the destination.
-fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Result<(), String> {
+fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Result<(), PublishError> {
     for (name, rel) in &node.publish {
         let Some(obj) = outputs.get(name) else { continue };
         let dest = ex.workspace.join(rel);
-        let shown = rel.display();
+        let at = |what: PublishFailure| PublishError { path: rel.clone(), what };
         match std::fs::metadata(&dest) {
-            Ok(m) if m.is_dir() => {
-                return Err(format!("publish {shown}: a directory is in the way\n  = hint: move it away, or publish to `{shown}/` to write into it"))
-            }
+            Ok(m) if m.is_dir() => return Err(at(PublishFailure::DirectoryInTheWay)),
             Ok(_) => {
                 // Hashed once: already the output (nothing to write), or what pipe last wrote here.
                 let current = crate::hash::hash_file(&dest).ok();
@@ -550,14 +649,11 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
                 }
                 match ex.store.published_hash(&dest) {
                     Some(last) if current.as_deref() == Some(last.as_str()) => {}
-                    Some(_) if !ex.options.overwrite => {
-                        return Err(format!(
-                            "publish {shown}: the file was edited since pipe published it; not overwritten\n  = hint: move it away, or pass `--overwrite` to overwrite it"
-                        ))
-                    }
+                    Some(_) if !ex.options.overwrite => return Err(at(PublishFailure::EditedSince)),
                     _ => {
-                        let kept = ex.store.backup(&dest).map_err(|e| format!("publish {shown}: cannot keep a copy of the existing file: {e}"))?;
-                        let msg = format!("{shown} was not written by this pipeline's last run; the previous file is kept at {}", kept.display());
+                        let kept = ex.store.backup(&dest).map_err(|e| at(PublishFailure::Backup(e)))?;
+                        let msg =
+                            format!("{} was not written by this pipeline's last run; the previous file is kept at {}", rel.display(), kept.display());
                         ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
                     }
                 }
@@ -567,11 +663,11 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
         // Only on the remote (a Slurm driver's cache): fetch it; a local one is read as is.
         if !ex.store.object_path(obj).is_file() {
             if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
-                return Err(format!("publish {shown}: {e}"));
+                return Err(at(PublishFailure::Unavailable(e)));
             }
         }
-        let bytes = std::fs::read(ex.store.object_path(obj)).map_err(|e| format!("publish {shown}: reading the stored output: {e}"))?;
-        write_atomic(&dest, &bytes).map_err(|e| format!("publish {shown}: {e}\n  = hint: check that its folder can be created and written"))?;
+        let bytes = std::fs::read(ex.store.object_path(obj)).map_err(|e| at(PublishFailure::Read(e)))?;
+        write_atomic(&dest, &bytes).map_err(|e| at(PublishFailure::Write(e)))?;
         ex.store.set_published(&dest, &obj.hash);
     }
     Ok(())

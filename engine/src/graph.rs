@@ -20,9 +20,11 @@ pub struct Graph {
     by_id: HashMap<String, NodeIndex>,
 }
 
+/// The nodes' dependencies form a cycle, so the graph cannot run.
 #[derive(Debug, thiserror::Error)]
 #[error("dependency cycle through nodes: {}", nodes.join(" -> "))]
 pub struct CycleError {
+    /// Ids of the nodes on the cycle.
     pub nodes: Vec<String>,
 }
 
@@ -43,6 +45,8 @@ impl GraphBuilder {
         GraphBuilder { g }
     }
 
+    /// Checks that the graph is acyclic and fixes its topological order (the order the nodes were
+    /// added in, when that is one). Errors with the nodes of a cycle.
     pub fn seal(self) -> Result<Graph, CycleError> {
         let g = self.g;
         // Nodes are expanded stage by stage in dependency order, so index order is usually already
@@ -59,9 +63,11 @@ impl GraphBuilder {
 }
 
 impl Graph {
+    /// The number of nodes.
     pub fn len(&self) -> usize {
         self.g.node_count()
     }
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.g.node_count() == 0
     }
@@ -69,9 +75,11 @@ impl Graph {
     pub fn order(&self) -> &[NodeIndex] {
         &self.order
     }
+    /// The node at index `i`; panics when `i` is not a node of this graph.
     pub fn node(&self, i: NodeIndex) -> &NodeSpec {
         &self.g[i]
     }
+    /// The index of the node whose id is `id`, if any.
     pub fn find(&self, id: &str) -> Option<NodeIndex> {
         self.by_id.get(id).copied()
     }
@@ -79,6 +87,7 @@ impl Graph {
     pub fn index_of(&self, expanded: usize) -> NodeIndex {
         NodeIndex::new(expanded)
     }
+    /// The nodes that read an output of node `i`, each once.
     pub fn dependents(&self, i: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
         let mut seen = Vec::new();
         self.g.neighbors_directed(i, Direction::Outgoing).filter(move |n| {
@@ -90,6 +99,7 @@ impl Graph {
             }
         })
     }
+    /// The nodes whose outputs node `i` reads, each once, in index order.
     pub fn dependencies(&self, i: NodeIndex) -> Vec<NodeIndex> {
         let mut v: Vec<NodeIndex> = self.g.neighbors_directed(i, Direction::Incoming).collect();
         v.sort();
@@ -97,7 +107,6 @@ impl Graph {
         v
     }
 
-    /// `text`: one line per node with its inputs; `dot`: Graphviz; `mermaid`: a flowchart.
     /// The stage-level graph: one vertex per stage (with its node count), one edge per (upstream
     /// stage, stage, input), in the same formats as [`Graph::render`].
     pub fn render_stages(&self, format: RenderFormat) -> String {
@@ -156,6 +165,9 @@ impl Graph {
         out
     }
 
+    /// The node graph, nodes in dependency order: `Text` gives one line per node with its kind and
+    /// upstream nodes, `Dot` Graphviz, `Mermaid` a flowchart, `Json` nodes and edges; edges are labelled
+    /// with input names.
     pub fn render(&self, format: RenderFormat) -> String {
         let mut out = String::new();
         let edges = || {
@@ -216,10 +228,14 @@ impl Graph {
     }
 }
 
+/// The formats of [`Graph::render`] and [`Graph::render_stages`] (`pipe dag --format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RenderFormat {
+    /// One line per node (or stage) with what it reads from.
     Text,
+    /// Graphviz `dot` source.
     Dot,
+    /// A Mermaid flowchart.
     Mermaid,
     /// `{"nodes": [{id, stage, kind, coords}], "edges": [{from, to, input}]}`.
     Json,

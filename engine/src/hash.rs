@@ -17,11 +17,17 @@ pub const KEY_VERSION: u32 = 1;
 /// upstream that produces identical bytes leaves this key unchanged (early cutoff).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// [`KEY_VERSION`] of the engine that made the fingerprint.
     pub key_version: u32,
+    /// The stage kind's name.
     pub kind: String,
+    /// The stage kind's version (`StageKind::version`).
     pub stage_version: u32,
+    /// The node's params, less those that only name a location (`ParamSpec::location`).
     pub params: BTreeMap<String, Value>,
+    /// Input name -> blake3 hashes (hex) of the content of each file it reads, in order.
     pub inputs: BTreeMap<String, Vec<String>>,
+    /// What the kind reports beyond its params (library versions, device: `StageKind::environment`).
     pub environment: BTreeMap<String, String>,
     /// Upstream node ids per input, only for kinds that read them (`StageKind::reads_input_identity`:
     /// a gather labelling its rows). Absent otherwise, so every other key is encoded as before.
@@ -30,6 +36,7 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// The cache key: the blake3 hash of the fingerprint's JSON encoding, 64 lowercase hex digits.
     pub fn key(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("a fingerprint always serialises");
         blake3::hash(&bytes).to_hex().to_string()

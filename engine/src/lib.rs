@@ -12,8 +12,11 @@
 //!   report: events -> terminal display, run record, exit code
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod command;
 pub mod config;
+pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod graph;

@@ -17,9 +17,13 @@ pub type Outputs = Vec<Option<BTreeMap<String, ObjectRef>>>;
 
 /// A node's resolved inputs: paths to read, content hashes, and upstream ids for messages.
 pub struct ResolvedInputs {
+    /// Input name -> the files to read (store objects or workspace files), in order.
     pub paths: BTreeMap<String, Vec<PathBuf>>,
+    /// Input name -> the blake3 hash (hex) of each of those files, in the same order.
     pub hashes: BTreeMap<String, Vec<String>>,
+    /// Input name -> where each file comes from: the upstream node's id, or the workspace path.
     pub sources: BTreeMap<String, Vec<String>>,
+    /// Input name -> the coordinates (axis -> value) of each upstream node it reads; `file:` inputs add none.
     pub coords: BTreeMap<String, Vec<BTreeMap<String, crate::value::Value>>>,
 }
 
@@ -110,13 +114,19 @@ pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, works
 
 /// What the store holds for a key.
 pub enum Lookup {
+    /// The record, with every object present (and, with `fetch`, verified).
     Hit(NodeRecord),
+    /// The store holds no record of the key.
     Miss,
     /// The record exists but an object is gone or damaged.
     Damaged {
+        /// The record.
         record: NodeRecord,
+        /// The first object found missing or damaged.
         object: ObjectRef,
+        /// Corrupt (else missing).
         corrupt: bool,
+        /// The name of the output that object is.
         output: String,
     },
     /// The record file itself is unreadable.
@@ -131,8 +141,8 @@ pub fn lookup(store: &Store, key: &str, fetch: bool) -> Lookup {
     let record = match store.record(key) {
         Ok(Some(r)) => r,
         Ok(None) => return Lookup::Miss,
-        Err(e @ crate::store::StoreError::Remote { .. }) => return Lookup::Unavailable(e.to_string()),
-        Err(e) => return Lookup::BadRecord(e.to_string()),
+        Err(e @ crate::store::StoreError::Remote { .. }) => return Lookup::Unavailable(crate::error::render(&e)),
+        Err(e) => return Lookup::BadRecord(crate::error::render(&e)),
     };
     for (name, obj) in &record.outputs {
         match if fetch { store.verify(obj) } else { store.verify_present(obj) } {
@@ -295,11 +305,16 @@ impl std::fmt::Display for Freshness {
     }
 }
 
+/// One node's state, as `pipe status` prints it (one element of `pipe status --json`).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct NodeStatus {
+    /// The node's id.
     pub node: String,
+    /// The node's stage.
     pub stage: String,
+    /// Whether its result is current.
     pub state: Freshness,
+    /// Why it is not fresh, one reason per entry; empty when it is fresh.
     pub reasons: Vec<String>,
     /// The node's cache key, when its inputs are known (every upstream node fresh).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,12 +20,16 @@ use crate::store::StoreError;
 
 /// An object in a listing.
 pub struct Listed {
+    /// Its path relative to the remote's prefix.
     pub rel: String,
+    /// Its size in bytes.
     pub size: u64,
     /// Unix seconds.
     pub modified: i64,
 }
 
+/// A remote store: S3 (or an S3-compatible server) or a shared directory, holding the local store's
+/// layout under a prefix. Its methods block; errors name the URL, the operation and a likely fix.
 pub struct Remote {
     url: String,
     inner: Arc<dyn ObjectStore>,
@@ -166,6 +170,7 @@ impl Remote {
         Ok(remote)
     }
 
+    /// The URL the remote was opened with.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -200,6 +205,7 @@ impl Remote {
         }
     }
 
+    /// Writes `bytes` at `rel` in one PUT, replacing any object there.
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.rt
             .block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes)))
@@ -294,6 +300,7 @@ impl Remote {
         Ok((objects, listing.common_prefixes.iter().map(strip).collect()))
     }
 
+    /// Deletes the object at `rel`; one that is not there is no error.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
         match self.rt.block_on(self.inner.delete(&self.path(rel))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -332,7 +339,7 @@ mod tests {
 
     #[test]
     fn bad_scheme_is_named() {
-        let e = Remote::open("gs://b/p").err().unwrap().to_string();
+        let e = crate::error::render(&Remote::open("gs://b/p").err().unwrap());
         assert!(e.contains("gs://b/p") && e.contains("s3://BUCKET/PREFIX"), "{e}");
     }
 }

@@ -12,39 +12,61 @@ use crate::stage::{NoProgress, Progress};
 /// What the scheduler reports as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// The run starts.
     Planned {
+        /// The number of nodes in the graph.
         total: usize,
     },
+    /// A node missed the cache and starts running (here, or as a Slurm job).
     Started {
+        /// The node's id.
         node: &'a str,
     },
+    /// A node's result was found in the store (and published).
     Cached {
+        /// The node's id.
         node: &'a str,
     },
+    /// A node ran; its outputs are stored (and published).
     Ran {
+        /// The node's id.
         node: &'a str,
+        /// Wall-clock seconds the node took, cache lookup included.
         seconds: f64,
     },
+    /// A node failed: its stage, its inputs, storing or publishing its outputs.
     Failed {
+        /// The node's id.
         node: &'a str,
+        /// What went wrong (possibly several lines).
         error: &'a str,
     },
     /// Skipped because an upstream failed, or cancelled by an interrupt.
     NotRun {
+        /// The node's id.
         node: &'a str,
+        /// `Skipped` or `Cancelled`.
         state: crate::store::RunState,
+        /// Why, e.g. `upstream X did not complete`.
         reason: &'a str,
     },
+    /// Something to know that does not fail the node (a damaged cache entry recomputed, an existing file kept before publishing over it).
     Warning {
+        /// The node's id.
         node: &'a str,
+        /// The warning.
         message: &'a str,
     },
+    /// A node's stage (or Slurm job) ended, however it ended: its progress sink is no longer used.
     ProgressDone {
+        /// The node's id.
         node: &'a str,
     },
 }
 
+/// Receives a run's events and hands out progress sinks; the scheduler's threads call it concurrently.
 pub trait Reporter: Send + Sync {
+    /// Handles one event.
     fn event(&self, e: &Event<'_>);
     /// A progress sink for long work inside `node`.
     fn progress(&self, node: &str) -> Arc<dyn Progress>;
@@ -68,6 +90,7 @@ pub struct Terminal {
 }
 
 impl Terminal {
+    /// Progress bars when stderr is a terminal, plain lines otherwise; with `verbose_cached`, a line per cache hit too.
     pub fn new(verbose_cached: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         Terminal {
@@ -93,6 +116,7 @@ impl Terminal {
         }
     }
 
+    /// Clears the overall progress bar; call once the run is over.
     pub fn finish(&self) {
         if let Some(b) = self.main.lock().unwrap_or_else(|e| e.into_inner()).take() {
             b.finish_and_clear();

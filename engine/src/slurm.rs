@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeSpec;
+use crate::error::{render, Hint};
 use crate::exec::{Failure, Job, NodeRunner, RunEnv};
 use crate::hash::Fingerprint;
 use crate::store::{NodeRecord, ObjectRef};
@@ -32,16 +33,22 @@ use crate::store::{NodeRecord, ObjectRef};
 /// What a job needs besides the pipeline file: the outputs of the node's upstream nodes.
 #[derive(Serialize, Deserialize)]
 pub struct Task {
+    /// The node's id.
     pub node: String,
+    /// The node's cache key.
     pub key: String,
     /// The submitter's fingerprint: a job whose own differs says which field.
     pub fingerprint: Fingerprint,
+    /// Upstream node id -> its outputs by name, for the job to fetch.
     pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
 }
 
+/// A job's failure marker (`tasks/<key>.failed.json`): why the node failed on the cluster.
 #[derive(Serialize, Deserialize)]
 pub struct TaskFailure {
+    /// The node's id.
     pub node: String,
+    /// What went wrong.
     pub error: String,
 }
 
@@ -55,18 +62,25 @@ pub fn failure_rel(key: &str) -> String {
     crate::store::Entry::TaskFailure(key).rel()
 }
 
+/// A [`NodeRunner`] that runs each cache miss as one `sbatch` job running `pipe worker` against the
+/// shared store (see the module docs).
 pub struct Slurm {
     /// The `pipe` binary the jobs run (it must be reachable from the cluster nodes).
     pub exe: PathBuf,
     /// The pipeline file and `--set` overrides, as given to `pipe run`.
     pub file: PathBuf,
+    /// The `--set` overrides (`stage.param=value`), passed on to every job.
     pub sets: Vec<String>,
     /// `--store` and `--cache` as the jobs must see them (absolute).
     pub store_arg: String,
+    /// The jobs' cache folder; job logs go to its `slurm/<job id>.out`. With a remote store a job's
+    /// `PIPE_WORKER_CACHE` overrides it.
     pub cache: PathBuf,
+    /// The Slurm partition to submit to; Slurm's default when `None`.
     pub partition: Option<String>,
     /// Extra `sbatch` arguments (`--time`, `--mem`, `--gres`, ...).
     pub sbatch_args: Vec<String>,
+    /// Time between checks of a job's state (500 ms from [`Slurm::new`]); one `squeue` call serves all jobs.
     pub poll: Duration,
     queue: Mutex<QueueView>,
     submitted: Mutex<Vec<String>>,
@@ -110,6 +124,8 @@ fn active(state: &str) -> bool {
 }
 
 impl Slurm {
+    /// A Slurm runner with these settings (see the fields) and a 500 ms poll interval. Nothing is
+    /// checked here: [`Slurm::check`] tests that the Slurm commands answer.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         exe: PathBuf,
@@ -135,12 +151,10 @@ impl Slurm {
     }
 
     /// Checks that the Slurm commands answer, before anything is submitted.
-    pub fn check(&self) -> Result<(), String> {
-        let out = Command::new("squeue").args(["-h", "--me", "-o", "%i"]).output().map_err(|e| {
-            format!("cannot run `squeue` ({e})\n  = hint: --executor slurm needs the Slurm client commands (sbatch, squeue, scancel) on PATH")
-        })?;
+    pub fn check(&self) -> Result<(), SlurmError> {
+        let out = Command::new("squeue").args(["-h", "--me", "-o", "%i"]).output().map_err(SlurmError::NoClient)?;
         if !out.status.success() {
-            return Err(format!("`squeue` failed: {}\n  = hint: is slurmctld up and SLURM_CONF right?", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(SlurmError::SqueueFailed(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         Ok(())
     }
@@ -186,7 +200,7 @@ impl Slurm {
         s
     }
 
-    fn sbatch(&self, script: &str) -> Result<String, String> {
+    fn sbatch(&self, script: &str) -> Result<String, SlurmError> {
         let mut child = Command::new("sbatch")
             .arg("--parsable")
             .args(&self.sbatch_args)
@@ -194,26 +208,23 @@ impl Slurm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run `sbatch`: {e}"))?;
-        child.stdin.take().expect("piped stdin").write_all(script.as_bytes()).map_err(|e| format!("sbatch: {e}"))?;
-        let out = child.wait_with_output().map_err(|e| format!("sbatch: {e}"))?;
+            .map_err(SlurmError::Sbatch)?;
+        child.stdin.take().expect("piped stdin").write_all(script.as_bytes()).map_err(SlurmError::Sbatch)?;
+        let out = child.wait_with_output().map_err(SlurmError::Sbatch)?;
         if !out.status.success() {
-            return Err(format!(
-                "sbatch refused the job: {}\n  = hint: check --partition, --sbatch-arg and --threads (each job's --cpus-per-task) against `sinfo`",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(SlurmError::SbatchRefused(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         // `--parsable` prints `jobid[;cluster]`.
         let text = String::from_utf8_lossy(&out.stdout);
         let id = text.trim().split(';').next().unwrap_or_default().to_string();
         if id.is_empty() {
-            return Err(format!("sbatch printed no job id: {text}"));
+            return Err(SlurmError::NoJobId(text.to_string()));
         }
         Ok(id)
     }
 
     /// The job's state as of a `squeue` taken after `since`; None once it has left the queue.
-    fn state(&self, job: &str, since: Instant) -> Result<Option<String>, String> {
+    fn state(&self, job: &str, since: Instant) -> Result<Option<String>, SlurmError> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.taken.is_none_or(|t| t < since || t.elapsed() >= self.poll) {
             let out = Command::new("squeue").args(["-h", "--me", "-t", "all", "-o", "%i|%T"]).output();
@@ -233,10 +244,7 @@ impl Slurm {
             if q.error.is_some() {
                 let since = *q.failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(120) {
-                    return Err(format!(
-                        "squeue has failed for 2 minutes: {}\n  = hint: is slurmctld up (`scontrol ping`)? running jobs keep going; the next `pipe run` picks up their results",
-                        q.error.as_deref().unwrap_or_default()
-                    ));
+                    return Err(SlurmError::QueueDown(q.error.clone().unwrap_or_default()));
                 }
             }
         }
@@ -269,13 +277,13 @@ impl NodeRunner for Slurm {
     fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
         let (node, key) = (job.node, job.key.as_str());
         let fail = |error: String| Failure { error, cancelled: false };
-        let store_err = |e: crate::store::StoreError| fail(e.to_string());
+        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
         let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: job.fingerprint.clone(), upstream: job.upstream.clone() };
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
         let since = Instant::now();
-        let job = self.sbatch(&self.script(ex, node, key)).map_err(fail)?;
+        let job = self.sbatch(&self.script(ex, node, key)).map_err(|e| fail(render(&e)))?;
         self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
         tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
         // The node's line on the terminal shows the job and its queue state.
@@ -301,7 +309,7 @@ impl Slurm {
         bar: &dyn crate::stage::Progress,
     ) -> Result<NodeRecord, Failure> {
         let fail = |error: String| Failure { error, cancelled: false };
-        let store_err = |e: crate::store::StoreError| fail(e.to_string());
+        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
         let mut shown = String::new();
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
@@ -309,7 +317,7 @@ impl Slurm {
                 return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
             }
             std::thread::sleep(self.poll);
-            let state = self.state(job, since).map_err(fail)?;
+            let state = self.state(job, since).map_err(|e| fail(render(&e)))?;
             if let Some(s) = state.as_deref().filter(|s| *s != shown) {
                 shown = s.to_string();
                 bar.set_message(format!("Slurm job {job} {}", s.to_lowercase()));
@@ -341,6 +349,56 @@ impl Slurm {
                 "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
                 state.as_deref().unwrap_or("gone from the queue")
             )));
+        }
+    }
+}
+
+/// What went wrong talking to Slurm.
+#[derive(Debug)]
+pub enum SlurmError {
+    /// `squeue` could not be started (the Slurm client commands are not on PATH).
+    NoClient(std::io::Error),
+    /// `squeue` answered with an error (its stderr).
+    SqueueFailed(String),
+    /// `sbatch` could not be started or fed the job script.
+    Sbatch(std::io::Error),
+    /// `sbatch` refused the job (its stderr).
+    SbatchRefused(String),
+    /// `sbatch` succeeded but printed no job id (what it printed).
+    NoJobId(String),
+    /// `squeue` has failed for 2 minutes in a row (its last error).
+    QueueDown(String),
+}
+
+impl std::fmt::Display for SlurmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SlurmError::NoClient(e) => write!(f, "cannot run `squeue` ({e})"),
+            SlurmError::SqueueFailed(e) => write!(f, "`squeue` failed: {e}"),
+            SlurmError::Sbatch(e) => write!(f, "cannot run `sbatch`: {e}"),
+            SlurmError::SbatchRefused(e) => write!(f, "sbatch refused the job: {e}"),
+            SlurmError::NoJobId(out) => write!(f, "sbatch printed no job id: {out}"),
+            SlurmError::QueueDown(e) => write!(f, "squeue has failed for 2 minutes: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SlurmError {}
+
+impl Hint for SlurmError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SlurmError::NoClient(_) => Some("--executor slurm needs the Slurm client commands (sbatch, squeue, scancel) on PATH".into()),
+            SlurmError::Sbatch(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("--executor slurm needs the Slurm client commands (sbatch, squeue, scancel) on PATH".into())
+            }
+            SlurmError::Sbatch(_) => None,
+            SlurmError::SqueueFailed(_) => Some("is slurmctld up and SLURM_CONF right?".into()),
+            SlurmError::SbatchRefused(_) => Some("check --partition, --sbatch-arg and --threads (each job's --cpus-per-task) against `sinfo`".into()),
+            SlurmError::NoJobId(_) => None,
+            SlurmError::QueueDown(_) => {
+                Some("is slurmctld up (`scontrol ping`)? running jobs keep going; the next `pipe run` picks up their results".into())
+            }
         }
     }
 }

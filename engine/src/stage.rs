@@ -224,9 +224,17 @@ pub enum StageError {
     /// The run was interrupted (Ctrl-C); not a failure of the stage.
     #[error("interrupted")]
     Cancelled,
-    /// The stage failed; the message says why and what to do.
+    /// The stage failed; the message says why.
     #[error("{0}")]
     Failed(String),
+    /// The stage cannot use what it was given; `hint` says how to fix that.
+    #[error("{message}")]
+    Refused {
+        /// What is wrong with the inputs or params.
+        message: String,
+        /// How to fix them.
+        hint: String,
+    },
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -238,6 +246,15 @@ pub enum StageError {
     },
 }
 
+impl crate::error::Hint for StageError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StageError::Refused { hint, .. } => Some(hint.clone()),
+            StageError::Param { .. } | StageError::Cancelled | StageError::Failed(_) | StageError::Io { .. } => None,
+        }
+    }
+}
+
 impl StageError {
     /// [`StageError::Param`].
     pub fn param(name: &str, expected: &str) -> Self {
@@ -246,6 +263,10 @@ impl StageError {
     /// [`StageError::Failed`].
     pub fn failed(msg: impl Into<String>) -> Self {
         StageError::Failed(msg.into())
+    }
+    /// [`StageError::Refused`].
+    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        StageError::Refused { message: message.into(), hint: hint.into() }
     }
     /// [`StageError::Io`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -426,7 +447,7 @@ pub trait StageKind: Send + Sync {
         Some(Watch::default())
     }
     /// Whether the kind reads the ids and grid coordinates of its upstream nodes
-    /// ([`RunContext::input_nodes`], [`RunContext::input_coords`]), e.g. to label gathered rows.
+    /// ([`NodeJob::input_nodes`], [`NodeJob::input_coords`]), e.g. to label gathered rows.
     /// Those then enter its key: an output may embed only what its key covers, and kinds that
     /// answer `false` are given empty maps.
     fn reads_input_identity(&self) -> bool {

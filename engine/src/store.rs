@@ -78,14 +78,46 @@ impl Entry<'_> {
     }
 }
 
+/// What went wrong reading or writing the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file of the local store could not be read or written.
     #[error("store {path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A record is not valid JSON of the expected shape (it is ignored; the node is recomputed).
     #[error("store {path}: invalid record ({message}); it will be ignored and recomputed")]
-    BadRecord { path: String, message: String },
-    #[error("remote store {url}: {what}: {message}\n  = hint: {hint}")]
-    Remote { url: String, what: String, message: String, hint: String },
+    BadRecord {
+        /// The record's file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The remote store (S3 or a shared folder) failed.
+    #[error("remote store {url}: {what}: {message}")]
+    Remote {
+        /// The store's URL.
+        url: String,
+        /// What was being done (`upload`, `list`, ...).
+        what: String,
+        /// The remote's error.
+        message: String,
+        /// How to get past it ([`crate::error::Hint`]).
+        hint: String,
+    },
+}
+
+impl crate::error::Hint for StoreError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::Remote { hint, .. } => Some(hint.clone()),
+            StoreError::Io { .. } | StoreError::BadRecord { .. } => None,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -95,8 +127,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// A stored object: content hash, extension and size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {
+    /// blake3 of the content: 64 lowercase hex digits.
     pub hash: String,
+    /// The output file's extension, without the dot; empty when it has none.
     pub ext: String,
+    /// Size in bytes.
     pub size: u64,
 }
 
@@ -107,22 +142,32 @@ impl ObjectRef {
         is_hash(&self.hash) && is_ext(&self.ext)
     }
 
+    /// The hash's first 12 hex digits, for messages.
     pub fn short(&self) -> &str {
         &self.hash[..12.min(self.hash.len())]
     }
 }
 
+/// What the store keeps for one executed key (`nodes/<key>.json`): its fingerprint, outputs and log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeRecord {
+    /// The cache key (`Fingerprint::key`).
     pub key: String,
+    /// The id of the node that ran.
     pub node: String,
+    /// The node's stage.
     pub stage: String,
+    /// What the key hashes.
     pub fingerprint: Fingerprint,
     /// Upstream node ids per input, for messages only (not part of the key).
     pub input_sources: BTreeMap<String, Vec<String>>,
+    /// Output name -> the stored object.
     pub outputs: BTreeMap<String, ObjectRef>,
+    /// Wall-clock seconds from the start of the stage's run to its outputs being stored.
     pub duration_s: f64,
+    /// When it finished, in seconds since the Unix epoch.
     pub finished_at: f64,
+    /// The lines the stage logged (a `command` stage's stdout and stderr), newline-terminated.
     pub log: String,
 }
 
@@ -143,20 +188,29 @@ fn check_record(rec: &NodeRecord, key: &str) -> Result<(), String> {
     }
 }
 
+/// A ref (`refs/<pipeline>/<hash of node id>.json`): the key a node of a pipeline file last completed with.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefEntry {
+    /// The node's id (the file name holds only its hash).
     pub node: String,
+    /// Its cache key.
     pub key: String,
 }
 
 /// The outcome of one node in one run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunNode {
+    /// The node's id.
     pub node: String,
+    /// The node's stage.
     pub stage: String,
+    /// What happened to it.
     pub state: RunState,
+    /// Wall-clock seconds it took in this run (0 when it did not start).
     pub duration_s: f64,
+    /// Its cache key, when its inputs could be resolved.
     pub key: Option<String>,
+    /// Why it failed, was skipped or was cancelled; `None` when it completed.
     pub error: Option<String>,
 }
 
@@ -276,10 +330,15 @@ impl std::fmt::Display for RunState {
     }
 }
 
+/// One run's record (`runs/<run id>.json`, also `runs/latest.json`): when and where it ran, and
+/// what happened to each node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// `<start in milliseconds since the Unix epoch>-<process id>`.
     pub run_id: String,
+    /// The pipeline's name.
     pub pipeline: String,
+    /// The pipeline file's path, as given to `pipe`.
     pub file: String,
     /// Seconds since the Unix epoch.
     pub started_at: f64,
@@ -290,32 +349,46 @@ pub struct RunRecord {
     /// uncommitted changes), pipe's version, the host, the `--set` overrides.
     #[serde(default)]
     pub git_commit: Option<String>,
+    /// Whether tracked files had uncommitted changes; `None` outside a git repository.
     #[serde(default)]
     pub git_dirty: Option<bool>,
+    /// The version of `pipe` that ran it.
     #[serde(default)]
     pub pipe_version: String,
+    /// The machine's host name.
     #[serde(default)]
     pub host: String,
+    /// The `--set` overrides, as given (`stage.param=value`).
     #[serde(default)]
     pub overrides: Vec<String>,
+    /// Wall-clock seconds of the whole run.
     pub duration_s: f64,
+    /// Nodes run at once (`--jobs`).
     pub jobs: usize,
     /// `ok`, `failed` or `interrupted`.
     pub status: String,
+    /// Every node's outcome, in dependency order.
     pub nodes: Vec<RunNode>,
 }
 
+/// The result of checking a stored object against its [`ObjectRef`].
 #[derive(Debug)]
 pub enum Verify {
+    /// Present, with the recorded size and hash.
     Ok,
+    /// Not in the store (here, nor on the remote when there is one).
     Missing,
+    /// Present, but its size or hash differs from the reference.
     Corrupt {
+        /// What was found: the actual hash, or the size as `N bytes instead of M`.
         actual: String,
     },
     /// Not here, and the remote could not be read.
     Unavailable(String),
 }
 
+/// An artifact store: a local directory, alone or as the cache in front of a [`Remote`]. See the
+/// module docs for its layout.
 pub struct Store {
     root: PathBuf,
     remote: Option<Remote>,
@@ -328,6 +401,7 @@ pub struct StoreLock {
     _file: File,
 }
 
+/// The current time in seconds since the Unix epoch (0 when the clock is set before it).
 pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
@@ -382,6 +456,8 @@ fn sync_dir(dir: &Path) {
 }
 
 impl Store {
+    /// Opens the store at `root`, creating it and its folders as needed (no remote: see
+    /// [`Store::with_remote`]). Errors when a folder cannot be created.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         for sub in Entry::FOLDERS {
@@ -397,10 +473,12 @@ impl Store {
         self
     }
 
+    /// The local directory (the cache, when there is a remote).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The remote behind the local directory, if any.
     pub fn remote(&self) -> Option<&Remote> {
         self.remote.as_ref()
     }
@@ -441,6 +519,7 @@ impl Store {
         }
     }
 
+    /// Deletes a document written by [`Store::put_meta`], here and on the remote; failures are ignored.
     pub fn remove_meta(&self, rel: &str) {
         let _ = fs::remove_file(self.root.join(rel));
         if let Some(r) = &self.remote {
@@ -466,6 +545,7 @@ impl Store {
         Ok(StoreLock { _file: file })
     }
 
+    /// Where object `obj` is (or would be) in the local directory; it may not be there.
     pub fn object_path(&self, obj: &ObjectRef) -> PathBuf {
         self.root.join(Self::object_rel(obj))
     }
@@ -501,7 +581,7 @@ impl Store {
             }
             Err(e) => {
                 cleanup();
-                return Verify::Unavailable(e.to_string());
+                return Verify::Unavailable(crate::error::render(&e));
             }
         };
         let size = fs::metadata(&tmp).map(|m| m.len()).unwrap_or(0);
@@ -515,7 +595,7 @@ impl Store {
             Ok(()) => Verify::Ok,
             Err(e) => {
                 cleanup();
-                Verify::Unavailable(e.to_string())
+                Verify::Unavailable(crate::error::render(&e))
             }
         }
     }
@@ -586,7 +666,7 @@ impl Store {
                 Ok(Some(size)) if size == obj.size => Verify::Ok,
                 Ok(Some(size)) => Verify::Corrupt { actual: format!("{size} bytes instead of {} on the remote", obj.size) },
                 Ok(None) => Verify::Missing,
-                Err(e) => Verify::Unavailable(e.to_string()),
+                Err(e) => Verify::Unavailable(crate::error::render(&e)),
             },
             (v, _) => v,
         }
@@ -617,6 +697,8 @@ impl Store {
         self.root.join(Entry::Record(key).rel())
     }
 
+    /// The record of `key`, read here or fetched from the remote (and kept here). `None` when there
+    /// is none or `key` is not a hash; an error when it cannot be read or is invalid.
     pub fn record(&self, key: &str) -> Result<Option<NodeRecord>, StoreError> {
         if !is_hash(key) {
             return Ok(None);
@@ -656,6 +738,7 @@ impl Store {
         }
     }
 
+    /// Deletes the local record of `key`, if any (never the remote's); failures are ignored.
     pub fn remove_record(&self, key: &str) {
         let _ = fs::remove_file(self.record_path(key));
     }
@@ -678,6 +761,8 @@ impl Store {
         (r.node == node && is_hash(&r.key)).then_some(r.key)
     }
 
+    /// Records `key` as the last key of `node` in pipeline namespace `pipeline`, here and on the
+    /// remote (nothing is written when the local ref already says so).
     pub fn set_ref(&self, pipeline: &str, node: &str, key: &str) -> Result<(), StoreError> {
         let path = self.ref_path(pipeline, node);
         let local = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<RefEntry>(&b).ok());
@@ -720,6 +805,8 @@ impl Store {
         Ok(dest)
     }
 
+    /// Writes a run record as `runs/<run id>.json` and `runs/latest.json` (the remote gets the
+    /// first); returns the local path of the first.
     pub fn write_run(&self, run: &RunRecord) -> Result<PathBuf, StoreError> {
         let bytes = serde_json::to_vec_pretty(run).expect("runs serialise");
         let path = self.root.join(Entry::Run(&run.run_id).rel());
@@ -757,6 +844,7 @@ impl Store {
         out
     }
 
+    /// The last run recorded in the local directory (`runs/latest.json`), if there is a readable one.
     pub fn latest_run(&self) -> Option<RunRecord> {
         Self::latest_run_in(&self.root)
     }
@@ -859,9 +947,13 @@ impl Store {
 /// What `pipe push` moved.
 #[derive(Debug, Default)]
 pub struct PushStats {
+    /// Objects uploaded.
     pub objects: usize,
+    /// Bytes uploaded, objects only.
     pub bytes: u64,
+    /// Node records uploaded.
     pub records: usize,
+    /// Refs uploaded.
     pub refs: usize,
     /// Records not pushed because an object they name is missing or corrupt here.
     pub incomplete: Vec<String>,
@@ -959,11 +1051,16 @@ impl Store {
     }
 }
 
+/// What a garbage collection ([`Store::gc`], [`Store::gc_remote`]) removed, or in a dry run would remove.
 #[derive(Debug, Default)]
 pub struct GcStats {
+    /// Objects removed.
     pub objects_removed: usize,
+    /// Objects kept: a kept record names them (on a remote, also those younger than the grace period).
     pub objects_kept: usize,
+    /// Node records removed.
     pub records_removed: usize,
+    /// Bytes freed: objects, and locally also removed records and quarantined files.
     pub bytes_freed: u64,
     /// One line per record, object or quarantined file removed (or, in a dry run, to be removed).
     pub removed: Vec<String>,

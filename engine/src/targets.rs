@@ -9,26 +9,70 @@ use crate::value::Value;
 /// A parsed target: the stage and the coordinates a node must have.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pattern {
+    /// The stage's name.
     pub stage: String,
+    /// `(axis, value)` pairs as typed (`mu2=0.5`); a matching node has every one.
     pub coords: Vec<(String, String)>,
+}
+
+/// A target that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// The pattern does not parse (`what` says why).
+    Malformed {
+        /// The target as typed.
+        target: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// No node matches it; `candidates` names the stage's nodes, or the stages.
+    NoMatch {
+        /// The target as typed.
+        target: String,
+        /// What it could have been.
+        candidates: String,
+    },
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::Malformed { target, what } => write!(f, "target `{target}`: {what}"),
+            TargetError::NoMatch { target, .. } => write!(f, "target `{target}` matches no node"),
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+impl crate::error::Hint for TargetError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            TargetError::Malformed { .. } => "write `STAGE` or `STAGE[AXIS=VALUE,...]`, e.g. `train[mu2=0.5]`".into(),
+            TargetError::NoMatch { candidates, .. } => candidates.clone(),
+        })
+    }
 }
 
 impl Pattern {
     /// `stage` or `stage[k=v,...]`. Errors say what is malformed.
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    pub fn parse(text: &str) -> Result<Pattern, TargetError> {
         let text = text.trim();
         let (stage, rest) = match text.split_once('[') {
             Some((s, r)) => (s, Some(r)),
             None => (text, None),
         };
         if stage.is_empty() {
-            return Err(format!("target `{text}` names no stage; write `STAGE` or `STAGE[AXIS=VALUE,...]`"));
+            return Err(TargetError::Malformed { target: text.to_string(), what: "it names no stage".into() });
         }
         let mut coords = Vec::new();
         if let Some(rest) = rest {
-            let inner = rest.strip_suffix(']').ok_or_else(|| format!("target `{text}` lacks its closing `]`"))?;
+            let inner =
+                rest.strip_suffix(']').ok_or_else(|| TargetError::Malformed { target: text.to_string(), what: "it lacks its closing `]`".into() })?;
             for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (k, v) = part.split_once('=').ok_or_else(|| format!("target `{text}`: `{part}` is not AXIS=VALUE"))?;
+                let (k, v) = part
+                    .split_once('=')
+                    .ok_or_else(|| TargetError::Malformed { target: text.to_string(), what: format!("`{part}` is not AXIS=VALUE") })?;
                 coords.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
@@ -53,14 +97,14 @@ impl Pattern {
 
 /// The nodes the patterns match (indices, ascending). Errors: a malformed pattern, or one matching
 /// nothing (with the stage's axes and values, or the stage names, as the hint).
-pub fn matching(nodes: &[NodeSpec], patterns: &[String]) -> Result<Vec<usize>, String> {
+pub fn matching(nodes: &[NodeSpec], patterns: &[String]) -> Result<Vec<usize>, TargetError> {
     let mut hit = vec![false; nodes.len()];
     for text in patterns {
         let p = Pattern::parse(text)?;
         let found: Vec<usize> = (0..nodes.len()).filter(|&i| p.matches(&nodes[i])).collect();
         if found.is_empty() {
             let of_stage: Vec<&NodeSpec> = nodes.iter().filter(|n| n.stage == p.stage).collect();
-            let hint = if of_stage.is_empty() {
+            let candidates = if of_stage.is_empty() {
                 let mut stages: Vec<&str> = nodes.iter().map(|n| n.stage.as_str()).collect();
                 stages.dedup();
                 format!("no stage `{}`; stages: {}", p.stage, stages.join(", "))
@@ -68,7 +112,7 @@ pub fn matching(nodes: &[NodeSpec], patterns: &[String]) -> Result<Vec<usize>, S
                 let ids: Vec<&str> = of_stage.iter().take(8).map(|n| n.id.as_str()).collect();
                 format!("nodes of `{}`: {}{}", p.stage, ids.join(", "), if of_stage.len() > 8 { ", ..." } else { "" })
             };
-            return Err(format!("target `{text}` matches no node\n  = hint: {hint}"));
+            return Err(TargetError::NoMatch { target: text.clone(), candidates });
         }
         for i in found {
             hit[i] = true;
@@ -134,8 +178,8 @@ mod tests {
             Pattern::parse("train[mu2=0.5, dataset=mnist]").unwrap().coords,
             vec![("mu2".to_string(), "0.5".to_string()), ("dataset".to_string(), "mnist".to_string())]
         );
-        assert!(Pattern::parse("train[mu2=0.5").unwrap_err().contains("closing"));
-        assert!(Pattern::parse("train[mu2]").unwrap_err().contains("AXIS=VALUE"));
-        assert!(Pattern::parse("[mu2=1]").unwrap_err().contains("no stage"));
+        assert!(Pattern::parse("train[mu2=0.5").unwrap_err().to_string().contains("closing"));
+        assert!(Pattern::parse("train[mu2]").unwrap_err().to_string().contains("AXIS=VALUE"));
+        assert!(Pattern::parse("[mu2=1]").unwrap_err().to_string().contains("no stage"));
     }
 }

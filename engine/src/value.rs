@@ -4,14 +4,21 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A param or matrix value as a pipeline sets it. Serialised untagged, as the plain JSON value (`null`, `true`, `3`, `0.5`, `"a"`, `[...]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
+    /// `null` (also `~`, or no value).
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A 64-bit signed integer.
     Int(i64),
+    /// A 64-bit float (`.inf` and `.nan` included).
     Float(f64),
+    /// A string (a quoted scalar is always one).
     Str(String),
+    /// A list of values.
     List(Vec<Value>),
 }
 
@@ -39,6 +46,7 @@ impl Value {
         Value::Str(s.to_string())
     }
 
+    /// The type's name, for messages: `null`, `bool`, `int`, `float`, `string` or `list`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Null => "null",
@@ -50,6 +58,7 @@ impl Value {
         }
     }
 
+    /// The text of a `Str`; `None` for any other value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -57,6 +66,7 @@ impl Value {
         }
     }
 
+    /// A number as a float (an `Int` widened); `None` for anything else.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),
@@ -65,6 +75,7 @@ impl Value {
         }
     }
 
+    /// The integer of an `Int`; `None` for anything else, a `Float` included.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -72,6 +83,7 @@ impl Value {
         }
     }
 
+    /// The boolean of a `Bool`; `None` for anything else.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -79,6 +91,7 @@ impl Value {
         }
     }
 
+    /// The items of a `List`; `None` for anything else.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
             Value::List(l) => Some(l),

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{render, Hint};
 use crate::stage::{InputDecl, NodeJob, OutputSpec, ParamSpec, ParamType, Params, Progress, Range, Registry, RunContext, StageError, StageKind};
 use crate::value::Value;
 
@@ -316,7 +317,7 @@ pub fn serve(registry: &Registry) -> std::io::Result<()> {
                 send(&Reply::Log { text: ctx.take_log() })?;
                 match result {
                     Ok(()) => send(&Reply::Done)?,
-                    Err(e) => send(&Reply::Failed { cancelled: matches!(e, StageError::Cancelled), error: e.to_string() })?,
+                    Err(e) => send(&Reply::Failed { cancelled: matches!(e, StageError::Cancelled), error: render(&e) })?,
                 }
             }
         }
@@ -370,9 +371,7 @@ impl Worker {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            format!("cannot start the stage worker {}: {e}\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE", exe.display())
-        })?;
+        let mut child = cmd.spawn().map_err(|e| render(&WorkerError::CannotStart { exe: exe.to_path_buf(), source: e }))?;
         let stdin = child.stdin.take().ok_or("worker has no stdin")?;
         let stdout = child.stdout.take().ok_or("worker has no stdout")?;
         let (tx, replies) = mpsc::channel();
@@ -481,10 +480,7 @@ impl Pool {
     fn start(&self) -> Result<Worker, String> {
         if let Some(stat) = self.stat {
             if exe_stat(&self.exe).ok() != Some(stat) {
-                return Err(format!(
-                    "the stage worker {} changed during this command (rebuilt?); its kinds were described by the previous one\n  = hint: run the command again",
-                    self.exe.display()
-                ));
+                return Err(render(&WorkerError::Changed { exe: self.exe.clone() }));
             }
         }
         Worker::start(&self.exe)
@@ -639,6 +635,56 @@ fn exe_stat(exe: &Path) -> std::io::Result<(u64, i64, u64)> {
     std::fs::metadata(exe).map(|m| stat_of(&m))
 }
 
+/// Why the stage worker cannot serve this command.
+#[derive(Debug)]
+pub enum WorkerError {
+    /// The executable is not where pipe looks for it.
+    Missing {
+        /// Where pipe looked.
+        exe: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The executable exists but could not be started.
+    CannotStart {
+        /// The executable.
+        exe: PathBuf,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// The executable was replaced (rebuilt) after it described the kinds to this command, so
+    /// keys and code could disagree.
+    Changed {
+        /// The executable.
+        exe: PathBuf,
+    },
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerError::Missing { exe, source } => write!(f, "the stage worker {} is not there ({source})", exe.display()),
+            WorkerError::CannotStart { exe, source } => write!(f, "cannot start the stage worker {}: {source}", exe.display()),
+            WorkerError::Changed { exe } => {
+                write!(f, "the stage worker {} changed during this command (rebuilt?); its kinds were described by the previous one", exe.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+impl Hint for WorkerError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            WorkerError::Missing { .. } | WorkerError::CannotStart { .. } => {
+                "build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE".into()
+            }
+            WorkerError::Changed { .. } => "run the command again".into(),
+        })
+    }
+}
+
 fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -648,9 +694,7 @@ fn cache_dir() -> Option<PathBuf> {
 
 impl Remote {
     fn open(exe: PathBuf) -> Result<Remote, String> {
-        let meta = std::fs::metadata(&exe).map_err(|e| {
-            format!("the stage worker {} is not there ({e})\n  = hint: build it with `cargo build --workspace` (it sits next to `pipe`), or set PIPE_WORKER_EXE", exe.display())
-        })?;
+        let meta = std::fs::metadata(&exe).map_err(|e| render(&WorkerError::Missing { exe: exe.clone(), source: e }))?;
         let stat = stat_of(&meta);
         let cache_file = cache_dir().map(|d| d.join(format!("{}.json", &blake3::hash(exe.as_os_str().as_encoded_bytes()).to_hex()[..16])));
         let mut cache: KindCache =

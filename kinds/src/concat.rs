@@ -36,7 +36,7 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
 
 /// Vertical concatenation over the union of columns (first-seen order), nulls where missing.
 /// `sources` names each frame in errors. Casts are strict: a value that does not fit is an error.
-pub fn concat_diagonal(frames: Vec<DataFrame>, sources: &[String]) -> Result<DataFrame, String> {
+pub fn concat_diagonal(frames: Vec<DataFrame>, sources: &[String]) -> Result<DataFrame, StageError> {
     let mut names: Vec<(PlSmallStr, DataType, usize)> = Vec::new();
     for (i, df) in frames.iter().enumerate() {
         for c in df.get_columns() {
@@ -45,9 +45,14 @@ pub fn concat_diagonal(frames: Vec<DataFrame>, sources: &[String]) -> Result<Dat
                 Some((n, t, first)) => match common_type(t, c.dtype()) {
                     Some(common) => *t = common,
                     None => {
-                        return Err(format!(
-                            "column `{n}` is {t} in {} but {} in {}; these cannot be combined without changing values\n  = hint: make both write the same type",
-                            sources[*first], c.dtype(), sources[i]
+                        return Err(StageError::refused(
+                            format!(
+                                "column `{n}` is {t} in {} but {} in {}; these cannot be combined without changing values",
+                                sources[*first],
+                                c.dtype(),
+                                sources[i]
+                            ),
+                            "make both write the same type",
                         ))
                     }
                 },
@@ -60,14 +65,14 @@ pub fn concat_diagonal(frames: Vec<DataFrame>, sources: &[String]) -> Result<Dat
         let cols: Vec<Column> = names
             .iter()
             .map(|(n, t, _)| match df.column(n) {
-                Ok(c) => c.strict_cast(t).map_err(|e| format!("column `{n}` of {}: {e}", sources[i])),
+                Ok(c) => c.strict_cast(t).map_err(|e| StageError::failed(format!("column `{n}` of {}: {e}", sources[i]))),
                 Err(_) => Ok(Column::full_null(n.clone(), h, t)),
             })
             .collect::<Result<_, _>>()?;
-        let df = DataFrame::new(cols).map_err(|e| e.to_string())?;
+        let df = DataFrame::new(cols).map_err(pe)?;
         out = Some(match out {
             Some(mut acc) => {
-                acc.vstack_mut(&df).map_err(|e| e.to_string())?;
+                acc.vstack_mut(&df).map_err(pe)?;
                 acc
             }
             None => df,
@@ -152,7 +157,7 @@ impl StageKind for Concat {
                 *df = DataFrame::new(cols).map_err(pe)?;
             }
         }
-        let mut df = concat_diagonal(frames, &sources).map_err(StageError::failed)?;
+        let mut df = concat_diagonal(frames, &sources)?;
         df.rechunk_mut();
         ctx.log(format!("{} rows, {} columns", df.height(), df.width()));
         stages::table::write_parquet(&mut df, &ctx.output("table")).map_err(to_stage)
@@ -179,7 +184,9 @@ mod tests {
         let a = df!("x" => [1i64]).unwrap();
         let b = df!("x" => ["one"]).unwrap();
         let e = concat_diagonal(vec![a, b], &["first.parquet".into(), "second.parquet".into()]).unwrap_err();
-        assert!(e.contains("column `x`") && e.contains("first.parquet") && e.contains("second.parquet"), "{e}");
+        let shown = engine::error::render(&e);
+        assert!(shown.contains("column `x`") && shown.contains("first.parquet") && shown.contains("second.parquet"), "{shown}");
+        assert!(shown.ends_with("\n  = hint: make both write the same type"), "{shown}");
     }
 
     #[test]

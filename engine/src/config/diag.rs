@@ -5,43 +5,54 @@ use std::path::PathBuf;
 
 use super::yaml::Pos;
 
+/// One error of a pipeline file: where it is, what is wrong and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Diagnostic {
     /// `None` for errors in command-line overrides (`--set`).
     pub pos: Option<Pos>,
+    /// What is wrong, printed after `error: `.
     pub message: String,
+    /// How to fix it, printed as `= hint: ...`, when there is advice to give.
     pub hint: Option<String>,
 }
 
 /// All errors found in one pipeline file, in file order.
 #[derive(Debug)]
 pub struct Diagnostics {
+    /// The pipeline file, as given (shown in each error's `-->` line).
     pub file: PathBuf,
+    /// The file's text, quoted under each error that has a position.
     pub source: String,
+    /// The errors, each once, in the order found; [`Diagnostics::sort`] puts them in file order.
     pub items: Vec<Diagnostic>,
     /// The same error from many nodes (one bad `--set` over a grid) is reported once.
     seen: std::collections::HashSet<Diagnostic>,
 }
 
 impl Diagnostics {
+    /// An empty list for `file`, whose text is `source`.
     pub fn new(file: PathBuf, source: String) -> Self {
         Diagnostics { file, source, items: Vec::new(), seen: Default::default() }
     }
 
+    /// Adds an error at `pos` in the file, with an optional hint.
     pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: Option<String>) {
         self.push(Diagnostic { pos: Some(pos), message: message.into(), hint });
     }
 
+    /// Adds `d`, unless an identical diagnostic (position, message and hint) was already added.
     pub fn push(&mut self, d: Diagnostic) {
         if self.seen.insert(d.clone()) {
             self.items.push(d);
         }
     }
 
+    /// Whether no error was found.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// Orders the errors by position (command-line errors, which have none, first), then message.
     pub fn sort(&mut self) {
         self.items.sort();
     }

@@ -21,13 +21,20 @@ use crate::value::Value;
 pub struct NodeSpec {
     /// `stage` or `stage[axis=value,...]`.
     pub id: String,
+    /// The name of the stage the node belongs to.
     pub stage: String,
+    /// The stage's kind, from the registry.
     pub kind: Arc<dyn StageKind>,
+    /// The node's grid coordinates as (axis, value): inherited axes first, then the stage's own `matrix:`.
     pub coords: Vec<(String, Value)>,
+    /// The resolved, type-checked params: `--set`, matching `overrides:`, `${...}` substitutions and defaults applied.
     pub params: Params,
+    /// Input name -> what it reads: one upstream output for a plain input, one per matching upstream
+    /// node for a `gather: true` input, or one workspace file.
     pub inputs: BTreeMap<String, Vec<InputRef>>,
     /// Gathered inputs that tolerate failed upstream nodes (`allow_missing: true`).
     pub partial_inputs: Vec<String>,
+    /// The files the node writes, as its kind declares them for these params.
     pub outputs: Vec<OutputSpec>,
     /// Output name -> workspace path it is copied to after the node completes.
     pub publish: Vec<(String, PathBuf)>,
@@ -39,16 +46,21 @@ impl std::fmt::Debug for NodeSpec {
     }
 }
 
+/// Where an input's data comes from: an upstream node's output or a workspace file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputRef {
     /// Output `output` of the node at index `node` (indices into the expanded node list).
     Node {
+        /// Index of the upstream node in the expanded node list (`Pipeline::nodes`).
         node: usize,
+        /// The name of that node's output.
         output: String,
     },
+    /// A `file:` input's path after `${...}` substitution; a relative path is taken from the workspace.
     File(PathBuf),
 }
 
+/// A node's id: `stage` when it has no coordinates, else `stage[axis=value,...]` in coordinate order.
 pub fn node_id(stage: &str, coords: &[(String, Value)]) -> String {
     if coords.is_empty() {
         return stage.to_string();

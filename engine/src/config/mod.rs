@@ -16,19 +16,39 @@ use crate::stage::Registry;
 /// A validated, expanded pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
+    /// The pipeline's `name:`, or the file's stem when it sets none.
     pub name: String,
+    /// Every node of the expanded grid, stages in dependency order; `InputRef::Node` indexes this list.
     pub nodes: Vec<NodeSpec>,
     /// `report: PATH`: the workspace path `pipe run` writes the HTML report to after each run
     /// (a path ending in `/` gets `report.html`); never a path a stage publishes.
     pub report: Option<PathBuf>,
 }
 
+/// Why a pipeline file gave no pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read pipeline file {path}: {source}\n  = hint: {}", read_hint(source))]
-    Read { path: String, source: std::io::Error },
+    /// The file cannot be read as a pipeline file (missing, a directory, too large, not UTF-8).
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        /// The file, as given.
+        path: String,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The file is read but invalid: every problem found, each at its line and column.
     #[error("{0}")]
     Invalid(Box<Diagnostics>),
+}
+
+impl crate::error::Hint for LoadError {
+    /// How to read the file; an invalid file's diagnostics carry their own hints.
+    fn hint(&self) -> Option<String> {
+        match self {
+            LoadError::Read { source, .. } => Some(read_hint(source).to_string()),
+            LoadError::Invalid(_) => None,
+        }
+    }
 }
 
 fn read_hint(e: &std::io::Error) -> &'static str {
@@ -39,10 +59,12 @@ fn read_hint(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// Reads, validates and expands a pipeline file. `overrides` are `(stage.param, value)` pairs.
 /// Pipeline files larger than this are refused before they are read (a pipeline is kilobytes).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
+/// Reads, validates and expands the pipeline file at `path`, with stage kinds from `registry` and
+/// `overrides` as `(stage.param, value)` pairs (`--set`). Errors: the file cannot be read (missing,
+/// a directory, larger than [`MAX_FILE_BYTES`], not UTF-8), or the pipeline is invalid (every error found).
 pub fn load(path: &Path, registry: &Registry, overrides: &[(String, String)]) -> Result<Pipeline, LoadError> {
     let read_err = |source| LoadError::Read { path: path.display().to_string(), source };
     let meta = std::fs::metadata(path).map_err(read_err)?;
@@ -67,6 +89,8 @@ pub fn load(path: &Path, registry: &Registry, overrides: &[(String, String)]) ->
     parse(path, &src, registry, overrides)
 }
 
+/// [`load`] for text already read: `path` only names the file in diagnostics and gives the default
+/// pipeline name. A leading UTF-8 byte-order mark is ignored. Errors list every problem found.
 pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, String)]) -> Result<Pipeline, LoadError> {
     // A UTF-8 byte-order mark (some Windows editors write one) is not part of the YAML.
     let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);

@@ -7,11 +7,14 @@ use crate::value::Value;
 /// Where an override from the command line "sits" in the file: nowhere (line 0).
 pub const COMMAND_LINE: Pos = Pos { line: 0, col: 0 };
 
+/// A pipeline file's structure as written, before grid expansion; positions are kept for diagnostics.
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
+    /// The pipeline's `name:`, or the default passed to [`parse_spec`] (the file's stem).
     pub name: String,
     /// Pipeline-wide params, referenced as `${params.NAME}`.
     pub params: Vec<Entry>,
+    /// The stages, in file order.
     pub stages: Vec<StageSpec>,
     /// `report: PATH`: where `pipe run` writes the HTML report (`pipe report`), with its position.
     pub report: Option<(String, Pos)>,
@@ -20,20 +23,32 @@ pub struct PipelineSpec {
 /// A `key: value` pair with the key's position.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The key, as written.
     pub key: String,
+    /// Where the key is in the file.
     pub pos: Pos,
+    /// The value, as written (`${...}` references not yet substituted).
     pub value: Node,
 }
 
+/// One stage under `stages:`, as written.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
+    /// The stage's name (its key under `stages:`).
     pub name: String,
+    /// Where the stage's name is in the file.
     pub pos: Pos,
+    /// The `kind:` value, a registered stage kind's name; empty when the stage has none.
     pub kind: String,
+    /// Where the `kind:` value is (the stage's position when there is none).
     pub kind_pos: Pos,
+    /// The stage's own `matrix:` axes, in file order.
     pub matrix: Vec<Axis>,
+    /// The `params:` entries; a `--set` override replaces the entry of its param.
     pub params: Vec<Entry>,
+    /// The `inputs:` entries, in file order.
     pub inputs: Vec<InputSpec>,
+    /// The `publish:` entries: output name -> workspace path (`${...}` not yet substituted).
     pub publish: Vec<Entry>,
     /// Params that differ for some grid cells (e.g. a longer schedule on CIFAR-10), in file order;
     /// a later matching override wins over an earlier one and over `params`.
@@ -44,22 +59,33 @@ pub struct StageSpec {
 /// stage's nodes whose coordinates (its own axes and inherited ones) match every `when` entry.
 #[derive(Debug, Clone)]
 pub struct Override {
+    /// Where the item is in the file.
     pub pos: Pos,
+    /// Each `when:` entry: the axis, its position, and the values that match (any one of them).
     pub when: Vec<(String, Pos, Vec<Value>)>,
+    /// The params set for the matching nodes.
     pub params: Vec<Entry>,
 }
 
+/// One matrix axis: a name and its values.
 #[derive(Debug, Clone)]
 pub struct Axis {
+    /// The axis's name.
     pub name: String,
+    /// Where the axis's name is in the file.
     pub pos: Pos,
+    /// The values in file order, canonicalised (on an axis with any float, ints become floats).
     pub values: Vec<Value>,
 }
 
+/// One entry of a stage's `inputs:`.
 #[derive(Debug, Clone)]
 pub struct InputSpec {
+    /// The input's name (its key under `inputs:`).
     pub name: String,
+    /// Where the input's name is in the file.
     pub pos: Pos,
+    /// What the input reads.
     pub source: Source,
     /// Collect every matching upstream node instead of exactly one (fan-in).
     pub gather: bool,
@@ -67,9 +93,17 @@ pub struct InputSpec {
     pub allow_missing: bool,
 }
 
+/// What an input reads: an upstream stage's output (`stage.output`, `from:`) or a workspace file (`file:`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Output { stage: String, output: String },
+    /// An output of an upstream stage.
+    Output {
+        /// The upstream stage's name.
+        stage: String,
+        /// The name of its output.
+        output: String,
+    },
+    /// A workspace file's path, as written (it may hold `${...}` references).
     File(String),
 }
 

@@ -15,7 +15,9 @@ use crate::value::Value;
 /// 1-based line and column in the source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
+    /// Line, from 1 (0 for values from the command line).
     pub line: usize,
+    /// Column, from 1.
     pub col: usize,
 }
 
@@ -31,20 +33,28 @@ impl From<Marker> for Pos {
     }
 }
 
+/// A YAML node and the position where it starts.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// Where the node starts in the file.
     pub pos: Pos,
+    /// The node's content.
     pub kind: NodeKind,
 }
 
+/// What a node holds: a scalar, a sequence or a mapping.
 #[derive(Clone, Debug)]
 pub enum NodeKind {
+    /// A scalar: a plain one typed by the YAML 1.2 core schema, a quoted one always a string.
     Scalar(Value),
+    /// A sequence's items, in order.
     Seq(Vec<Node>),
+    /// A mapping's (key, value) pairs, in file order.
     Map(Vec<(Node, Node)>),
 }
 
 impl Node {
+    /// The text of a string scalar; `None` for any other node.
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
             NodeKind::Scalar(Value::Str(s)) => Some(s),
@@ -71,9 +81,12 @@ impl Node {
     }
 }
 
+/// A YAML error: a syntax error, which stops the parse, or a problem (duplicate key, out-of-range integer) that does not.
 #[derive(Debug)]
 pub struct ParseError {
+    /// Where the problem is in the file.
     pub pos: Pos,
+    /// What is wrong.
     pub message: String,
     /// How to fix it.
     pub hint: &'static str,
