@@ -59,18 +59,20 @@ fn main() {
     let n = graph.len();
 
     let run = || {
+        let recorder = pipe::report::Recorder::new(&Silent);
         let ex = Executor {
             graph: &graph,
             store: &store,
             pipeline: "bench",
             workspace: dir.clone(),
             options: RunOptions { jobs, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
-            reporter: &Silent,
+            reporter: &recorder,
             cancel: Arc::new(AtomicBool::new(false)),
             runner: &pipe::exec::Local,
         };
         let t = Instant::now();
-        let nodes = ex.run();
+        ex.run();
+        let nodes = recorder.nodes(&graph);
         (t.elapsed().as_secs_f64(), nodes.iter().filter(|n| n.state == pipe::store::RunState::Ran).count())
     };
     let (cold_s, ran) = run();

@@ -715,7 +715,8 @@ fn cmd_run(
         exit::STORE
     })?;
     store.clean_scratch();
-    let reporter = Terminal::new(verbose);
+    let terminal = Terminal::new(verbose);
+    let reporter = crate::report::Recorder::new(&terminal);
     let started_at = now();
     let t0 = Instant::now();
     let ex = Executor {
@@ -731,13 +732,14 @@ fn cmd_run(
             None => &crate::exec::Local,
         },
     };
-    let nodes = ex.run();
+    ex.run();
+    let nodes = reporter.nodes(&graph);
     if let Some(s) = &slurm {
         s.cancel_all();
     }
     // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
     // their refs; `pipe gc` decides what is live.
-    reporter.finish();
+    terminal.finish();
     let tally = Tally::of(&nodes);
     let status = tally.status(g.cancel.load(Ordering::SeqCst) && !(fail_fast && tally.failed > 0));
     let (git_commit, git_dirty) = git_state(&workspace());

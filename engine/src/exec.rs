@@ -130,7 +130,9 @@ struct Shared<'a> {
     ex: &'a Executor<'a>,
     outputs: Mutex<Outputs>,
     pending: Vec<AtomicUsize>,
-    results: Mutex<Vec<Option<RunNode>>>,
+    /// How each finished node ended (what skipping and cancelling decide on); the record of a
+    /// run is the [`crate::report::Recorder`]'s, from the `Finished` events.
+    results: Mutex<Vec<Option<RunState>>>,
     queue: Mutex<Queue>,
     wake: Condvar,
 }
@@ -174,8 +176,10 @@ impl Shared<'_> {
 }
 
 impl<'a> Executor<'a> {
-    /// Runs every node that is not fresh; returns one entry per node, in dependency order.
-    pub fn run(&'a self) -> Vec<RunNode> {
+    /// Runs every node that is not fresh. Every node's end (ran, cached, failed, skipped,
+    /// cancelled) is one [`Event::Finished`] to the reporter; a [`crate::report::Recorder`] folds
+    /// them into the run record.
+    pub fn run(&'a self) {
         let n = self.graph.len();
         let shared = Shared {
             ex: self,
@@ -206,30 +210,22 @@ impl<'a> Executor<'a> {
                     .expect("worker thread starts");
             }
         });
-        let results = shared.results.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(n);
-        let mut state_of: Vec<Option<RunState>> = results.iter().map(|r| r.as_ref().map(|r| r.state)).collect();
+        // Nodes never reached: after a failure upstream, skipped; after an interrupt, cancelled.
+        let mut state_of = shared.results.into_inner().unwrap_or_else(|e| e.into_inner());
         for &i in self.graph.order() {
-            let idx = i.index();
+            if state_of[i.index()].is_some() {
+                continue;
+            }
             let node = self.graph.node(i);
-            let rn = match &results[idx] {
-                Some(r) => r.clone(),
-                None => {
-                    let blocked =
-                        self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()], Some(RunState::Failed | RunState::Skipped)));
-                    let (state, error) = match blocked {
-                        Some(d) => (RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
-                        None => (RunState::Cancelled, "not started: run interrupted".to_string()),
-                    };
-                    let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s: 0.0, key: None, error: Some(error) };
-                    self.reporter.event(&Event::NotRun { node: &node.id, state, reason: rn.error.as_deref().unwrap_or("") });
-                    rn
-                }
+            let blocked = self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()], Some(RunState::Failed | RunState::Skipped)));
+            let (state, error) = match blocked {
+                Some(d) => (RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
+                None => (RunState::Cancelled, "not started: run interrupted".to_string()),
             };
-            state_of[idx] = Some(rn.state);
-            out.push(rn);
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s: 0.0, key: None, error: Some(error) };
+            self.reporter.event(&Event::Finished { node: &rn });
+            state_of[i.index()] = Some(state);
         }
-        out
     }
 }
 
@@ -245,52 +241,37 @@ fn visit(sh: &Shared<'_>, i: usize) {
         Outcome::Failed { key: None, error: format!("stage panicked: {msg}"), cancelled: false }
     });
     let duration_s = start.elapsed().as_secs_f64();
-    let rn = match outcome {
+    match outcome {
         Outcome::Done { state, key, outputs } => {
             let published = publish(ex, node, &outputs);
             sh.outputs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outputs);
             // A failed publish fails the node (its result is stored; dependents still run).
             let (state, error) = match published {
-                Ok(()) => {
-                    ex.reporter.event(&if state == RunState::Ran {
-                        Event::Ran { node: &node.id, seconds: duration_s }
-                    } else {
-                        Event::Cached { node: &node.id }
-                    });
-                    (state, None)
-                }
-                Err(e) => {
-                    let e = render(&e);
-                    ex.reporter.event(&Event::Failed { node: &node.id, error: &e });
-                    (RunState::Failed, Some(e))
-                }
+                Ok(()) => (state, None),
+                Err(e) => (RunState::Failed, Some(render(&e))),
             };
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error };
+            ex.reporter.event(&Event::Finished { node: &rn });
+            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
             for d in ex.graph.dependents(ex.graph.index_of(i)) {
                 if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
                     sh.push(d.index());
                 }
             }
-            RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error }
         }
         Outcome::Failed { key, error, cancelled } => {
             if ex.options.fail_fast {
                 ex.cancel.store(true, Ordering::SeqCst);
             }
             let state = if cancelled { RunState::Cancelled } else { RunState::Failed };
-            if cancelled {
-                ex.reporter.event(&Event::NotRun { node: &node.id, state, reason: &error });
-            } else {
-                ex.reporter.event(&Event::Failed { node: &node.id, error: &error });
-            }
             let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key, error: Some(error) };
-            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
+            ex.reporter.event(&Event::Finished { node: &rn });
+            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
             if !cancelled {
                 release_after_failure(sh, i);
             }
-            return;
         }
-    };
-    sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rn);
+    }
 }
 
 /// After node `i` failed (or was skipped): dependents that reach it only through partial
@@ -317,16 +298,16 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
             if results[d.index()].is_some() {
                 false
             } else {
-                let reason = format!("upstream {failed_id} did not complete");
-                ex.reporter.event(&Event::NotRun { node: &dn.id, state: RunState::Skipped, reason: &reason });
-                results[d.index()] = Some(RunNode {
+                let rn = RunNode {
                     node: dn.id.clone(),
                     stage: dn.stage.clone(),
                     state: RunState::Skipped,
                     duration_s: 0.0,
                     key: None,
-                    error: Some(reason),
-                });
+                    error: Some(format!("upstream {failed_id} did not complete")),
+                };
+                ex.reporter.event(&Event::Finished { node: &rn });
+                results[d.index()] = Some(RunState::Skipped);
                 true
             }
         };

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::graph::Graph;
 use crate::stage::{NoProgress, Progress};
+use crate::store::{RunNode, RunState};
 
 /// What the scheduler reports as it goes.
 #[derive(Debug)]
@@ -22,33 +24,12 @@ pub enum Event<'a> {
         /// The node's id.
         node: &'a str,
     },
-    /// A node's result was found in the store (and published).
-    Cached {
-        /// The node's id.
-        node: &'a str,
-    },
-    /// A node ran; its outputs are stored (and published).
-    Ran {
-        /// The node's id.
-        node: &'a str,
-        /// Wall-clock seconds the node took, cache lookup included.
-        seconds: f64,
-    },
-    /// A node failed: its stage, its inputs, storing or publishing its outputs.
-    Failed {
-        /// The node's id.
-        node: &'a str,
-        /// What went wrong (possibly several lines).
-        error: &'a str,
-    },
-    /// Skipped because an upstream failed, or cancelled by an interrupt.
-    NotRun {
-        /// The node's id.
-        node: &'a str,
-        /// `Skipped` or `Cancelled`.
-        state: crate::store::RunState,
-        /// Why, e.g. `upstream X did not complete`.
-        reason: &'a str,
+    /// A node's end, however it ended: ran, cached, failed (its stage, its inputs, storing or
+    /// publishing its outputs), skipped after an upstream failure, or cancelled. Exactly one per
+    /// node and run; the run record is these entries ([`Recorder`]).
+    Finished {
+        /// The node's entry in the run record.
+        node: &'a RunNode,
     },
     /// Something to know that does not fail the node (a damaged cache entry recomputed, an existing file kept before publishing over it).
     Warning {
@@ -70,6 +51,55 @@ pub trait Reporter: Send + Sync {
     fn event(&self, e: &Event<'_>);
     /// A progress sink for long work inside `node`.
     fn progress(&self, node: &str) -> Arc<dyn Progress>;
+}
+
+/// Folds a run's events into its record: each node's [`Event::Finished`] entry, in the graph's
+/// order ([`Recorder::nodes`]), passing every event on to the reporter it wraps (the terminal).
+/// The run's summary line and exit code come from these entries ([`crate::store::Tally`]).
+pub struct Recorder<'a> {
+    inner: &'a dyn Reporter,
+    finished: Mutex<HashMap<String, RunNode>>,
+}
+
+impl<'a> Recorder<'a> {
+    /// A recorder in front of `inner`.
+    pub fn new(inner: &'a dyn Reporter) -> Self {
+        Recorder { inner, finished: Mutex::default() }
+    }
+
+    /// The run record's nodes, one per node of `graph` in its order. A node no `Finished` event
+    /// reached (the run was not started, or a scheduler bug) is recorded as cancelled, so the
+    /// record never claims more than happened.
+    pub fn nodes(&self, graph: &Graph) -> Vec<RunNode> {
+        let mut done = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        graph
+            .order()
+            .iter()
+            .map(|&i| {
+                let n = graph.node(i);
+                done.remove(&n.id).unwrap_or_else(|| RunNode {
+                    node: n.id.clone(),
+                    stage: n.stage.clone(),
+                    state: RunState::Cancelled,
+                    duration_s: 0.0,
+                    key: None,
+                    error: Some("not started".into()),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Reporter for Recorder<'_> {
+    fn event(&self, e: &Event<'_>) {
+        if let Event::Finished { node } = e {
+            self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(node.node.clone(), (*node).clone());
+        }
+        self.inner.event(e);
+    }
+    fn progress(&self, node: &str) -> Arc<dyn Progress> {
+        self.inner.progress(node)
+    }
 }
 
 /// Shows nothing (benchmarks, library use).
@@ -160,22 +190,17 @@ impl Reporter for Terminal {
                 }
             }
             Event::Started { node } => tracing::debug!(node, "started"),
-            Event::Cached { node } => {
-                if self.verbose_cached {
-                    self.line(format!("  cached    {node}"));
+            Event::Finished { node: rn } => {
+                let node = &rn.node;
+                match rn.state {
+                    RunState::Cached if !self.verbose_cached => {}
+                    RunState::Cached => self.line(format!("  cached    {node}")),
+                    RunState::Ran => self.line(format!("  ran       {node} ({:.1}s)", rn.duration_s)),
+                    RunState::Failed => self.line(format!("  FAILED    {node}\n{}", indent(rn.error.as_deref().unwrap_or_default()))),
+                    RunState::Skipped | RunState::Cancelled => {
+                        self.line(format!("  {:<9} {node}: {}", rn.state.as_str(), rn.error.as_deref().unwrap_or_default()))
+                    }
                 }
-                self.tick();
-            }
-            Event::Ran { node, seconds } => {
-                self.line(format!("  ran       {node} ({seconds:.1}s)"));
-                self.tick();
-            }
-            Event::Failed { node, error } => {
-                self.line(format!("  FAILED    {node}\n{}", indent(error)));
-                self.tick();
-            }
-            Event::NotRun { node, state, reason } => {
-                self.line(format!("  {state:<9} {node}: {reason}"));
                 self.tick();
             }
             Event::Warning { node, message } => self.line(format!("  warning   {node}: {message}")),

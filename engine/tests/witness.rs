@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use engine::config;
 use engine::exec::{Executor, RunOptions};
 use engine::graph::{Graph, GraphBuilder};
-use engine::report::Silent;
+use engine::report::{Recorder, Silent};
 use engine::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, Registry, RunContext, StageError, StageKind};
 use engine::store::Store;
 use engine::Value;
@@ -95,17 +95,19 @@ impl Bench {
     fn run(&self, src: &str) -> (Vec<String>, Vec<(String, String)>) {
         self.witness.lock().unwrap().clear();
         let g = self.graph(src);
+        let recorder = Recorder::new(&Silent);
         let ex = Executor {
             graph: &g,
             store: &self.store,
             pipeline: "ns",
             workspace: self.dir.clone(),
             options: RunOptions { jobs: 2, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
-            reporter: &Silent,
+            reporter: &recorder,
             cancel: Arc::new(AtomicBool::new(false)),
             runner: &engine::exec::Local,
         };
-        let record: Vec<(String, String)> = ex.run().into_iter().map(|n| (n.node, n.state.to_string())).collect();
+        ex.run();
+        let record: Vec<(String, String)> = recorder.nodes(&g).into_iter().map(|n| (n.node, n.state.to_string())).collect();
         let mut w = self.witness.lock().unwrap().clone();
         w.sort();
         (w, record)
