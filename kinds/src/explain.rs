@@ -42,8 +42,9 @@ impl StageKind for Explain {
     /// 3: the overlay's title no longer names the node (not in the key). 5: the overlay in
     /// viridis above a floor, sampled bilinearly at display resolution, with a colour bar.
     /// 6: each image's true class (`*_class`) stored and, with its score, printed under it.
+    /// 7: the overlay in viridis as matplotlib defines it (colorous).
     fn version(&self) -> u32 {
-        6
+        7
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![

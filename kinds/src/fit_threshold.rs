@@ -23,8 +23,9 @@ impl StageKind for FitThreshold {
     }
     /// 2: the threshold is cut on held-out rows when the scores have them; `calibration` and
     /// `n_calibration` columns.
+    /// 3: the chi-square quantile from statrs (the `chi2` cutoff may differ in its last digits).
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![

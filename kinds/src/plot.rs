@@ -60,9 +60,10 @@ impl StageKind for Plot {
     /// scale, carry no tick labels and one legend above them. 6: Grad-CAM in viridis above a
     /// floor, sampled bilinearly at display resolution, with a colour bar. 7: ROC curves apart
     /// when they coincide (dash patterns, markers); Grad-CAM images captioned with their true
-    /// class and each model's score.
+    /// class and each model's score. 8: viridis as matplotlib defines it (colorous), not five
+    /// anchors joined by straight lines.
     fn version(&self) -> u32 {
-        7
+        8
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {

@@ -216,13 +216,11 @@ pub fn tsne_panels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &st
     Ok(())
 }
 
-/// A perceptually uniform colormap (viridis anchors, linear in between).
+/// Viridis (matplotlib's perceptually uniform colormap, as colorous gives it) at `t` in [0, 1]
+/// (clamped): RGB in [0, 255].
 pub fn viridis(t: f64) -> [f64; 3] {
-    const A: [[f64; 3]; 5] = [[68., 1., 84.], [59., 82., 139.], [33., 145., 140.], [94., 201., 98.], [253., 231., 37.]];
-    let t = t.clamp(0.0, 1.0) * 4.0;
-    let i = (t.floor() as usize).min(3);
-    let f = t - i as f64;
-    [0, 1, 2].map(|c| A[i][c] + (A[i + 1][c] - A[i][c]) * f)
+    let c = colorous::VIRIDIS.eval_continuous(t.clamp(0.0, 1.0));
+    [c.r as f64, c.g as f64, c.b as f64]
 }
 
 /// One image as RGB rows: `pixels` [C][H][W] in [0, 1] (C = 1 or 3), optional heatmap [H][W].

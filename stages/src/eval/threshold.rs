@@ -149,83 +149,18 @@ fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Ten
     }
 }
 
-/// ln Gamma (Lanczos).
-fn ln_gamma(x: f64) -> f64 {
-    const G: [f64; 6] = [76.18009172947146, -86.50532032941677, 24.01409824083091, -1.231739572450155, 0.1208650973866179e-2, -0.5395239384953e-5];
-    let mut y = x;
-    let tmp = x + 5.5 - (x + 0.5) * (x + 5.5).ln();
-    let mut ser = 1.000000000190015;
-    for g in G {
-        y += 1.0;
-        ser += g / y;
-    }
-    -tmp + (2.5066282746310005 * ser / x).ln()
-}
-
-/// Regularised lower incomplete gamma P(a, x).
-fn gamma_p(a: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    if x < a + 1.0 {
-        let (mut sum, mut term, mut ap) = (1.0 / a, 1.0 / a, a);
-        for _ in 0..1000 {
-            ap += 1.0;
-            term *= x / ap;
-            sum += term;
-            if term.abs() < sum.abs() * 1e-15 {
-                break;
-            }
-        }
-        sum * (-x + a * x.ln() - ln_gamma(a)).exp()
-    } else {
-        // Continued fraction (Lentz) for Q, then P = 1 - Q.
-        let mut b = x + 1.0 - a;
-        let mut c = 1.0 / 1e-300;
-        let mut d = 1.0 / b;
-        let mut h = d;
-        for i in 1..1000 {
-            let an = -(i as f64) * (i as f64 - a);
-            b += 2.0;
-            d = an * d + b;
-            if d.abs() < 1e-300 {
-                d = 1e-300;
-            }
-            c = b + an / c;
-            if c.abs() < 1e-300 {
-                c = 1e-300;
-            }
-            d = 1.0 / d;
-            let del = d * c;
-            h *= del;
-            if (del - 1.0).abs() < 1e-15 {
-                break;
-            }
-        }
-        1.0 - (-x + a * x.ln() - ln_gamma(a)).exp() * h
-    }
-}
-
-/// Chi-square CDF with `k` degrees of freedom.
+/// Chi-square CDF with `k` degrees of freedom at `x` (statrs' regularised incomplete gamma).
 pub fn chi2_cdf(x: f64, k: f64) -> f64 {
-    gamma_p(k / 2.0, x / 2.0)
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    ChiSquared::new(k).map(|d| d.cdf(x)).unwrap_or(f64::NAN)
 }
 
-/// Inverse chi-square CDF by bisection.
+/// The `p` quantile of chi-square with `k` degrees of freedom (statrs' inverse CDF): the squared
+/// Mahalanobis distance a Gaussian code exceeds with probability 1 - `p` (`k` = the code's
+/// dimension). NaN for `k` <= 0.
 pub fn chi2_quantile(p: f64, k: f64) -> f64 {
-    let (mut lo, mut hi) = (0.0, k.max(1.0));
-    while chi2_cdf(hi, k) < p {
-        hi *= 2.0;
-    }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if chi2_cdf(mid, k) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    ChiSquared::new(k).map(|d| d.inverse_cdf(p)).unwrap_or(f64::NAN)
 }
 
 #[cfg(test)]
@@ -237,6 +172,8 @@ mod tests {
         assert!((chi2_quantile(0.95, 1.0) - 3.841459).abs() < 1e-4);
         assert!((chi2_quantile(0.95, 32.0) - 46.19426).abs() < 1e-3);
         assert!((chi2_quantile(0.99, 128.0) - 168.1332).abs() < 1e-2);
+        assert!((chi2_cdf(chi2_quantile(0.95, 32.0), 32.0) - 0.95).abs() < 1e-9);
+        assert!(chi2_quantile(0.95, 0.0).is_nan());
     }
 
     #[test]
