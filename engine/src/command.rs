@@ -111,7 +111,7 @@ impl StageKind for CommandStage {
             .process_group(0)
             .spawn()
             .map_err(|e| StageError::io("cannot start `sh`", e))?;
-        let group = child.id() as libc::pid_t;
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
         // Both pipes are always drained, as bytes (a non-UTF-8 line is logged lossily, never
         // stops the reader), by threads that hand lines over a channel: the node never waits for
         // a pipe that a background child keeps open.
@@ -187,9 +187,9 @@ impl StageKind for CommandStage {
 }
 
 /// Stops a command's whole process group: SIGTERM, then SIGKILL after a second at most.
-fn kill_group(group: libc::pid_t, child: &mut std::process::Child) {
-    // SAFETY: kill(2) with a negative pid signals the process group we created; no memory involved.
-    unsafe { libc::kill(-group, libc::SIGTERM) };
+fn kill_group(group: nix::unistd::Pid, child: &mut std::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    let _ = killpg(group, Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(1);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -197,7 +197,7 @@ fn kill_group(group: libc::pid_t, child: &mut std::process::Child) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: as above; stragglers that ignored SIGTERM.
-    unsafe { libc::kill(-group, libc::SIGKILL) };
+    // Stragglers that ignored SIGTERM.
+    let _ = killpg(group, Signal::SIGKILL);
     let _ = child.wait();
 }

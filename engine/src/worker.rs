@@ -364,11 +364,11 @@ impl Worker {
     fn start(exe: &Path) -> Result<Worker, String> {
         let mut cmd = Command::new(exe);
         cmd.arg("serve").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
-        // SAFETY: prctl only, async-signal-safe: the worker dies with the process that started it.
+        // SAFETY: the closure only calls prctl (async-signal-safe) between fork and exec: the
+        // worker dies with the process that started it.
         unsafe {
             cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
         let mut child = cmd.spawn().map_err(|e| render(&WorkerError::CannotStart { exe: exe.to_path_buf(), source: e }))?;
@@ -413,8 +413,7 @@ impl Worker {
     fn died(&mut self, what: String) -> String {
         // It may still be alive (an unreadable reply): never wait on a live worker.
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: signals the worker's own process group (started with process_group(0)).
-            unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+            kill_group(&self.child);
         }
         let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
         format!("{what} ({status})")
@@ -431,18 +430,22 @@ impl Worker {
     }
 
     fn kill(mut self) {
-        // SAFETY: signals the worker's own process group (it was started with process_group(0)).
-        unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        kill_group(&self.child);
         let _ = self.child.wait();
     }
+}
+
+/// SIGKILL to a worker's whole process group (it was started with `process_group(0)`, so its
+/// group id is its pid): the worker and anything a kind started.
+fn kill_group(child: &Child) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing stdin ends `serve`; a worker still busy dies with its parent (PDEATHSIG).
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: as in `kill`.
-            unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+            kill_group(&self.child);
             let _ = self.child.wait();
         }
     }
