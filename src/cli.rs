@@ -773,7 +773,7 @@ fn cmd_run(
             eprintln!("error: {e}");
             exit::INVALID_PIPELINE
         })?;
-        match write_html_report(&pipeline, &full, &store, p.path(), out, ReportTarget::Declared { overwrite }) {
+        match write_html_report(&pipeline, &full, &store, p.path(), out, overwrite, crate::exec::Foreign::Backup) {
             Ok(said) => eprintln!("{said}"),
             Err(e) => {
                 eprintln!("error: {}", render(&e));
@@ -902,7 +902,7 @@ fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: 
     let (pipeline, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
     let out = output.unwrap_or_else(|| crate::html_report::default_output(&pipeline.name));
-    match write_html_report(&pipeline, &graph, &store, p.path(), &out, ReportTarget::Named { overwrite }) {
+    match write_html_report(&pipeline, &graph, &store, p.path(), &out, overwrite, crate::exec::Foreign::Refuse) {
         Ok(said) => {
             println!("{said}");
             Ok(exit::OK)
@@ -910,7 +910,10 @@ fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: 
         Err(e) => {
             eprintln!("error: {}", render(&e));
             Err(match e {
-                CliError::Report { what: ReportRefusal::Write(_) | ReportRefusal::Backup(_), .. } => exit::STORE,
+                CliError::Report(crate::exec::PublishError {
+                    what: crate::exec::PublishFailure::Write(_) | crate::exec::PublishFailure::Backup(_),
+                    ..
+                }) => exit::STORE,
                 _ => exit::USAGE,
             })
         }
@@ -936,20 +939,8 @@ enum CliError {
     NoRuns { store: String },
     /// `pipe show` without a node.
     NameANode { file: PathBuf },
-    /// The HTML report could not be written at `path`.
-    Report { path: PathBuf, what: ReportRefusal },
-}
-
-/// Why the HTML report was not written.
-#[derive(Debug)]
-enum ReportRefusal {
-    DirectoryInTheWay,
-    /// `-o FILE` names a file `pipe report` did not write, or one edited since.
-    NotOurs,
-    /// The pipeline's `report:` file was edited by hand since pipe wrote it.
-    EditedSince,
-    Backup(std::io::Error),
-    Write(std::io::Error),
+    /// The HTML report could not be written (the publish rule refused, or the write failed).
+    Report(crate::exec::PublishError),
 }
 
 impl std::fmt::Display for CliError {
@@ -965,16 +956,7 @@ impl std::fmt::Display for CliError {
             CliError::NoSuchOutput { node, output, .. } => write!(f, "{node} has no output `{output}`"),
             CliError::NoRuns { store } => write!(f, "no runs in {store} yet"),
             CliError::NameANode { file } => write!(f, "name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`", file.display()),
-            CliError::Report { path, what } => {
-                let p = path.display();
-                match what {
-                    ReportRefusal::DirectoryInTheWay => write!(f, "report {p}: a directory is in the way"),
-                    ReportRefusal::NotOurs => write!(f, "{p} exists and is not a report pipe wrote (or it was edited since); not overwritten"),
-                    ReportRefusal::EditedSince => write!(f, "report {p}: the file was edited since pipe wrote it; not overwritten"),
-                    ReportRefusal::Backup(e) => write!(f, "report {p}: cannot keep a copy of the existing file: {e}"),
-                    ReportRefusal::Write(e) => write!(f, "cannot write {p}: {e}"),
-                }
-            }
+            CliError::Report(e) => write!(f, "{e}"),
         }
     }
 }
@@ -994,31 +976,24 @@ impl Hint for CliError {
             CliError::NoSuchOutput { outputs, .. } => format!("its outputs: {}", outputs.join(", ")),
             CliError::NoRuns { .. } => "`pipe run FILE` records one".into(),
             CliError::NameANode { file } => format!("`pipe dag {}` lists the nodes", file.display()),
-            CliError::Report { path, what } => match what {
-                ReportRefusal::DirectoryInTheWay => format!("name a file, e.g. `{}`", path.join("report.html").display()),
-                ReportRefusal::NotOurs => "name another file with `-o FILE`, or pass `--overwrite`".into(),
-                ReportRefusal::EditedSince => "move it away, or pass `--overwrite`".into(),
-                ReportRefusal::Write(_) => "check that its folder can be created and written".into(),
-                ReportRefusal::Backup(_) => return None,
-            },
+            CliError::Report(e) => return e.hint(),
         })
     }
 }
 
-/// Whose path the HTML report goes to, which decides what may be replaced there.
-enum ReportTarget {
-    /// `pipe report -o FILE`: a file `pipe report` did not write (or one edited since) is kept
-    /// unless `overwrite`.
-    Named { overwrite: bool },
-    /// The pipeline's `report:` after `pipe run`, as a published output: a file pipe never wrote
-    /// there is first copied into the store's `backups/`; one edited since pipe wrote it is kept
-    /// (a warning) unless `--overwrite`.
-    Declared { overwrite: bool },
-}
-
 /// Writes the HTML report of the whole pipeline to `out` (relative to the workspace); returns the
 /// line to print, or why nothing was written (naming the file and the way out).
-fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &Path, out: &Path, target: ReportTarget) -> Result<String, CliError> {
+/// `foreign`: what to do with a file pipe did not write at `out` (`pipe report -o` refuses it, a
+/// pipeline's `report:` backs it up, as a published output).
+fn write_html_report(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    store: &Store,
+    file: &Path,
+    out: &Path,
+    overwrite: bool,
+    foreign: crate::exec::Foreign,
+) -> Result<String, CliError> {
     let ns = ref_namespace(file);
     let status = plan::status(graph, store, &ns, &workspace());
     let runs: Vec<RunRecord> = store.runs().into_iter().filter(|r| ref_namespace(Path::new(&r.file)) == ns).collect();
@@ -1034,30 +1009,13 @@ fn write_html_report(pipeline: &Pipeline, graph: &Graph, store: &Store, file: &P
         generated: &generated,
     });
     let dest = absolute(out);
-    let shown = out.display();
-    if dest.is_dir() {
-        return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::DirectoryInTheWay });
+    let hash = blake3::hash(html.as_bytes()).to_hex().to_string();
+    let kept = crate::exec::publish_file(store, out, &dest, &hash, || Ok(html.clone().into_bytes()), overwrite, foreign).map_err(CliError::Report)?;
+    if let Some(kept) = kept {
+        eprintln!("warning: {} was not written by pipe; the previous file is kept at {}", out.display(), kept.display());
     }
-    if dest.exists() {
-        let current = crate::hash::hash_file(&dest).ok();
-        let ours = current.is_some() && store.published_hash(&dest) == current;
-        match target {
-            _ if ours => {}
-            ReportTarget::Named { overwrite: true } | ReportTarget::Declared { overwrite: true } => {}
-            ReportTarget::Named { overwrite: false } => return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::NotOurs }),
-            ReportTarget::Declared { overwrite: false } if store.published_hash(&dest).is_some() => {
-                return Err(CliError::Report { path: out.to_path_buf(), what: ReportRefusal::EditedSince })
-            }
-            ReportTarget::Declared { overwrite: false } => {
-                let kept = store.backup(&dest).map_err(|e| CliError::Report { path: out.to_path_buf(), what: ReportRefusal::Backup(e) })?;
-                eprintln!("warning: {shown} was not written by pipe; the previous file is kept at {}", kept.display());
-            }
-        }
-    }
-    crate::store::write_atomic(&dest, html.as_bytes()).map_err(|e| CliError::Report { path: out.to_path_buf(), what: ReportRefusal::Write(e) })?;
-    store.set_published(&dest, &blake3::hash(html.as_bytes()).to_hex());
     let fresh = status.iter().filter(|s| s.state == Freshness::Fresh).count();
-    Ok(format!("wrote {shown} ({} KiB; {fresh} of {} nodes fresh)", html.len() / 1024, status.len()))
+    Ok(format!("wrote {} ({} KiB; {fresh} of {} nodes fresh)", out.display(), html.len() / 1024, status.len()))
 }
 
 /// `pipe runs`.

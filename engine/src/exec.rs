@@ -540,6 +540,9 @@ pub enum PublishFailure {
     DirectoryInTheWay,
     /// The file there was edited by hand since pipe published it (and `--overwrite` was not given).
     EditedSince,
+    /// A file pipe never wrote is there, and the destination was named by the user
+    /// ([`Foreign::Refuse`]; `--overwrite` not given).
+    NotOurs,
     /// A file pipe did not write there could not be copied into `backups/` first.
     Backup(std::io::Error),
     /// The stored output is on the remote store only, which could not be read.
@@ -556,6 +559,7 @@ impl std::fmt::Display for PublishError {
         match &self.what {
             PublishFailure::DirectoryInTheWay => write!(f, "publish {p}: a directory is in the way"),
             PublishFailure::EditedSince => write!(f, "publish {p}: the file was edited since pipe published it; not overwritten"),
+            PublishFailure::NotOurs => write!(f, "publish {p}: a file pipe did not write is there; not overwritten"),
             PublishFailure::Backup(e) => write!(f, "publish {p}: cannot keep a copy of the existing file: {e}"),
             PublishFailure::Unavailable(e) => write!(f, "publish {p}: {e}"),
             PublishFailure::Read(e) => write!(f, "publish {p}: reading the stored output: {e}"),
@@ -572,6 +576,7 @@ impl Hint for PublishError {
         match &self.what {
             PublishFailure::DirectoryInTheWay => Some(format!("move it away, or publish to `{p}/` to write into it")),
             PublishFailure::EditedSince => Some("move it away, or pass `--overwrite` to overwrite it".into()),
+            PublishFailure::NotOurs => Some("name another file, or pass `--overwrite` to overwrite it".into()),
             PublishFailure::Write(_) => Some("check that its folder can be created and written".into()),
             PublishFailure::Backup(_) | PublishFailure::Unavailable(_) | PublishFailure::Read(_) => None,
         }
@@ -617,39 +622,68 @@ impl Hint for KeyMismatch {
 fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>) -> Result<(), PublishError> {
     for (name, rel) in &node.publish {
         let Some(obj) = outputs.get(name) else { continue };
+        let bytes = || {
+            // Only on the remote (a Slurm driver's cache): fetch it; a local one is read as is.
+            if !ex.store.object_path(obj).is_file() {
+                if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
+                    return Err(PublishFailure::Unavailable(e));
+                }
+            }
+            std::fs::read(ex.store.object_path(obj)).map_err(PublishFailure::Read)
+        };
         let dest = ex.workspace.join(rel);
-        let at = |what: PublishFailure| PublishError { path: rel.clone(), what };
-        match std::fs::metadata(&dest) {
-            Ok(m) if m.is_dir() => return Err(at(PublishFailure::DirectoryInTheWay)),
-            Ok(_) => {
-                // Hashed once: already the output (nothing to write), or what pipe last wrote here.
-                let current = crate::hash::hash_file(&dest).ok();
-                if current.as_deref() == Some(obj.hash.as_str()) {
-                    ex.store.set_published(&dest, &obj.hash);
-                    continue;
-                }
-                match ex.store.published_hash(&dest) {
-                    Some(last) if current.as_deref() == Some(last.as_str()) => {}
-                    Some(_) if !ex.options.overwrite => return Err(at(PublishFailure::EditedSince)),
-                    _ => {
-                        let kept = ex.store.backup(&dest).map_err(|e| at(PublishFailure::Backup(e)))?;
-                        let msg =
-                            format!("{} was not written by this pipeline's last run; the previous file is kept at {}", rel.display(), kept.display());
-                        ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
-                    }
-                }
-            }
-            Err(_) => {}
+        if let Some(kept) = publish_file(ex.store, rel, &dest, &obj.hash, bytes, ex.options.overwrite, Foreign::Backup)? {
+            let msg = format!("{} was not written by this pipeline's last run; the previous file is kept at {}", rel.display(), kept.display());
+            ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
         }
-        // Only on the remote (a Slurm driver's cache): fetch it; a local one is read as is.
-        if !ex.store.object_path(obj).is_file() {
-            if let crate::store::Verify::Unavailable(e) = ex.store.verify(obj) {
-                return Err(at(PublishFailure::Unavailable(e)));
-            }
-        }
-        let bytes = std::fs::read(ex.store.object_path(obj)).map_err(|e| at(PublishFailure::Read(e)))?;
-        write_atomic(&dest, &bytes).map_err(|e| at(PublishFailure::Write(e)))?;
-        ex.store.set_published(&dest, &obj.hash);
     }
     Ok(())
+}
+
+/// What [`publish_file`] does with a file at its destination that pipe did not write there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Foreign {
+    /// Copy it into the store's `backups/` first, then replace it (a pipeline's published outputs).
+    Backup,
+    /// Keep it and fail unless `overwrite` (a path the user named on the command line).
+    Refuse,
+}
+
+/// The publish rule for one workspace file: writes `bytes()` (blake3 `hash`) at `dest` (`rel` in
+/// messages) unless it already holds them, and remembers that pipe wrote it. A file edited by hand
+/// since pipe wrote it is kept (an error) unless `overwrite`; a file pipe never wrote there is
+/// backed up or refused as `foreign` says. Returns where a backup was kept, if one was.
+pub fn publish_file(
+    store: &Store,
+    rel: &Path,
+    dest: &Path,
+    hash: &str,
+    bytes: impl FnOnce() -> Result<Vec<u8>, PublishFailure>,
+    overwrite: bool,
+    foreign: Foreign,
+) -> Result<Option<PathBuf>, PublishError> {
+    let at = |what: PublishFailure| PublishError { path: rel.to_path_buf(), what };
+    let mut kept = None;
+    match std::fs::metadata(dest) {
+        Ok(m) if m.is_dir() => return Err(at(PublishFailure::DirectoryInTheWay)),
+        Ok(_) => {
+            // Hashed once: already the content (nothing to write), or what pipe last wrote here.
+            let current = crate::hash::hash_file(dest).ok();
+            if current.as_deref() == Some(hash) {
+                store.set_published(dest, hash);
+                return Ok(None);
+            }
+            match store.published_hash(dest) {
+                Some(last) if current.as_deref() == Some(last.as_str()) => {}
+                Some(_) if !overwrite => return Err(at(PublishFailure::EditedSince)),
+                None if foreign == Foreign::Refuse && !overwrite => return Err(at(PublishFailure::NotOurs)),
+                _ => kept = Some(store.backup(dest).map_err(|e| at(PublishFailure::Backup(e)))?),
+            }
+        }
+        Err(_) => {}
+    }
+    let bytes = bytes().map_err(at)?;
+    write_atomic(dest, &bytes).map_err(|e| at(PublishFailure::Write(e)))?;
+    store.set_published(dest, hash);
+    Ok(kept)
 }

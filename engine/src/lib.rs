@@ -9,7 +9,7 @@
 //!   exec: levels in parallel (rayon) or one Slurm job each; StageKind::run in a work dir
 //!   store: outputs moved to objects/<blake3>, a record per key, a ref per pipeline file
 //!   remote: the same layout on S3 or a shared folder, cached locally
-//!   report: events -> terminal display, run record, exit code
+//!   report: one Finished event per node -> terminal display; Recorder -> run record -> exit code
 //! ```
 
 #![warn(missing_docs)]

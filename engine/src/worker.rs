@@ -367,9 +367,7 @@ impl Worker {
         // SAFETY: the closure only calls prctl (async-signal-safe) between fork and exec: the
         // worker dies with the process that started it.
         unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
-            });
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
         }
         let mut child = cmd.spawn().map_err(|e| render(&WorkerError::CannotStart { exe: exe.to_path_buf(), source: e }))?;
         let stdin = child.stdin.take().ok_or("worker has no stdin")?;
