@@ -901,7 +901,20 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
 fn cmd_report(g: &Ctx<'_>, p: PipelineArgs, output: Option<PathBuf>, overwrite: bool) -> Result<i32, i32> {
     let (pipeline, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
-    let out = output.unwrap_or_else(|| crate::html_report::default_output(&pipeline.name));
+    let default = crate::html_report::default_output(&pipeline.name);
+    // `-o DIR` (an existing folder) writes NAME-report.html into it, as `cp FILE DIR` would.
+    let out = match output {
+        Some(o) if o.is_dir() => o.join(default),
+        Some(o) => o,
+        None => default,
+    };
+    // Never over a file a stage publishes (its next run would find it edited by hand).
+    let norm = |p: &Path| -> PathBuf { absolute(p).components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect() };
+    let target = norm(&out);
+    if let Some(n) = pipeline.nodes.iter().find(|n| n.publish.iter().any(|(_, d)| norm(d) == target)) {
+        eprintln!("error: {}", render(&CliError::ReportOverPublished { path: out.clone(), node: n.id.clone() }));
+        return Err(exit::USAGE);
+    }
     match write_html_report(&pipeline, &graph, &store, p.path(), &out, overwrite, crate::exec::Foreign::Refuse) {
         Ok(said) => {
             println!("{said}");
@@ -939,6 +952,8 @@ enum CliError {
     NoRuns { store: String },
     /// `pipe show` without a node.
     NameANode { file: PathBuf },
+    /// `pipe report -o PATH` names a file a stage publishes.
+    ReportOverPublished { path: PathBuf, node: String },
     /// The HTML report could not be written (the publish rule refused, or the write failed).
     Report(crate::exec::PublishError),
 }
@@ -956,6 +971,7 @@ impl std::fmt::Display for CliError {
             CliError::NoSuchOutput { node, output, .. } => write!(f, "{node} has no output `{output}`"),
             CliError::NoRuns { store } => write!(f, "no runs in {store} yet"),
             CliError::NameANode { file } => write!(f, "name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`", file.display()),
+            CliError::ReportOverPublished { path, node } => write!(f, "{} is published by {node}; the report does not replace it", path.display()),
             CliError::Report(e) => write!(f, "{e}"),
         }
     }
@@ -976,6 +992,7 @@ impl Hint for CliError {
             CliError::NoSuchOutput { outputs, .. } => format!("its outputs: {}", outputs.join(", ")),
             CliError::NoRuns { .. } => "`pipe run FILE` records one".into(),
             CliError::NameANode { file } => format!("`pipe dag {}` lists the nodes", file.display()),
+            CliError::ReportOverPublished { .. } => "name another file with `-o FILE`".into(),
             CliError::Report(e) => return e.hint(),
         })
     }

@@ -85,7 +85,12 @@ pub fn render(r: &Inputs<'_>) -> String {
         let Some(text) = a.path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else { continue };
         let _ = write!(body, "<details class=md><summary>{}{}</summary>", esc(&shown(a)), stale_badge(a));
         let mut html = String::new();
-        pulldown_cmark::html::push_html(&mut html, pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES));
+        // Raw HTML in the markdown is shown as text: the page runs no script it did not bring.
+        let events = pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES).map(|e| match e {
+            pulldown_cmark::Event::Html(t) | pulldown_cmark::Event::InlineHtml(t) => pulldown_cmark::Event::Text(t),
+            e => e,
+        });
+        pulldown_cmark::html::push_html(&mut html, events);
         let _ = write!(body, "<div class=prose>{html}</div></details>");
     }
     body.push_str("</section>");
@@ -190,14 +195,19 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// A number as the tables print it: integers whole, others to 4 decimals (1 above 1,000).
+/// A number as the tables print it: integers whole, others to 4 decimals (1 above 1,000), and
+/// below 0.001 in scientific notation (never a 0.0000 that is not zero).
 fn num(x: f64) -> String {
     if x.is_nan() {
         "–".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.into()
     } else if x.fract() == 0.0 && x.abs() < 1e9 {
         format!("{x:.0}")
     } else if x.abs() >= 1000.0 {
         format!("{x:.1}")
+    } else if x.abs() < 1e-3 {
+        format!("{x:.3e}")
     } else {
         format!("{x:.4}")
     }
@@ -269,14 +279,24 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
             }
         }
     }
-    let over_seeds = seed.is_some() && groups.iter().any(|(_, rows)| rows.len() > 1);
+    // Rows are averaged over seeds only where each group holds each seed once (its rows differ in
+    // nothing but the seed); otherwise every row is shown as it is.
+    let seeds_distinct = seed.is_some_and(|s| {
+        groups.iter().all(|(_, rows)| {
+            let seen: BTreeSet<String> = rows.iter().map(|&i| text(s, i)).collect();
+            seen.len() == rows.len()
+        })
+    });
+    let over_seeds = seeds_distinct && groups.iter().any(|(_, rows)| rows.len() > 1);
+    let shown_rows = if over_seeds { groups.len() } else { df.height() };
     let mut out = title;
     let _ = write!(
         out,
-        "<p class=note>{} rows{}. Click a column to sort; type to filter (every word must match).</p>\
+        "<p class=note>{} rows{}{}. Click a column to sort; type to filter (each word must start a cell).</p>\
          <input class=filter type=search placeholder='filter rows, e.g. mnist mahalanobis' aria-label='filter rows'>",
         df.height(),
-        if over_seeds { format!(", {} groups: mean &plusmn; sample std over seeds (n = seeds)", groups.len()) } else { String::new() }
+        if over_seeds { format!(", {} groups: mean &plusmn; sample std over seeds (n = seeds)", groups.len()) } else { String::new() },
+        if shown_rows > MAX_ROWS { format!("; the first {MAX_ROWS} shown (all of them: `pipe query`)") } else { String::new() }
     );
     out.push_str("<div class=scroll><table class='sortable results'><thead><tr>");
     for c in &keys {
@@ -294,7 +314,7 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     let node_col = df.column("node").ok();
     let rows: Vec<(Vec<String>, Vec<usize>)> =
         if over_seeds { groups } else { (0..df.height()).map(|i| (keys.iter().map(|c| text(c, i)).collect(), vec![i])).collect() };
-    for (k, members) in rows {
+    for (k, members) in rows.into_iter().take(MAX_ROWS) {
         let title = match (node_col, members.as_slice()) {
             (Some(n), [one]) => format!(" title='{}'", esc(&text(n, *one))),
             _ => String::new(),
@@ -313,10 +333,19 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
             let vals: Vec<f64> = members.iter().map(|&i| f[i]).collect();
             let (mean, std, n) = mean_std(&vals);
             let sort = if mean.is_finite() { mean.to_string() } else { String::new() };
-            if over_seeds && n > 1 {
-                let _ = write!(out, "<td class=num data-v='{sort}'>{} <span class=pm>&plusmn; {}</span></td>", num(mean), num(std));
+            // A seed whose value is NaN or infinite (a diverged run) is named, never dropped silently.
+            let missing = if over_seeds && n < vals.len() {
+                let bad: Vec<String> = vals.iter().filter(|v| !v.is_finite()).map(|v| num(*v)).collect();
+                format!(" <span class=bad title='not finite: {}'>({n} of {} finite)</span>", bad.join(", "), vals.len())
             } else {
-                let _ = write!(out, "<td class=num data-v='{sort}'>{}</td>", num(mean));
+                String::new()
+            };
+            if !over_seeds {
+                let _ = write!(out, "<td class=num data-v='{sort}'>{}</td>", num(vals[0]));
+            } else if n > 1 {
+                let _ = write!(out, "<td class=num data-v='{sort}'>{} <span class=pm>&plusmn; {}</span>{missing}</td>", num(mean), num(std));
+            } else {
+                let _ = write!(out, "<td class=num data-v='{sort}'>{}{missing}</td>", num(mean));
             }
         }
         out.push_str("</tr>");
@@ -324,6 +353,9 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     out.push_str("</tbody></table></div>");
     out
 }
+
+/// The most rows a results table shows (a report stays a page, not a dump; `pipe query` has all).
+const MAX_ROWS: usize = 2000;
 
 /// Published figures, embedded as data URIs (an SVG in place of a PNG of the same name).
 fn figures(arts: &[Artifact]) -> String {
@@ -435,12 +467,16 @@ fn loss_curves(arts: &[Artifact]) -> String {
                     String::new()
                 }
             };
-            let b64 = base64::engine::general_purpose::STANDARD.encode(svg.as_bytes());
             let stale = members.iter().any(|a| a.stale);
+            let img = if svg.is_empty() {
+                String::new()
+            } else {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(svg.as_bytes());
+                format!("<img alt='loss per epoch, {}' src='data:image/svg+xml;base64,{b64}'>", esc(&title))
+            };
             let _ = write!(
                 out,
-                "<figure><img alt='loss per epoch, {}' src='data:image/svg+xml;base64,{b64}'><figcaption>{} ({} runs){}{}</figcaption></figure>",
-                esc(&title),
+                "<figure>{img}<figcaption>{} ({} runs){}{}</figcaption></figure>",
                 esc(&title),
                 lines.len(),
                 if stale { " <span class='chip stale'>includes stale runs</span>" } else { "" },
@@ -649,7 +685,7 @@ fn run_history(runs: &[RunRecord]) -> String {
     }
     let mut out = String::from(
         "<div class=scroll><table class=sortable><thead><tr><th>run</th><th>started (UTC)</th><th>status</th><th class=num>ran</th><th class=num>cached</th>\
-         <th class=num>failed</th><th class=num>wall (s)</th><th>commit</th><th>host</th><th>overrides</th></tr></thead><tbody>",
+         <th class=num>failed</th><th class=num>skipped</th><th class=num>wall (s)</th><th>commit</th><th>host</th><th>overrides</th></tr></thead><tbody>",
     );
     for r in runs.iter().rev() {
         let t = Tally::of(&r.nodes);
@@ -662,7 +698,7 @@ fn run_history(runs: &[RunRecord]) -> String {
         let _ = write!(
             out,
             "<tr><td data-v='{id}'>{id}</td><td data-v='{st}'>{st}</td><td data-v='{s}'><span class='chip {s}'>{s}</span></td>\
-             <td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{:.1}</td>\
+             <td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{:.1}</td>\
              <td data-v='{c}'>{c}</td><td data-v='{h}'>{h}</td><td data-v='{o}'>{o}</td></tr>",
             t.ran,
             t.ran,
@@ -670,6 +706,8 @@ fn run_history(runs: &[RunRecord]) -> String {
             t.cached,
             t.failed,
             t.failed,
+            t.skipped,
+            t.skipped,
             r.duration_s,
             r.duration_s,
             id = esc(&r.run_id),
@@ -727,8 +765,10 @@ const JS: &str = r#"
     input.addEventListener('input',function(){
       var words=input.value.toLowerCase().split(/\s+/).filter(Boolean);
       Array.prototype.forEach.call(table.tBodies[0].rows,function(r){
-        var t=r.textContent.toLowerCase()+' '+(r.title||'').toLowerCase();
-        r.hidden=!words.every(function(w){return t.indexOf(w)>=0;});
+        var cells=Array.prototype.map.call(r.cells,function(c){return c.textContent.toLowerCase();});
+        if(r.title)cells.push(r.title.toLowerCase());
+        var tokens=[];cells.forEach(function(c){c.split(/[\s,\[\]=]+/).forEach(function(t){if(t)tokens.push(t);});});
+        r.hidden=!words.every(function(w){return tokens.some(function(t){return t.indexOf(w)===0;});});
       });
     });
   });
@@ -765,6 +805,8 @@ mod tests {
         assert_eq!(num(0.96413), "0.9641");
         assert_eq!(num(1234.56), "1234.6");
         assert_eq!(num(f64::NAN), "–");
+        assert_eq!(num(2e-6), "2.000e-6", "a small value is not printed as 0.0000");
+        assert_eq!(num(f64::INFINITY), "inf");
         for (x, s) in [(158.489, "160"), (3.162, "3.2"), (0.0316, "0.032"), (10.0, "10"), (2.5, "2.5")] {
             assert_eq!(significant(x), s, "{x}");
         }

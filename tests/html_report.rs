@@ -19,7 +19,9 @@ fn workspace(name: &str) -> Workspace {
     std::fs::create_dir_all(ws.dir.join("data")).unwrap();
     for (mu2, aucs) in AUC {
         for (seed, auc) in aucs.iter().enumerate() {
-            let m = df!("auc" => [*auc], "f1" => [0.7 + seed as f64 / 100.0]).unwrap();
+            // `oracle`: one diverged seed (NaN) for mu2 = 0, which the report must name.
+            let oracle = if mu2 == "0.0" { [f64::NAN, 0.6, 0.8][seed] } else { 0.5 };
+            let m = df!("auc" => [*auc], "f1" => [0.7 + seed as f64 / 100.0], "oracle" => [oracle]).unwrap();
             write_parquet(&ws.dir.join(format!("data/metrics-{mu2}-{seed}.parquet")), m);
             let epochs: Vec<i64> = (1..=20).collect();
             let loss: Vec<f64> = epochs.iter().map(|e| 10.0 / *e as f64 + seed as f64 * 0.1).collect();
@@ -46,6 +48,12 @@ stages:
       cmd: "printf '<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"40\" height=\"20\"><rect width=\"40\" height=\"20\" fill=\"teal\"/></svg>' > ${outputs.fig.svg}"
       outputs: [fig.svg]
     publish: {fig.svg: Deliverables/tiny/fig.svg}
+  notes:
+    kind: command
+    params:
+      cmd: "printf '# Notes\\n\\n**bold** <script>document.title=\"pwned\"</script>\\n' > ${outputs.notes.md}"
+      outputs: [notes.md]
+    publish: {notes.md: Deliverables/tiny/notes.md}
 "#,
     );
     ws
@@ -97,6 +105,7 @@ window.addEventListener('load', function () {
     r.filtered = col('mu2');
     r.images = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });
   } catch (e) { r.probe_error = String(e); }
+  r.title = document.title;
   r.errors = window.__errors;
   var pre = document.createElement('pre');
   pre.id = 'probe';
@@ -112,7 +121,7 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     let out = ws.pipe(&["report", "p.yaml", "-o", "report.html"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.starts_with("wrote report.html (") && said.contains("8 of 8 nodes fresh"), "{said}");
+    assert!(said.starts_with("wrote report.html (") && said.contains("9 of 9 nodes fresh"), "{said}");
     let html = ws.read("report.html");
 
     // Self-contained: nothing is fetched from anywhere.
@@ -123,6 +132,13 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     assert!(html.contains("2 groups: mean &plusmn; sample std over seeds"), "grouped over seeds");
     assert!(html.contains(">0.9200 <span class=pm>&plusmn; 0.0200</span>"), "mu2 = 0: 0.92 ± 0.02");
     assert!(html.contains(">0.8200 <span class=pm>&plusmn; 0.0265</span>"), "mu2 = 0.5: 0.82 ± 0.0265");
+    // A diverged seed is named in its cell, not dropped: mean and std of the two finite values.
+    assert!(
+        html.contains(">0.7000 <span class=pm>&plusmn; 0.1414</span> <span class=bad title='not finite: \u{2013}'>(2 of 3 finite)</span>"),
+        "the NaN seed is counted"
+    );
+    // The published markdown is rendered, its raw HTML shown as text (never run).
+    assert!(html.contains("<strong>bold</strong> &lt;script&gt;document.title=\"pwned\"&lt;/script&gt;"), "markdown raw HTML escaped");
     // Each section found its part: the published figure, a loss chart per stage, the stage graph,
     // this one run, and nothing stale.
     assert!(html.contains("Deliverables/tiny/fig.svg</figcaption>"));
@@ -147,7 +163,8 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     assert_eq!(r["errors"], serde_json::json!([]), "script errors: {r}");
     assert!(r.get("probe_error").is_none(), "{r}");
     assert_eq!(r["ready"], "1", "{r}");
-    assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1"]), "{r}");
+    assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1", "oracle"]), "{r}");
+    assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran");
     assert_eq!(r["mu2"], serde_json::json!(["0.0", "0.5"]));
     assert_eq!(r["ascending"], serde_json::json!(["0.5", "0.0"]), "sorted by mean AUC, ascending");
     assert_eq!(r["descending"], serde_json::json!(["0.0", "0.5"]), "then descending");
@@ -174,6 +191,14 @@ fn the_report_marks_stale_results_and_never_overwrites_a_file_it_did_not_write()
     assert!(!ws.pipe(&["report", "p.yaml", "-o", "r.html"]).status.success());
     assert_eq!(ws.read("r.html"), "edited");
     ws.ok(&["report", "p.yaml", "-o", "r.html", "--overwrite"]);
+    // Never over a file a stage publishes; `-o DIR` writes NAME-report.html into the folder.
+    let out = ws.pipe(&["report", "p.yaml", "-o", "./Deliverables/tiny/fig.svg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is published by figure; the report does not replace it"));
+    assert!(ws.read("Deliverables/tiny/fig.svg").starts_with("<svg"));
+    std::fs::create_dir_all(ws.dir.join("reports")).unwrap();
+    ws.ok(&["report", "p.yaml", "-o", "reports"]);
+    assert!(ws.read("reports/tiny-report.html").contains("<title>tiny"));
 
     // One seed's command edited: its node and the results are stale, shown from their last run
     // with the reason; the report runs nothing.
@@ -184,7 +209,7 @@ fn the_report_marks_stale_results_and_never_overwrites_a_file_it_did_not_write()
     assert!(html.contains("results/tiny.parquet <span class='chip stale'"), "the table is marked stale");
     assert!(html.contains("0.9200 <span class=pm>&plusmn; 0.0200</span>"), "its last values are shown");
     assert!(html.contains("<td data-v='train[mu2=0.0,seed=0]'>train[mu2=0.0,seed=0]</td><td data-v='params.cmd changed"), "the reason is given");
-    assert_eq!(ws.nodes_in("ran").len(), 8, "the report ran nothing (the last run is still the first)");
+    assert_eq!(ws.nodes_in("ran").len(), 9, "the report ran nothing (the last run is still the first)");
 }
 
 #[test]
@@ -196,7 +221,7 @@ fn a_pipeline_that_declares_its_report_gets_it_after_every_run() {
     ws.write("out/report.html", "a user's page");
     let stderr = ws.ok(&["run", "p.yaml", "train[mu2=0.5]"]);
     assert!(
-        stderr.contains("wrote out/report.html (") && stderr.contains("3 of 8 nodes fresh"),
+        stderr.contains("wrote out/report.html (") && stderr.contains("3 of 9 nodes fresh"),
         "after a run narrowed to targets, the whole pipeline: {stderr}"
     );
     assert!(stderr.contains("out/report.html was not written by pipe; the previous file is kept at"), "{stderr}");
