@@ -8,3 +8,5 @@ for pid in $(tac "$DIR/pids"); do
   kill -9 "$pid" 2>/dev/null || true
 done
 rm -f "$DIR/pids"
+# The daemons' state (configs, spool, logs, the S3 root) goes with them.
+case "$DIR" in /tmp/pipe-cluster*) rm -rf "$DIR" ;; esac

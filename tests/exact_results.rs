@@ -339,6 +339,18 @@ fn hand_edited_published_files_are_reported_and_never_silently_overwritten() {
     ws.ok(&["run", "p.yaml", "--overwrite"]);
     assert_eq!(ws.read("out/result.txt"), "1\n");
 
+    // A run with --set publishes its own output there: the file's status says so (not "edited by
+    // hand"), and a plain run puts the file's own output back without --overwrite.
+    ws.ok(&["run", "p.yaml", "--set", "a.cmd=echo 2 > ${outputs.o}"]);
+    assert_eq!(ws.read("out/result.txt"), "2\n");
+    let said = String::from_utf8_lossy(&ws.pipe(&["status", "p.yaml", "-v"]).stdout).to_string();
+    assert!(
+        said.contains("published file out/result.txt holds another run's `o` (e.g. one with --set)") && !said.contains("edited by hand"),
+        "{said}"
+    );
+    ws.ok(&["run", "p.yaml"]);
+    assert_eq!(ws.read("out/result.txt"), "1\n");
+
     // A file pipe never wrote there is kept in the store before it is replaced.
     let ws2 = Workspace::new("foreign-file");
     ws2.write("p.yaml", &ws.read("p.yaml"));

@@ -94,8 +94,10 @@ pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs, store: &Store, pipe
     }
 }
 
-/// Published files of a node whose content is not its output's: missing, or edited by hand.
-pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, workspace: &Path) -> Vec<String> {
+/// Published files of a node whose content is not its output's, and why: missing, holding what
+/// pipe published from another run (another `--set`, another version of the file), or edited by
+/// hand since pipe wrote it.
+pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, store: &Store, workspace: &Path) -> Vec<String> {
     let mut r = Vec::new();
     for (name, rel) in &node.publish {
         let Some(obj) = outputs.get(name) else { continue };
@@ -103,10 +105,15 @@ pub fn unpublished(node: &NodeSpec, outputs: &BTreeMap<String, ObjectRef>, works
         if !dest.exists() {
             r.push(format!("published file {} is missing (`pipe run` restores it)", rel.display()));
         } else if !crate::store::same_content(&dest, obj) {
-            r.push(format!(
-                "published file {} differs from the node's output `{name}` (edited by hand? `pipe run --overwrite` overwrites it)",
-                rel.display()
-            ));
+            let pipes = store.published_hash(&dest).is_some_and(|h| crate::hash::hash_file(&dest).is_ok_and(|now| now == h));
+            r.push(if pipes {
+                format!("published file {} holds another run's `{name}` (e.g. one with --set); `pipe run` publishes this one", rel.display())
+            } else {
+                format!(
+                    "published file {} differs from the node's output `{name}` and pipe did not write it (edited by hand? `pipe run --overwrite` overwrites it)",
+                    rel.display()
+                )
+            });
         }
     }
     r
@@ -402,7 +409,7 @@ fn node_status(
     };
     let (st, outs) = match d.verdict {
         Verdict::Hit(rec) => {
-            let unpublished = unpublished(node, &rec.outputs, workspace);
+            let unpublished = unpublished(node, &rec.outputs, store, workspace);
             let state = if unpublished.is_empty() { Freshness::Fresh } else { Freshness::Stale };
             (mk(state, unpublished), Some(rec.outputs))
         }
