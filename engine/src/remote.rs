@@ -45,16 +45,24 @@ const PART_SIZE: usize = 16 << 20;
 
 fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
     let msg = e.to_string();
+    // Transport failures first: their text holds URLs and ports (a port like 35403 must not read
+    // as HTTP 403), and a request that never got an answer has no status to match.
+    let transport = msg.contains("error sending request") || msg.contains("connect") || msg.contains("timed out") || msg.contains("dns error");
     let hint = if msg.contains("169.254.169.254") || msg.contains("169.254.170.2") {
         "no credentials were found (the cloud metadata service, tried last, did not give any): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials"
-    } else if msg.contains("403") || msg.contains("InvalidAccessKeyId") || msg.contains("SignatureDoesNotMatch") || msg.contains("AccessDenied") {
+    } else if transport {
+        "the endpoint is unreachable: check AWS_ENDPOINT_URL (or endpoint_url in ~/.aws/config) and that the server is up"
+    } else if msg.contains("403 Forbidden")
+        || msg.contains("status 403")
+        || msg.contains("InvalidAccessKeyId")
+        || msg.contains("SignatureDoesNotMatch")
+        || msg.contains("AccessDenied")
+    {
         "the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile in ~/.aws/credentials)"
     } else if msg.contains("InvalidBucketName") {
         "the bucket name is not valid S3 (3-63 lowercase letters, digits, dots and hyphens)"
     } else if msg.contains("NoSuchBucket") {
         "the bucket does not exist: create it, or fix the bucket name in the store URL"
-    } else if msg.contains("error sending request") || msg.contains("connect") || msg.contains("timed out") || msg.contains("dns") {
-        "the endpoint is unreachable: check AWS_ENDPOINT_URL (or endpoint_url in ~/.aws/config) and that the server is up"
     } else {
         "check the store URL, endpoint and credentials"
     };
@@ -335,6 +343,19 @@ mod tests {
         r.delete("nodes/x.json").unwrap();
         assert!(r.size("nodes/x.json").unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hints_follow_the_failure_not_digits_in_the_url() {
+        let hint = |msg: &str| match remote_err("s3://b/p", "list objects/", msg) {
+            StoreError::Remote { hint, .. } => hint,
+            other => panic!("{other:?}"),
+        };
+        // A dead endpoint whose port holds "403" is unreachable, not a refusal of credentials.
+        let dead = "Error performing GET http://127.0.0.1:35403/b?list-type=2 in 389.5ms, after 3 retries - HTTP error: error sending request";
+        assert!(hint(dead).contains("unreachable"), "{}", hint(dead));
+        assert!(hint("Client error with status 403 Forbidden: <Error><Code>InvalidAccessKeyId</Code></Error>").contains("refused the credentials"));
+        assert!(hint("Client error with status 404 Not Found: NoSuchBucket").contains("does not exist"));
     }
 
     #[test]
