@@ -972,7 +972,8 @@ impl std::fmt::Display for CliError {
             CliError::NoRuns { store } => write!(f, "no runs in {store} yet"),
             CliError::NameANode { file } => write!(f, "name the node to show, e.g. `pipe show {} 'train[mu2=0.5]'`", file.display()),
             CliError::ReportOverPublished { path, node } => write!(f, "{} is published by {node}; the report does not replace it", path.display()),
-            CliError::Report(e) => write!(f, "{e}"),
+            // The same rule as a published output, said as what the user ran.
+            CliError::Report(e) => write!(f, "report {}: {}", e.path.display(), e.what),
         }
     }
 }

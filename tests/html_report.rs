@@ -182,7 +182,7 @@ fn the_report_marks_stale_results_and_never_overwrites_a_file_it_did_not_write()
     ws.write("mine.html", "my notes");
     let out = ws.pipe(&["report", "p.yaml", "-o", "mine.html"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("publish mine.html: a file pipe did not write is there; not overwritten"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report mine.html: a file pipe did not write is there; not overwritten"));
     assert_eq!(ws.read("mine.html"), "my notes");
     // Its own report it replaces; once edited by hand, only with --overwrite.
     ws.ok(&["report", "p.yaml", "-o", "r.html"]);
@@ -235,7 +235,7 @@ fn a_pipeline_that_declares_its_report_gets_it_after_every_run() {
     ws.write("out/report.html", "edited");
     let out = ws.pipe(&["run", "p.yaml"]);
     assert_eq!(out.status.code(), Some(4), "the run's results are kept, the report is not written");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("publish out/report.html: the file was edited since pipe published it"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report out/report.html: the file was edited since pipe published it"));
     assert_eq!(ws.read("out/report.html"), "edited");
     ws.ok(&["run", "p.yaml", "--overwrite"]);
     assert!(ws.read("out/report.html").contains("Every node is fresh."));

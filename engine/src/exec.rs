@@ -555,15 +555,20 @@ pub enum PublishFailure {
 
 impl std::fmt::Display for PublishError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let p = self.path.display();
-        match &self.what {
-            PublishFailure::DirectoryInTheWay => write!(f, "publish {p}: a directory is in the way"),
-            PublishFailure::EditedSince => write!(f, "publish {p}: the file was edited since pipe published it; not overwritten"),
-            PublishFailure::NotOurs => write!(f, "publish {p}: a file pipe did not write is there; not overwritten"),
-            PublishFailure::Backup(e) => write!(f, "publish {p}: cannot keep a copy of the existing file: {e}"),
-            PublishFailure::Unavailable(e) => write!(f, "publish {p}: {e}"),
-            PublishFailure::Read(e) => write!(f, "publish {p}: reading the stored output: {e}"),
-            PublishFailure::Write(e) => write!(f, "publish {p}: {e}"),
+        write!(f, "publish {}: {}", self.path.display(), self.what)
+    }
+}
+
+impl std::fmt::Display for PublishFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishFailure::DirectoryInTheWay => write!(f, "a directory is in the way"),
+            PublishFailure::EditedSince => write!(f, "the file was edited since pipe published it; not overwritten"),
+            PublishFailure::NotOurs => write!(f, "a file pipe did not write is there; not overwritten"),
+            PublishFailure::Backup(e) => write!(f, "cannot keep a copy of the existing file: {e}"),
+            PublishFailure::Unavailable(e) => write!(f, "{e}"),
+            PublishFailure::Read(e) => write!(f, "reading the stored output: {e}"),
+            PublishFailure::Write(e) => write!(f, "{e}"),
         }
     }
 }
