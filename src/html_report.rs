@@ -51,6 +51,8 @@ struct Artifact {
     path: Option<PathBuf>,
     /// From a node that is not fresh (its last run's result).
     stale: bool,
+    /// A training history: the output is named `history` or its file is `history.*`.
+    history: bool,
 }
 
 /// The report as one HTML document.
@@ -125,15 +127,20 @@ pub fn render(r: &Inputs<'_>) -> String {
     )
 }
 
+/// Where a state is counted in a `[fresh, stale, missing]` tally.
+fn slot(state: Freshness) -> usize {
+    match state {
+        Freshness::Fresh => 0,
+        Freshness::Stale => 1,
+        Freshness::Missing => 2,
+    }
+}
+
 /// Fresh, stale, missing.
 fn counts(status: &[NodeStatus]) -> [usize; 3] {
     let mut c = [0; 3];
     for s in status {
-        c[match s.state {
-            Freshness::Fresh => 0,
-            Freshness::Stale => 1,
-            Freshness::Missing => 2,
-        }] += 1;
+        c[slot(s.state)] += 1;
     }
     c
 }
@@ -160,8 +167,17 @@ fn artifacts(r: &Inputs<'_>) -> Vec<Artifact> {
                 }
             });
             let history = o.name == "history" || Path::new(&o.file).file_stem().is_some_and(|s| s == "history");
-            let file = if history { format!("history:{}", o.file) } else { o.file.clone() };
-            out.push(Artifact { node: node.id.clone(), stage: node.stage.clone(), coords: node.coords.clone(), file, published, path, stale });
+            let file = o.file.clone();
+            out.push(Artifact {
+                node: node.id.clone(),
+                stage: node.stage.clone(),
+                coords: node.coords.clone(),
+                file,
+                published,
+                path,
+                stale,
+                history,
+            });
         }
     }
     out
@@ -232,9 +248,9 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     let Some(path) = &a.path else {
         return format!("{title}<p class=empty>Not in this machine's store (`pipe pull` fetches it from a remote store).</p>");
     };
-    let df = match std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string())) {
+    let df = match crate::query::load(path) {
         Ok(df) => df,
-        Err(e) => return format!("{title}<p class=empty>Cannot read it: {}</p>", esc(&e)),
+        Err(e) => return format!("{title}<p class=empty>Cannot read it: {}</p>", esc(&e.to_string())),
     };
     let numeric = |c: &Column| c.dtype().is_primitive_numeric() || matches!(c.dtype(), DataType::Boolean);
     let mut keys: Vec<&Column> = Vec::new();
@@ -401,7 +417,7 @@ fn figures(arts: &[Artifact]) -> String {
 
 /// A training history's (epoch, loss) points, or why there are none.
 fn history(path: &Path) -> Result<Vec<(f64, f64)>, String> {
-    let df = std::fs::File::open(path).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string()))?;
+    let df = crate::query::load(path).map_err(|e| e.to_string())?;
     let col = |n: &str| -> Result<Vec<f64>, String> {
         let c = df.column(n).map_err(|_| format!("no `{n}` column"))?.cast(&DataType::Float64).map_err(|e| e.to_string())?;
         Ok(c.f64().map_err(|e| e.to_string())?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
@@ -415,7 +431,7 @@ fn history(path: &Path) -> Result<Vec<(f64, f64)>, String> {
 fn loss_curves(arts: &[Artifact]) -> String {
     let mut by_stage: BTreeMap<&str, Vec<&Artifact>> = BTreeMap::new();
     let mut order: Vec<&str> = Vec::new();
-    for a in arts.iter().filter(|a| a.file.starts_with("history:")) {
+    for a in arts.iter().filter(|a| a.history) {
         if !by_stage.contains_key(a.stage.as_str()) {
             order.push(&a.stage);
         }
@@ -603,11 +619,7 @@ fn stage_graph(r: &Inputs<'_>) -> String {
                 stages.len() - 1
             }
         };
-        stages[i].1[match s.state {
-            Freshness::Fresh => 0,
-            Freshness::Stale => 1,
-            Freshness::Missing => 2,
-        }] += 1;
+        stages[i].1[slot(s.state)] += 1;
     }
     let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
     let pos = |st: &str| stages.iter().position(|(n, _)| n == st);
