@@ -261,6 +261,11 @@ pub enum Cmd {
         /// upload objects before the record that names them).
         #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
         older_than: f64,
+        /// With --records: go on when a workspace file that looks like a pipeline (a top-level
+        /// `stages:` mapping) does not load; what only that file uses is then collected. Without
+        /// it, such a file stops gc (exit 3), naming the file and its error.
+        #[arg(long)]
+        skip_invalid: bool,
     },
 }
 
@@ -310,10 +315,13 @@ impl PipelineArgs {
 const DEFAULT_FILE: &str = "pipe.yaml";
 
 /// Fills in the pipeline file when none is given: `pipe.yaml` here, else the file of the store's
-/// last run. A first word that is no file but reads as a target (`pipe run train`) is a target.
+/// last run. A first word that is no file but reads as a target (`pipe run train`) is a target,
+/// even where a folder of that name exists (quick.yaml's stage `results` beside `results/`): a
+/// folder is never a pipeline file. Every word after the file is a target.
 fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, cache: &Path) -> Result<(), i32> {
     if let Some(f) = &p.file {
-        let looks_like_file = f.exists() || f.extension().is_some_and(|e| e == "yaml" || e == "yml") || f.components().count() > 1;
+        let looks_like_file =
+            f.is_file() || (!f.is_dir() && (f.extension().is_some_and(|e| e == "yaml" || e == "yml") || f.components().count() > 1));
         if looks_like_file {
             return Ok(());
         }
@@ -530,18 +538,47 @@ fn workspace() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// Whether a YAML file's text declares a top-level `stages:` mapping, as every pipeline file does
+/// (a CI file's `stages:` list, e.g. GitLab's, does not count). Judged on the text, so a file
+/// that does not parse (a typo in the middle of an edit) still counts.
+fn looks_like_pipeline(text: &str) -> bool {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("stages").map(str::trim_start).and_then(|r| r.strip_prefix(':')) else { continue };
+        let rest = rest.trim();
+        if rest.starts_with('[') {
+            return false;
+        }
+        let next = lines.by_ref().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+        return !next.is_some_and(|l| l.starts_with("- ") || l == "-");
+    }
+    false
+}
+
 /// What `gc --records` keeps: every key a run of the last `keep_days` days used, and every key
 /// that a pipeline file in the workspace (`*.yaml` / `*.yml` outside hidden folders, the store and
 /// `target/`) resolves to at its defaults. Returns the keys and a note per file considered.
-fn live_keys(store: &Store, registry: &Registry, keep_days: f64) -> (std::collections::HashSet<String>, Vec<String>) {
+/// Errors: the files that look like pipelines ([`looks_like_pipeline`]) but do not load, each
+/// with its rendered error; gc must not guess what they use. With `skip_invalid` they are
+/// noted and skipped instead.
+#[allow(clippy::type_complexity)]
+fn live_keys(
+    store: &Store,
+    registry: &Registry,
+    keep_days: f64,
+    skip_invalid: bool,
+) -> Result<(std::collections::HashSet<String>, Vec<String>), Vec<(PathBuf, String)>> {
     let mut keys = store.run_keys_since(now() - keep_days.max(0.0) * 86_400.0);
     let mut notes = vec![format!("keeping {} results used by runs of the last {keep_days} days", keys.len())];
+    let mut broken = Vec::new();
     let ws = workspace();
     let store_dir = std::fs::canonicalize(store.root()).ok();
     let mut stack = vec![(ws.clone(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
             let path = e.path();
             let name = e.file_name().to_string_lossy().to_string();
             let Ok(ft) = e.file_type() else { continue };
@@ -561,16 +598,50 @@ fn live_keys(store: &Store, registry: &Registry, keep_days: f64) -> (std::collec
                 continue;
             }
             let rel = path.strip_prefix(&ws).unwrap_or(&path).to_path_buf();
-            // Not a pipeline (or not a valid one): nothing to keep for it.
-            let Ok(pipeline) = config::load(&rel, registry, &[]) else { continue };
-            let Ok(graph) = GraphBuilder::from_nodes(pipeline.nodes).seal() else { continue };
+            let loaded = config::load(&rel, registry, &[])
+                .map_err(|e| render(&e))
+                .and_then(|p| GraphBuilder::from_nodes(p.nodes).seal().map_err(|e| e.to_string()));
+            let graph = match loaded {
+                Ok(graph) => graph,
+                Err(error) => {
+                    // Bytes that are not UTF-8 or cannot be read are no pipeline anyone edits.
+                    let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                    if looks_like_pipeline(&text) {
+                        if skip_invalid {
+                            notes.push(format!("skipping {} (--skip-invalid): it does not load", rel.display()));
+                        } else {
+                            broken.push((rel, error));
+                        }
+                    }
+                    continue;
+                }
+            };
             let st = plan::status(&graph, store, &ref_namespace(&rel), &ws);
             let before = keys.len();
             keys.extend(st.into_iter().filter_map(|s| s.key));
             notes.push(format!("keeping the results of {} at its defaults ({} more)", rel.display(), keys.len() - before));
         }
     }
-    (keys, notes)
+    if broken.is_empty() {
+        Ok((keys, notes))
+    } else {
+        Err(broken)
+    }
+}
+
+/// `gc --records` when [`live_keys`] found pipeline files it cannot load: names each with its
+/// error and says how to go on. Returns the exit code (the pipeline file is invalid).
+fn refuse_gc(broken: &[(PathBuf, String)]) -> i32 {
+    for (file, error) in broken {
+        eprintln!("error: gc --records: {} looks like a pipeline (it has `stages:`) but does not load, so gc cannot tell which results it uses:", file.display());
+        for line in error.lines() {
+            eprintln!("  {line}");
+        }
+    }
+    eprintln!(
+        "hint: fix the file (`pipe status FILE` shows its errors) and run gc again, or pass --skip-invalid to collect without it (results only it uses are then deleted); nothing was removed"
+    );
+    exit::INVALID_PIPELINE
 }
 
 /// Runs the command; returns the process exit code.
@@ -618,7 +689,9 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Show { p, targets, json } => cmd_show(&g, p, targets, json),
         Cmd::Query { sql, results, format } => cmd_query(sql, results, format),
         Cmd::Data { args } => data(&args),
-        Cmd::Gc { records, keep_days, dry_run, remote, older_than } => cmd_gc(&g, records, keep_days, dry_run, remote, older_than),
+        Cmd::Gc { records, keep_days, dry_run, remote, older_than, skip_invalid } => {
+            cmd_gc(&g, GcArgs { records, keep_days, dry_run, remote, older_than, skip_invalid })
+        }
     }
 }
 
@@ -883,18 +956,47 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
     let file =
         graph.node(graph.find(id).expect("found above")).outputs.iter().find(|o| o.name == output).map(|o| o.file.clone()).unwrap_or(output.clone());
     let target = if dest.is_dir() { dest.join(&file) } else { dest.clone() };
-    std::fs::copy(store.object_path(obj), &target)
-        .and_then(|_| {
-            use std::os::unix::fs::PermissionsExt;
-            // The store's objects are read-only; the user's copy is theirs to edit.
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
-        })
-        .map_err(|e| {
-            eprintln!("error: cannot write {}: {e}", target.display());
-            exit::STORE
-        })?;
+    write_like_cp(&store.object_path(obj), &target).map_err(|e| {
+        eprintln!("error: cannot write {}: {e}", target.display());
+        exit::STORE
+    })?;
     println!("{} ({} bytes) -> {}", output, obj.size, target.display());
     Ok(exit::OK)
+}
+
+/// Copies `src` to `dest` as `cp` does, but never leaves a partial file: a new file gets the
+/// umask's mode (0666 masked), an existing one keeps its mode (a symlink is written through, to
+/// its target); the bytes go to a temporary file beside it, synced, then renamed over it.
+/// Errors: reading `src`, or creating, writing or renaming in `dest`'s folder.
+fn write_like_cp(src: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dest = match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf()),
+        _ => dest.to_path_buf(),
+    };
+    let keep_mode = std::fs::metadata(&dest).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.pipe-get.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut input = std::fs::File::open(src)?;
+        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o666).open(&tmp)?;
+        std::io::copy(&mut input, &mut out)?;
+        if let Some(mode) = keep_mode {
+            out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        out.flush()?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &dest)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// `pipe report`.
@@ -1121,6 +1223,10 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
     let store = open_store(g.store, g.cache)?;
     let n = graph.node(i);
     let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());
+    // The node's key now; a failed attempt at it is shown with its error and log, even when the
+    // node never succeeded. (A key whose inputs are not computed yet has none.)
+    let now_key = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace()).into_iter().find(|s| s.node == n.id).and_then(|s| s.key);
+    let attempt = now_key.as_deref().and_then(|k| store.attempt(k)).filter(|a| last.as_ref().is_none_or(|r| r.key != a.key || a.finished_at > r.finished_at));
     if json {
         let v = serde_json::json!({
             "node": n.id,
@@ -1135,6 +1241,15 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
                 "duration_s": rec.duration_s,
                 "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
                 "log": rec.log,
+            })),
+            "last_failed_attempt": attempt.as_ref().map(|a| serde_json::json!({
+                "key": a.key,
+                "finished_at": a.finished_at,
+                "duration_s": a.duration_s,
+                "error": a.error,
+                "stderr_tail": a.stderr_tail,
+                "log": a.log,
+                "cancelled": a.cancelled,
             })),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
@@ -1157,7 +1272,15 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
                 println!("log:\n{}", rec.log);
             }
         }
+        None if attempt.is_some() => println!("never completed"),
         None => println!("never run"),
+    }
+    if let Some(a) = attempt {
+        let what = if a.cancelled { "was interrupted" } else { "failed" };
+        println!("last attempt {what}: key {} at {} ({:.2}s)\nerror: {}", a.key, rfc3339(a.finished_at), a.duration_s, a.error);
+        if !a.log.is_empty() {
+            println!("log:\n{}", a.log.trim_end_matches('\n'));
+        }
     }
     Ok(exit::OK)
 }
@@ -1177,9 +1300,19 @@ fn cmd_query(sql: String, results: PathBuf, format: crate::query::QueryFormat) -
     }
 }
 
+/// `pipe gc`'s arguments.
+struct GcArgs {
+    records: bool,
+    keep_days: f64,
+    dry_run: bool,
+    remote: bool,
+    older_than: f64,
+    skip_invalid: bool,
+}
+
 /// `pipe gc`.
-#[allow(clippy::too_many_arguments)]
-fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: bool, older_than: f64) -> Result<i32, i32> {
+fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
+    let GcArgs { records, keep_days, dry_run, remote, older_than, skip_invalid } = a;
     let store = open_store(g.store, g.cache)?;
     if remote {
         if store.remote().is_none() {
@@ -1187,7 +1320,7 @@ fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: boo
             return Err(exit::USAGE);
         }
         let live = if records {
-            let (keys, notes) = live_keys(&store, g.registry, keep_days);
+            let (keys, notes) = live_keys(&store, g.registry, keep_days, skip_invalid).map_err(|b| refuse_gc(&b))?;
             notes.iter().for_each(|n| eprintln!("{n}"));
             Some(keys)
         } else {
@@ -1212,7 +1345,7 @@ fn cmd_gc(g: &Ctx<'_>, records: bool, keep_days: f64, dry_run: bool, remote: boo
         exit::STORE
     })?;
     let live = if records {
-        let (keys, notes) = live_keys(&store, g.registry, keep_days);
+        let (keys, notes) = live_keys(&store, g.registry, keep_days, skip_invalid).map_err(|b| refuse_gc(&b))?;
         for n in notes {
             eprintln!("{n}");
         }

@@ -86,13 +86,8 @@ pub fn render(r: &Inputs<'_>) -> String {
     for a in arts.iter().filter(|a| a.published.is_some() && a.file.ends_with(".md")) {
         let Some(text) = a.path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else { continue };
         let _ = write!(body, "<details class=md><summary>{}{}</summary>", esc(&shown(a)), stale_badge(a));
-        let mut html = String::new();
-        // Raw HTML in the markdown is shown as text: the page runs no script it did not bring.
-        let events = pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES).map(|e| match e {
-            pulldown_cmark::Event::Html(t) | pulldown_cmark::Event::InlineHtml(t) => pulldown_cmark::Event::Text(t),
-            e => e,
-        });
-        pulldown_cmark::html::push_html(&mut html, events);
+        let here = a.published.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let html = markdown(&text, &|url| embedded_figure(&arts, here, url));
         let _ = write!(body, "<div class=prose>{html}</div></details>");
     }
     body.push_str("</section>");
@@ -117,14 +112,247 @@ pub fn render(r: &Inputs<'_>) -> String {
     body.push_str(&run_history(r.runs));
     body.push_str("</section>");
 
+    // The policy comes first in <head>, so that it governs everything after it.
     format!(
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width, initial-scale=1'>\
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><meta http-equiv=Content-Security-Policy content=\"{}\">\
+         <meta name=viewport content='width=device-width, initial-scale=1'>\
          <meta name=generator content='pipe {}'><title>{} &middot; pipe report</title><style>{CSS}</style>\
-         <script>window.__errors=[];window.addEventListener('error',function(e){{window.__errors.push(String(e.message));document.documentElement.dataset.errors=window.__errors.join(' | ');}});</script>\
-         </head><body>{body}<script>{JS}</script></body></html>\n",
+         <script>{ERRORS_JS}</script></head><body>{body}<script>{JS}</script></body></html>\n",
+        content_security_policy(),
         env!("CARGO_PKG_VERSION"),
         esc(r.name),
     )
+}
+
+/// The report's Content-Security-Policy: nothing is loaded from anywhere (images only from the
+/// `data:` URIs the report embeds, styles only inline), and the only scripts that run are the
+/// report's own two inline ones, named by their SHA-256 (so a script that reached the page some
+/// other way is refused); no form, no `<base>`, no connection, no frame, no plugin.
+fn content_security_policy() -> String {
+    format!(
+        "default-src 'none'; script-src {} {}; style-src 'unsafe-inline'; img-src data:; font-src 'none'; connect-src 'none'; \
+         media-src 'none'; object-src 'none'; frame-src 'none'; worker-src 'none'; manifest-src 'none'; form-action 'none'; base-uri 'none'",
+        script_hash(ERRORS_JS),
+        script_hash(JS)
+    )
+}
+
+/// A CSP hash source for an inline script: `'sha256-` + base64 of the SHA-256 of its text + `'`.
+fn script_hash(script: &str) -> String {
+    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(sha256(script.as_bytes())))
+}
+
+/// SHA-256 (FIPS 180-4) of `data`.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
+        0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
+        0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
+        0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+        0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+        0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    // The message, a 1 bit, zeros up to 56 bytes mod 64, and its length in bits (big-endian).
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
+    debug_assert_eq!(msg.len() % 64, 0);
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
+            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for (k, wi) in K.iter().zip(w) {
+            let t1 = hh
+                .wrapping_add(e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25))
+                .wrapping_add((e & f) ^ (!e & g))
+                .wrapping_add(*k)
+                .wrapping_add(wi);
+            let t2 = (a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22)).wrapping_add((a & b) ^ (a & c) ^ (b & c));
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (o, x) in out.chunks_exact_mut(4).zip(h) {
+        o.copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// Whether a URL taken from published content may appear in the report as a link target, and
+/// then as what: the URL as written into the page, or `None` where it may not appear.
+///
+/// It decides on the URL the browser would follow. The writer escapes the attribute, so the
+/// browser reads back this very string; the URL standard then drops leading and trailing C0
+/// controls and spaces and every ASCII tab and newline, and reads the scheme case-insensitively.
+/// That cleaned form is what is checked and what is returned. Allowed: `http:`, `https:` and
+/// `mailto:`, and URLs without a scheme (a relative path, `#fragment`, `?query`, `//host/...`).
+/// Refused: every other scheme (`javascript:`, `vbscript:`, `data:`, `file:`, `blob:`, ...), and
+/// anything before the first `/`, `?` or `#` that holds a `:` after a non-scheme or a `&`, so no
+/// character reference or escape can spell a scheme that the check did not see.
+fn user_url(raw: &str) -> Option<String> {
+    if !raw.is_empty() {
+        return Some(raw.to_string());
+    }
+    let url: String = raw.trim_matches(|c: char| c <= ' ').chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    let head = url.split(['/', '?', '#', '\\']).next().unwrap_or_default();
+    if head.contains('&') {
+        return None;
+    }
+    match head.split_once(':') {
+        None => Some(url),
+        Some((scheme, _)) if ["http", "https", "mailto"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) => Some(url),
+        Some(_) => None,
+    }
+}
+
+/// The `data:` URI of a figure the report embeds (a published PNG or SVG) that a relative `url`
+/// in the markdown published in the folder `here` names, if any.
+fn embedded_figure(arts: &[Artifact], here: &Path, url: &str) -> Option<String> {
+    if url.starts_with(['/', '\\']) || url.contains(':') {
+        return None;
+    }
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let wanted = lexical(&here.join(path));
+    let a = arts
+        .iter()
+        .find(|a| (a.file.ends_with(".png") || a.file.ends_with(".svg")) && a.published.as_deref().is_some_and(|p| lexical(p) == wanted))?;
+    data_uri(a)
+}
+
+/// `path` with its `.` components dropped and each `..` taking the one before it off.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A published figure's bytes as a `data:` URI (None where the object is not in this store).
+fn data_uri(a: &Artifact) -> Option<String> {
+    let bytes = std::fs::read(a.path.as_ref()?).ok()?;
+    let mime = if a.file.ends_with(".svg") { "image/svg+xml" } else { "image/png" };
+    Some(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes)))
+}
+
+/// Published markdown as HTML that runs nothing and loads nothing.
+///
+/// Raw HTML in it is shown as text. Every link target passes [`user_url`]: one it refuses leaves
+/// the link's text without a link. An image is shown only where `figure` gives the `data:` URI of
+/// a figure the report embeds anyway; any other image (remote, `data:`, a file the report does not
+/// hold) becomes a link to its URL with the alt text (or the URL) as its text, or plain text where
+/// [`user_url`] refuses the URL or it sits inside another link.
+fn markdown(text: &str, figure: &dyn Fn(&str) -> Option<String>) -> String {
+    use pulldown_cmark::{CowStr, Event, LinkType, Tag, TagEnd};
+    /// What an open link or image closes with.
+    enum Open {
+        /// Its own end tag.
+        Kept,
+        /// Nothing: it was dropped, its text stays.
+        Dropped,
+        /// An image shown as a link (or as text): the end of the link, and the URL as text where
+        /// the image had no alt text.
+        Image { linked: bool, url: String, empty: bool },
+    }
+    let mut open: Vec<Open> = Vec::new();
+    let mut links = 0usize;
+    let mut events: Vec<Event<'_>> = Vec::new();
+    for e in pulldown_cmark::Parser::new_ext(text, pulldown_cmark::Options::ENABLE_TABLES) {
+        if matches!(e, Event::Text(_) | Event::Code(_) | Event::Html(_) | Event::InlineHtml(_)) {
+            for o in &mut open {
+                if let Open::Image { empty, .. } = o {
+                    *empty = false;
+                }
+            }
+        }
+        match e {
+            Event::Html(t) | Event::InlineHtml(t) => events.push(Event::Text(t)),
+            Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+                // An e-mail autolink is written as `mailto:` + its address.
+                let seen = if link_type == LinkType::Email { format!("mailto:{dest_url}") } else { dest_url.to_string() };
+                match user_url(&seen) {
+                    Some(url) if links == 0 => {
+                        let dest_url = if link_type == LinkType::Email { dest_url } else { CowStr::from(url) };
+                        events.push(Event::Start(Tag::Link { link_type, dest_url, title, id }));
+                        links += 1;
+                        open.push(Open::Kept);
+                    }
+                    _ => open.push(Open::Dropped),
+                }
+            }
+            Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+                let url = user_url(&dest_url);
+                if let Some(src) = url.as_deref().and_then(figure).or(url.clone()) {
+                    events.push(Event::Start(Tag::Image { link_type, dest_url: src.into(), title, id }));
+                    open.push(Open::Kept);
+                } else {
+                    let linked = url.is_some() && links == 0;
+                    if let (true, Some(url)) = (linked, &url) {
+                        let title = format!("image not embedded (the report loads nothing from outside itself): {url}");
+                        events.push(Event::Start(Tag::Link {
+                            link_type: LinkType::Inline,
+                            dest_url: url.clone().into(),
+                            title: title.into(),
+                            id: id.clone(),
+                        }));
+                        links += 1;
+                    }
+                    open.push(Open::Image { linked, url: url.unwrap_or_else(|| dest_url.to_string()), empty: true });
+                }
+            }
+            Event::End(end @ (TagEnd::Link | TagEnd::Image)) => match open.pop() {
+                Some(Open::Kept) => {
+                    if end == TagEnd::Link {
+                        links -= 1;
+                    }
+                    events.push(Event::End(end));
+                }
+                Some(Open::Image { linked, url, empty }) => {
+                    if empty {
+                        events.push(Event::Text(url.into()));
+                    }
+                    if linked {
+                        links -= 1;
+                        events.push(Event::End(TagEnd::Link));
+                    }
+                }
+                Some(Open::Dropped) | None => {}
+            },
+            e => events.push(e),
+        }
+    }
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    html
 }
 
 /// Where a state is counted in a `[fresh, stale, missing]` tally.
@@ -392,15 +620,9 @@ fn figures(arts: &[Artifact]) -> String {
             out.push_str("<div class=gallery>");
         }
         let caption = format!("{}{}", esc(&shown(a)), stale_badge(a));
-        match a.path.as_ref().and_then(|p| std::fs::read(p).ok()) {
-            Some(bytes) => {
-                let mime = if a.file.ends_with(".svg") { "image/svg+xml" } else { "image/png" };
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                let _ = write!(
-                    out,
-                    "<figure><img loading=lazy alt='{}' src='data:{mime};base64,{b64}'><figcaption>{caption}</figcaption></figure>",
-                    esc(&a.file)
-                );
+        match data_uri(a) {
+            Some(src) => {
+                let _ = write!(out, "<figure><img loading=lazy alt='{}' src='{src}'><figcaption>{caption}</figcaption></figure>", esc(&a.file));
             }
             None => {
                 let _ = write!(out, "<figure class=empty><figcaption>{caption}: not in this machine's store</figcaption></figure>");
@@ -754,6 +976,9 @@ img.dag{max-width:100%;border:0}
 details.md{margin:12px 0}details.md summary{cursor:pointer;color:#0b69a3}.prose{max-width:960px}.prose table{margin:8px 0}
 "#;
 
+/// The report's first script: it keeps every script error, for a person (and a test) to read.
+const ERRORS_JS: &str = "window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message));document.documentElement.dataset.errors=window.__errors.join(' | ');});";
+
 const JS: &str = r#"
 (function(){
   function val(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;var n=Number(v);return (v.trim()!==''&&isFinite(n))?{n:n}:{s:v.toLowerCase()};}
@@ -809,6 +1034,82 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(esc("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn sha256_matches_the_standard_vectors() {
+        let hex = |d: [u8; 32]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex(sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        // 56 bytes: the length no longer fits the first block.
+        assert_eq!(
+            hex(sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(hex(sha256(&[b'a'; 1000])), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+        assert_eq!(script_hash("alert(1)"), "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='");
+    }
+
+    #[test]
+    fn only_urls_that_cannot_run_anything_pass() {
+        for bad in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            " \u{1}\u{8}javascript:alert(1)",
+            "java\tscript:alert(1)",
+            "java\nscript:alert(1)",
+            "\u{0}javascript:alert(1)",
+            "&#106;avascript:alert(1)",
+            "javascript&colon;alert(1)",
+            "javascript&#58;alert(1)",
+            "%6Aavascript:alert(1)",
+            "vbscript:msgbox(1)",
+            "VBScript:msgbox(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "DATA:image/png;base64,AAAA",
+            "file:///etc/passwd",
+            "blob:https://a/b",
+            "view-source:https://a",
+            "jar:file:x!/y",
+            "C:\\x",
+            "\u{ff4a}avascript:alert(1)",
+        ] {
+            assert_eq!(user_url(bad), None, "{bad:?}");
+        }
+        for (good, shown) in [
+            ("https://example.org/a?b=1&c=2", "https://example.org/a?b=1&c=2"),
+            ("HTTP://example.org", "HTTP://example.org"),
+            ("mailto:a@b.c", "mailto:a@b.c"),
+            ("#results", "#results"),
+            ("notes/other.md", "notes/other.md"),
+            ("./a:b", "./a:b"),
+            ("?x=javascript:1", "?x=javascript:1"),
+            ("//example.org/x.png", "//example.org/x.png"),
+            (" https://exa\tmple.org ", "https://example.org"),
+        ] {
+            assert_eq!(user_url(good).as_deref(), Some(shown), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn markdown_keeps_no_active_link_and_no_remote_image() {
+        let md = "[a](javascript:alert(1)) [b](&#106;avascript:alert(1)) [c](<java\tscript:alert(1)>) <javascript:alert(1)> \
+                  [d](data:text/html;base64,PHNjcmlwdD4=) [e](vbscript:x) [ok](https://example.org/) <https://example.org/auto>\n\n\
+                  ![remote](https://example.org/x.png) ![](http://example.org/y.png) ![proto](//example.org/z.png) ![inline](data:image/png;base64,AAAA) \
+                  [![nested](https://example.org/n.png)](https://example.org/page) ![fig](./fig.svg)\n\n\
+                  [r]: javascript:alert(1)\n\n[ref][r] <img src=x onerror=alert(1)>\n";
+        let html = markdown(md, &|url| (url == "./fig.svg").then(|| "data:image/svg+xml;base64,PHN2Zy8+".to_string()));
+        for gone in ["javascript", "vbscript", "data:text", "data:image/png", "<img src=\"http", "<img src=\"//", "<img src=x"] {
+            assert!(!html.contains(gone), "{gone} in {html}");
+        }
+        assert_eq!(html.matches("<img").count(), 1, "only the embedded figure is an image: {html}");
+        assert!(html.contains("<img src=\"data:image/svg+xml;base64,PHN2Zy8+\" alt=\"fig\" />"), "{html}");
+        assert!(html.contains("<a href=\"https://example.org/\">ok</a>"), "{html}");
+        assert!(html.contains("<a href=\"https://example.org/auto\">https://example.org/auto</a>"), "{html}");
+        assert!(html.contains(">remote</a>") && html.contains(">http://example.org/y.png</a>") && html.contains(">proto</a>"), "{html}");
+        assert!(html.contains("<a href=\"https://example.org/page\">nested</a>"), "no link inside a link: {html}");
+        assert!(html.contains("<p>a b c  d e"), "the refused links keep their text: {html}");
+        assert!(html.contains("ref &lt;img src=x onerror=alert(1)&gt;"), "{html}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `pipe runs` (the run history) and `pipe diff` (what changed between two runs: params per stage,
 //! metrics per row), as `dvc exp show`, `dvc params diff` and `dvc metrics diff` do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
 use std::fmt::Write as _;
 
 use polars::prelude::*;
@@ -53,8 +54,8 @@ pub fn find<'a>(runs: &'a [RunRecord], which: &str) -> Result<&'a RunRecord, Str
 }
 
 /// What changed from run `a` to run `b`: per stage, the params that differ (with how many nodes),
-/// nodes only in one run; then per results row (a `concat` output both runs hold), the numeric
-/// columns that changed.
+/// nodes only in one run; then per results row (a `concat` output both runs hold, rows matched on
+/// every non-float column), the float columns that changed and the rows added or removed.
 pub fn diff(store: &Store, a: &RunRecord, b: &RunRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "diff {} ({}) -> {} ({})", a.run_id, a.started, b.run_id, b.started);
@@ -121,11 +122,12 @@ pub fn diff(store: &Store, a: &RunRecord, b: &RunRecord) -> String {
     for (node, ra, rb) in tables {
         let (Some(oa), Some(ob)) = (ra.outputs.get("table"), rb.outputs.get("table")) else { continue };
         match metric_changes(&store.object_path(oa), &store.object_path(ob)) {
-            Ok(lines) if lines.is_empty() => {
+            Ok((_, lines)) if lines.is_empty() => {
                 let _ = writeln!(out, "\nmetrics ({node}): no row changed");
             }
-            Ok(lines) => {
-                let _ = writeln!(out, "\nmetrics ({node}; rows by node id):");
+            Ok((keys, lines)) => {
+                let by = if keys.is_empty() { "rows in order".to_string() } else { format!("rows by {}", keys.join(", ")) };
+                let _ = writeln!(out, "\nmetrics ({node}; {by}):");
                 for l in lines {
                     let _ = writeln!(out, "  {l}");
                 }
@@ -138,42 +140,130 @@ pub fn diff(store: &Store, a: &RunRecord, b: &RunRecord) -> String {
     out
 }
 
-/// Per row present in both tables (matched on the `node` column), each float column whose value
-/// changed: `evaluate[...]: auc 0.9768 -> 0.9801 (+0.0033)`. Rows in one table only are named.
-fn metric_changes(a: &std::path::Path, b: &std::path::Path) -> Result<Vec<String>, String> {
-    let read = |p: &std::path::Path| -> Result<DataFrame, String> {
-        let file = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        ParquetReader::new(file).finish().map_err(|e| format!("{}: {e}", p.display()))
-    };
+/// Per row of two versions of one results table, what changed: `evaluate[...] class=cat: auc
+/// 0.9768 -> 0.9801 (+0.0033)`, or that the row was added or removed. Float columns are the
+/// metrics; every other column (`node`, the grid's axes, a class, an epoch) identifies the row, so a
+/// node that contributes several rows has each matched by its full key, never by its position.
+/// Returns the key columns and the lines.
+fn metric_changes(a: &Path, b: &Path) -> Result<(Vec<String>, Vec<String>), String> {
+    let read = |p: &Path| crate::query::load(p).map_err(|e| e.to_string());
     let (ta, tb) = (read(a)?, read(b)?);
-    let rows = |t: &DataFrame| -> Result<BTreeMap<String, usize>, String> {
-        let col = t.column("node").map_err(|_| "no `node` column".to_string())?;
-        let ca = col.str().map_err(|e| e.to_string())?;
-        Ok(ca.into_iter().enumerate().filter_map(|(i, v)| Some((v?.to_string(), i))).collect())
+    // Every column of either table: the newer table's order, then the older one's leftovers.
+    let mut names: Vec<String> = Vec::new();
+    for t in [&tb, &ta] {
+        for c in t.get_columns() {
+            if !names.iter().any(|n| n == c.name().as_str()) {
+                names.push(c.name().to_string());
+            }
+        }
+    }
+    let float = |t: &DataFrame, n: &str| t.column(n).is_ok_and(|c| c.dtype().is_float());
+    let (metrics, mut keys): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| float(&ta, n) || float(&tb, n));
+    let has_node = match keys.iter().position(|k| k == "node") {
+        Some(i) => {
+            let node = keys.remove(i);
+            keys.insert(0, node);
+            true
+        }
+        None => false,
     };
-    let (ra, rb) = (rows(&ta)?, rows(&tb)?);
-    let floats: Vec<String> =
-        tb.get_columns().iter().filter(|c| matches!(c.dtype(), DataType::Float64 | DataType::Float32)).map(|c| c.name().to_string()).collect();
-    let value = |t: &DataFrame, col: &str, i: usize| -> Option<f64> { t.column(col).ok()?.cast(&DataType::Float64).ok()?.f64().ok()?.get(i) };
+    let (ra, rb) = (row_keys(&ta, &keys), row_keys(&tb, &keys));
+    let index = |rows: &[RowKey]| -> HashMap<RowKey, usize> { rows.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect() };
+    let (ia, ib) = (index(&ra), index(&rb));
+    // A row is named by its node and the key columns that vary among that node's rows (a node's
+    // grid axes do not: its id holds them), plus which repeat it is when its key repeats.
+    let first = usize::from(has_node);
+    fn group(k: &[String], has_node: bool) -> &str {
+        if has_node {
+            &k[0]
+        } else {
+            ""
+        }
+    }
+    let mut seen: HashMap<(&str, usize), BTreeSet<&str>> = HashMap::new();
+    for (k, _) in ra.iter().chain(&rb) {
+        for (j, v) in k.iter().enumerate().skip(first) {
+            seen.entry((group(k, has_node), j)).or_default().insert(v);
+        }
+    }
+    let repeated: HashSet<&Vec<String>> = ra.iter().chain(&rb).filter(|(_, n)| *n > 0).map(|(k, _)| k).collect();
+    let label = |(k, n): &RowKey| -> String {
+        let mut parts: Vec<String> = if has_node { vec![k[0].clone()] } else { Vec::new() };
+        for (j, v) in k.iter().enumerate().skip(first) {
+            if seen.get(&(group(k, has_node), j)).is_some_and(|s| s.len() > 1) {
+                parts.push(format!("{}={v}", keys[j]));
+            }
+        }
+        if repeated.contains(k) {
+            parts.push(format!("#{}", n + 1));
+        }
+        if !has_node {
+            parts.insert(0, "row".into());
+        }
+        parts.join(" ")
+    };
     let mut lines = Vec::new();
-    for (node, &ib) in &rb {
-        let Some(&ia) = ra.get(node) else {
-            lines.push(format!("{node}: new row"));
+    let (fa, fb): (Vec<_>, Vec<_>) = metrics.iter().map(|m| (floats(&ta, m), floats(&tb, m))).unzip();
+    for (m, (x, y)) in metrics.iter().zip(fa.iter().zip(&fb)) {
+        match (x, y) {
+            (Some(_), None) => lines.push(format!("column {m}: only in the first run")),
+            (None, Some(_)) => lines.push(format!("column {m}: only in the second run")),
+            _ => {}
+        }
+    }
+    let show = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "null".into());
+    for (i, k) in rb.iter().enumerate() {
+        let Some(&j) = ia.get(k) else {
+            lines.push(format!("{}: row added", label(k)));
             continue;
         };
         let mut parts = Vec::new();
-        for c in &floats {
-            match (value(&ta, c, ia), value(&tb, c, ib)) {
-                (Some(x), Some(y)) if x != y && !(x.is_nan() && y.is_nan()) => parts.push(format!("{c} {x:.4} -> {y:.4} ({:+.4})", y - x)),
-                _ => {}
+        for (m, (x, y)) in metrics.iter().zip(fa.iter().zip(&fb)) {
+            let (Some(x), Some(y)) = (x, y) else { continue };
+            match (x[j], y[i]) {
+                (Some(x), Some(y)) if x == y || (x.is_nan() && y.is_nan()) => {}
+                (Some(x), Some(y)) => parts.push(format!("{m} {x:.4} -> {y:.4} ({:+.4})", y - x)),
+                (None, None) => {}
+                (x, y) => parts.push(format!("{m} {} -> {}", show(x), show(y))),
             }
         }
         if !parts.is_empty() {
-            lines.push(format!("{node}: {}", parts.join(", ")));
+            lines.push(format!("{}: {}", label(k), parts.join(", ")));
         }
     }
-    for node in ra.keys().filter(|n| !rb.contains_key(*n)) {
-        lines.push(format!("{node}: row gone"));
+    for k in ra.iter().filter(|k| !ib.contains_key(*k)) {
+        lines.push(format!("{}: row removed", label(k)));
     }
-    Ok(lines)
+    Ok((keys, lines))
+}
+
+/// A row's key: its key columns' values as text (`null` for a null, or a column the table lacks),
+/// and which row holding that key it is (0 for the first; matched in order).
+type RowKey = (Vec<String>, usize);
+
+fn row_keys(t: &DataFrame, keys: &[String]) -> Vec<RowKey> {
+    let cols: Vec<Vec<String>> = keys.iter().map(|k| t.column(k).map(texts).unwrap_or_else(|_| vec!["null".into(); t.height()])).collect();
+    let mut count: HashMap<Vec<String>, usize> = HashMap::new();
+    (0..t.height())
+        .map(|i| {
+            let k: Vec<String> = cols.iter().map(|c| c[i].clone()).collect();
+            let n = count.entry(k.clone()).or_default();
+            *n += 1;
+            (k, *n - 1)
+        })
+        .collect()
+}
+
+/// A column's values as text: strings as they are, anything else as polars prints it.
+fn texts(c: &Column) -> Vec<String> {
+    match c.cast(&DataType::String).as_ref().map(|s| s.str()) {
+        Ok(Ok(s)) => s.into_iter().map(|v| v.unwrap_or("null").to_string()).collect(),
+        _ => (0..c.len()).map(|i| c.get(i).map(|v| v.to_string()).unwrap_or_else(|_| "null".into())).collect(),
+    }
+}
+
+/// A column's values as floats, or None when the table has no such numeric column.
+fn floats(t: &DataFrame, name: &str) -> Option<Vec<Option<f64>>> {
+    let c = t.column(name).ok()?.cast(&DataType::Float64).ok()?;
+    Some(c.f64().ok()?.into_iter().collect())
 }

@@ -83,36 +83,203 @@ fn chromium(test: &str) -> Option<String> {
     found
 }
 
-/// What the page does when a person uses it, run by the browser after the page loaded: its rows,
-/// the mu2 column after sorting by AUC up and down and after filtering, the images decoded.
+/// What the page does when a person uses it, run by the browser: its rows, the mu2 column after
+/// sorting by AUC up and down and after filtering, the images decoded; and what it did that it must
+/// not: every load it started (resource timing), every load or script the policy refused while it
+/// loaded, the scheme of every image and of every link in the published markdown as the browser
+/// parsed them. Then the policy itself is tried: a remote image and an inline script added after
+/// the load must both be refused. The probe is put before the report's policy, so it runs itself.
 const PROBE: &str = r#"<script>
-window.addEventListener('load', function () {
-  var r = {ready: document.documentElement.dataset.ready || null};
-  try {
-    var t = document.querySelector('table.results');
-    var visible = function () { return Array.prototype.filter.call(t.tBodies[0].rows, function (x) { return !x.hidden; }); };
-    var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (c) { return c.textContent; });
-    var col = function (name) { return visible().map(function (x) { return x.cells[heads.indexOf(name)].textContent; }); };
-    r.heads = heads;
-    r.mu2 = col('mu2');
-    t.tHead.rows[0].cells[heads.indexOf('auc')].click();
-    r.ascending = col('mu2');
-    t.tHead.rows[0].cells[heads.indexOf('auc')].click();
-    r.descending = col('mu2');
-    var f = document.querySelector('input.filter');
-    f.value = '0.5';
-    f.dispatchEvent(new Event('input'));
-    r.filtered = col('mu2');
-    r.images = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });
-  } catch (e) { r.probe_error = String(e); }
-  r.title = document.title;
-  r.errors = window.__errors;
-  var pre = document.createElement('pre');
-  pre.id = 'probe';
-  pre.textContent = JSON.stringify(r);
-  document.body.appendChild(pre);
-});
+(function () {
+  var refused = [];
+  var scheme = function (u) { try { return new URL(u, document.baseURI).protocol; } catch (e) { return 'not a URL: ' + u; } };
+  document.addEventListener('securitypolicyviolation', function (e) { refused.push(e.effectiveDirective + ' ' + e.blockedURI); });
+  window.addEventListener('load', function () {
+    var r = {ready: document.documentElement.dataset.ready || null};
+    try {
+      var t = document.querySelector('table.results');
+      var visible = function () { return Array.prototype.filter.call(t.tBodies[0].rows, function (x) { return !x.hidden; }); };
+      var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (c) { return c.textContent; });
+      var col = function (name) { return visible().map(function (x) { return x.cells[heads.indexOf(name)].textContent; }); };
+      r.heads = heads;
+      r.mu2 = col('mu2');
+      t.tHead.rows[0].cells[heads.indexOf('auc')].click();
+      r.ascending = col('mu2');
+      t.tHead.rows[0].cells[heads.indexOf('auc')].click();
+      r.descending = col('mu2');
+      var f = document.querySelector('input.filter');
+      f.value = '0.5';
+      f.dispatchEvent(new Event('input'));
+      r.filtered = col('mu2');
+      r.images = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });
+    } catch (e) { r.probe_error = String(e); }
+    r.image_schemes = Array.prototype.map.call(document.images, function (i) { return scheme(i.src); });
+    r.link_schemes = Array.prototype.map.call(document.querySelectorAll('.prose a'), function (a) { return a.protocol; });
+    r.embeds = document.querySelectorAll('iframe, frame, object, embed, form, base, link, [onerror], [onload], [onclick]').length;
+    r.resources = performance.getEntriesByType('resource').map(function (e) { return e.name; });
+    r.refused_while_loading = refused.slice();
+    r.title = document.title;
+    r.errors = window.__errors;
+    var img = new Image();
+    img.src = 'http://127.0.0.1:{PORT}/after-load.png';
+    document.body.appendChild(img);
+    var s = document.createElement('script');
+    s.textContent = 'window.__injected = 1;';
+    document.body.appendChild(s);
+    setTimeout(function () {
+      r.injected = window.__injected || null;
+      r.refused_after_load = refused.slice(r.refused_while_loading.length).sort();
+      r.resources_after_load = performance.getEntriesByType('resource').map(function (e) { return e.name; });
+      var pre = document.createElement('pre');
+      pre.id = 'probe';
+      pre.textContent = JSON.stringify(r);
+      document.body.appendChild(pre);
+    }, 500);
+  });
+})();
 </script>"#;
+
+/// Opens the report in the headless `browser` with [`PROBE`] put right after `<meta charset>`,
+/// before the report's policy, and returns what the probe saw; asserts that nothing connected to
+/// `listener` (the address the hostile content and the probe point their remote loads at).
+fn probe(ws: &Workspace, browser: &str, html: &str, listener: &std::net::TcpListener) -> serde_json::Value {
+    let at = "<meta charset=utf-8>";
+    assert!(html.contains(&format!("{at}<meta http-equiv=Content-Security-Policy content=")), "the policy comes first, right after the charset");
+    let port = listener.local_addr().unwrap().port();
+    ws.write("probed.html", &html.replacen(at, &format!("{at}{}", PROBE.replace("{PORT}", &port.to_string())), 1));
+    let dom = std::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"])
+        .arg(format!("file://{}", ws.dir.join("probed.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let json =
+        dom.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
+    let r: serde_json::Value =
+        serde_json::from_str(&json.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")).unwrap();
+    // Nothing reached the network: no connection to the one address the page had reason to use.
+    listener.set_nonblocking(true).unwrap();
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the page connected to 127.0.0.1:{port}: {other:?}; {r}"),
+    }
+    // The report's own scripts ran, and nothing else was loaded or refused while it loaded.
+    assert_eq!(r["errors"], serde_json::json!([]), "script errors: {r}");
+    assert!(r.get("probe_error").is_none(), "{r}");
+    assert_eq!(r["ready"], "1", "the report's script ran: {r}");
+    assert_eq!(r["resources"], serde_json::json!([]), "the page loaded something: {r}");
+    assert_eq!(r["refused_while_loading"], serde_json::json!([]), "the page tried to load or run something: {r}");
+    assert_eq!(r["embeds"], 0, "no frame, object, form, base, link or event handler attribute: {r}");
+    assert!(r["image_schemes"].as_array().unwrap().iter().all(|s| s == "data:"), "every image is embedded: {r}");
+    // The policy refuses what the page did not bring, even when it is added later.
+    assert_eq!(r["injected"], serde_json::Value::Null, "an inline script added to the page ran: {r}");
+    assert_eq!(
+        r["refused_after_load"],
+        serde_json::json!([format!("img-src http://127.0.0.1:{port}/after-load.png"), "script-src-elem inline"]),
+        "the policy refuses a remote image and a script it does not know: {r}"
+    );
+    // A refused load is still listed as a resource (that failed): so an empty list while the page
+    // loaded means that nothing was even tried.
+    assert_eq!(r["resources_after_load"], serde_json::json!([format!("http://127.0.0.1:{port}/after-load.png")]), "{r}");
+    assert_eq!(r["mu2"], serde_json::json!(["0.0", "0.5"]));
+    assert_eq!(r["ascending"], serde_json::json!(["0.5", "0.0"]), "sorted by mean AUC, ascending");
+    assert_eq!(r["descending"], serde_json::json!(["0.0", "0.5"]), "then descending");
+    assert_eq!(r["filtered"], serde_json::json!(["0.5"]), "the filter keeps the matching row");
+    r
+}
+
+/// Every start tag in `html` as (tag name, its attributes as (name, value)), lower-cased names
+/// and values as the browser reads them (quotes off, character references decoded). The text of
+/// `<script>` and `<style>` elements is skipped; anywhere else a `<` the report writes as text is
+/// `&lt;`, so each `<` followed by a letter starts a tag.
+fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let decode = |v: &str| {
+        v.replace("&#x27;", "'").replace("&#39;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    };
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        if !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        let name_end = rest.find(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/').unwrap_or(rest.len());
+        let name = rest[..name_end].to_ascii_lowercase();
+        let mut attrs = Vec::new();
+        let mut a = &rest[name_end..];
+        loop {
+            a = a.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '/');
+            if a.is_empty() || a.starts_with('>') {
+                break;
+            }
+            let n_end = a.find(|c: char| c.is_ascii_whitespace() || c == '=' || c == '>').unwrap_or(a.len());
+            let attr = a[..n_end].to_ascii_lowercase();
+            a = &a[n_end..];
+            let mut value = String::new();
+            if let Some(v) = a.strip_prefix('=') {
+                let (raw, after) = match v.chars().next() {
+                    Some(q @ ('"' | '\'')) => {
+                        let close = v[1..].find(q).map(|j| j + 1).unwrap_or(v.len());
+                        (&v[1..close], &v[(close + 1).min(v.len())..])
+                    }
+                    _ => {
+                        let close = v.find(|c: char| c.is_ascii_whitespace() || c == '>').unwrap_or(v.len());
+                        (&v[..close], &v[close..])
+                    }
+                };
+                value = decode(raw);
+                a = after;
+            }
+            attrs.push((attr, value));
+        }
+        rest = a.strip_prefix('>').unwrap_or(a);
+        if name == "script" || name == "style" {
+            let close = format!("</{name}>");
+            rest = rest.find(&close).map(|j| &rest[j + close.len()..]).unwrap_or("");
+        }
+        out.push((name, attrs));
+    }
+    out
+}
+
+/// `(attribute, value)` of every `href` and `src` in `html` (see [`tags`]).
+fn url_attributes(html: &str) -> Vec<(String, String)> {
+    tags(html).into_iter().flat_map(|(_, attrs)| attrs).filter(|(n, _)| n == "href" || n == "src").collect()
+}
+
+/// The report's policy, checked as text: present, first in <head>, nothing loaded from anywhere,
+/// and scripts only by the SHA-256 of exactly the report's inline scripts. Returns the directives.
+fn check_policy(html: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let meta = "<meta http-equiv=Content-Security-Policy content=\"";
+    assert_eq!(html.matches(meta).count(), 1, "one policy");
+    let content = html.split(meta).nth(1).unwrap().split('"').next().unwrap();
+    let policy: std::collections::BTreeMap<String, Vec<String>> = content
+        .split(';')
+        .map(|d| d.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter(|d| !d.is_empty())
+        .map(|d| (d[0].clone(), d[1..].to_vec()))
+        .collect();
+    let none = vec!["'none'".to_string()];
+    for d in ["default-src", "connect-src", "form-action", "base-uri", "object-src", "frame-src", "font-src"] {
+        assert_eq!(policy.get(d), Some(&none), "{d} in {content}");
+    }
+    assert_eq!(policy.get("img-src"), Some(&vec!["data:".to_string()]), "{content}");
+    // Every inline script, hashed here independently of the report's own code.
+    let scripts: Vec<&str> = html.split("<script").skip(1).map(|s| s.split_once('>').unwrap().1.split("</script>").next().unwrap()).collect();
+    assert!(!html.contains("<script src") && !html.contains("<script "), "only inline scripts without attributes");
+    assert_eq!(scripts.len(), 2, "the error hook and the table script");
+    let mut want: Vec<String> = scripts
+        .iter()
+        .map(|s| format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(s.as_bytes()))))
+        .collect();
+    want.sort();
+    let mut got = policy.get("script-src").cloned().unwrap_or_default();
+    got.sort();
+    assert_eq!(got, want, "script-src is the hashes of the report's own scripts, nothing else: {content}");
+    policy
+}
 
 #[test]
 fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
@@ -147,31 +314,105 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     assert_eq!(html.matches("<span class='chip ok'>ok</span>").count(), 1, "one run listed");
     assert!(html.contains("Every node is fresh."));
 
+    check_policy(&html);
+    for (name, url) in url_attributes(&html) {
+        assert!(name == "href" || url.starts_with("data:image/"), "{name}={url:?}: every image is embedded");
+    }
+
     let Some(browser) = chromium("the_report_shows_the_right_numbers_and_works_in_a_browser") else { return };
-    let probed = html.replace("</body>", &format!("{PROBE}</body>"));
-    ws.write("probed.html", &probed);
-    let dom = std::process::Command::new(&browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"])
-        .arg(format!("file://{}", ws.dir.join("probed.html").display()))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
-    let json =
-        dom.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
-    let r: serde_json::Value =
-        serde_json::from_str(&json.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")).unwrap();
-    assert_eq!(r["errors"], serde_json::json!([]), "script errors: {r}");
-    assert!(r.get("probe_error").is_none(), "{r}");
-    assert_eq!(r["ready"], "1", "{r}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let r = probe(&ws, &browser, &html, &listener);
     assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1", "oracle"]), "{r}");
     assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran");
-    assert_eq!(r["mu2"], serde_json::json!(["0.0", "0.5"]));
-    assert_eq!(r["ascending"], serde_json::json!(["0.5", "0.0"]), "sorted by mean AUC, ascending");
-    assert_eq!(r["descending"], serde_json::json!(["0.0", "0.5"]), "then descending");
-    assert_eq!(r["filtered"], serde_json::json!(["0.5"]), "the filter keeps the matching row");
     let images = r["images"].as_array().unwrap();
     assert_eq!(images.len(), 3, "the figure, the loss chart and the stage graph: {r}");
     assert!(images.iter().all(|i| i == true), "every embedded image decodes: {r}");
+}
+
+/// Published markdown with hostile links, images and raw HTML (tests/data/report-hostile.md; its
+/// remote URLs point at `{PORT}`, a listener of the test's own).
+const HOSTILE: &str = include_str!("data/report-hostile.md");
+
+#[test]
+fn published_markdown_runs_nothing_and_loads_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ws = workspace("html-report-hostile");
+    ws.write("data/hostile.md", &HOSTILE.replace("{PORT}", &port.to_string()));
+    let yaml = ws.read("p.yaml")
+        + "  hostile:\n    kind: command\n    params:\n      cmd: \"cp data/hostile.md ${outputs.notes.md}\"\n      outputs: [notes.md]\n    \
+           publish: {notes.md: Deliverables/tiny/hostile.md}\n";
+    ws.write("p.yaml", &yaml);
+    ws.ok(&["run", "p.yaml"]);
+    ws.ok(&["report", "p.yaml", "-o", "report.html"]);
+    let html = ws.read("report.html");
+    check_policy(&html);
+    if let Some(browser) = chromium("x") { probe(&ws, &browser, &html, &listener); }
+
+    // Every URL in the page, as the browser reads it: images only the report's own data: URIs,
+    // links only to the web or a relative path, none of them to a script.
+    let fig = {
+        use base64::Engine as _;
+        format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(ws.read("Deliverables/tiny/fig.svg")))
+    };
+    let urls = url_attributes(&html);
+    for (name, url) in &urls {
+        let lower: String = url.to_ascii_lowercase().chars().filter(|c| !c.is_ascii_whitespace() && !c.is_ascii_control()).collect();
+        for bad in ["javascript:", "vbscript:", "data:text", "file:", "&#", "&colon"] {
+            assert!(!lower.contains(bad), "{name}={url:?} survived");
+        }
+        if name == "src" {
+            assert!(url.starts_with("data:image/svg+xml;base64,") || url.starts_with("data:image/png;base64,"), "src={url:?} is not embedded");
+        }
+    }
+    let prose = html.split("Deliverables/tiny/hostile.md</summary><div class=prose>").nth(1).unwrap().split("</div></details>").next().unwrap();
+    let links: Vec<String> = url_attributes(prose).into_iter().filter(|(n, _)| n == "href").map(|(_, u)| u).collect();
+    assert_eq!(
+        links,
+        [
+            "https://example.org/docs?a=1&b=2".to_string(),
+            "other.md#part".to_string(),
+            format!("http://127.0.0.1:{port}/http.png"),
+            format!("https://127.0.0.1:{port}/https.png"),
+            format!("//127.0.0.1:{port}/proto.png"),
+            "https://example.org/page".to_string(),
+        ],
+        "the safe links, and each remote image as a link to it: {prose}"
+    );
+    let images: Vec<String> = url_attributes(prose).into_iter().filter(|(n, _)| n == "src").map(|(_, u)| u).collect();
+    assert_eq!(images, [fig.clone()], "one image: the published figure the notes name, embedded: {prose}");
+    // The links the report refused keep their text; raw HTML is text.
+    for text in [
+        "Links that must not survive: plain,\nmixed case, entity,\nhex entity, named colon,\nleading space, tab inside,\nhtml page,\nvb, VB upper, file,",
+        "an autolink javascript:alert(1), and a reference.",
+        ">remote http</a>",
+        ">//127.0.0.1:",
+        "inline data\n",
+        "<a href=\"https://example.org/page\">linked remote</a>",
+        "&lt;img src=x onerror=\"document.title='pwned-img'\"&gt;",
+        "&lt;iframe src=",
+        "&lt;script&gt;document.title='pwned-script'&lt;/script&gt;",
+    ] {
+        assert!(prose.contains(text), "{text:?} not in {prose}");
+    }
+    assert_eq!(html.matches("<img").count(), 4, "the figure twice, the loss chart, the stage graph");
+    // Raw HTML is never markup: no element that embeds or sends, no event handler attribute.
+    for (name, attrs) in tags(&html) {
+        assert!(!["iframe", "frame", "object", "embed", "form", "base", "link"].contains(&name.as_str()), "<{name}> in the page");
+        assert!(!attrs.iter().any(|(a, _)| a.starts_with("on") || a == "srcset" || a == "formaction"), "<{name} {attrs:?}> in the page");
+    }
+
+    let Some(browser) = chromium("published_markdown_runs_nothing_and_loads_nothing") else { return };
+    let r = probe(&ws, &browser, &html, &listener);
+    assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran: {r}");
+    assert_eq!(r["images"], serde_json::json!([true, true, true, true]), "the figure twice, the loss chart, the stage graph: {r}");
+    assert_eq!(
+        r["link_schemes"],
+        // `//host:port/...` read against the report's file: URL is no valid URL at all (a file:
+        // URL has no port): its scheme is empty.
+        serde_json::json!(["https:", "file:", "http:", "https:", ":", "https:"]),
+        "the links in the notes as the browser parsed them: {r}"
+    );
 }
 
 #[test]

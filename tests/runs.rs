@@ -74,3 +74,87 @@ fn run_json_prints_the_run_record() {
     let again: serde_json::Value = serde_json::from_slice(&ws.pipe(&["run", "p.yaml", "--json"]).stdout).unwrap();
     assert!(again["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "cached"));
 }
+
+/// One node's table: a row per (class, epoch) with two metrics, written as pipelines write theirs.
+fn write_table(ws: &Workspace, rel: &str, rows: &[(&str, i64, f64, f64)]) {
+    use polars::prelude::*;
+    let mut df = df!(
+        "class" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "epoch" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "auc" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "f1" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let path = ws.dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(&mut df).unwrap();
+}
+
+/// `eval` copies `tables/<model>-a.parquet`, except where `overrides` (a YAML list) says otherwise.
+fn multi_row_pipeline(overrides: &str) -> String {
+    format!(
+        r#"
+stages:
+  eval:
+    kind: command
+    matrix: {{model: [m1, m2]}}
+    params: {{cmd: "cp tables/${{matrix.model}}-a.parquet ${{outputs.t.parquet}}", outputs: [t.parquet]}}
+    overrides: {overrides}
+  results:
+    kind: concat
+    inputs: {{tables: {{from: eval.t.parquet, gather: true}}}}
+"#
+    )
+}
+
+/// The metric lines of `pipe diff`'s section for `results`.
+fn metric_lines(diff: &str) -> Vec<String> {
+    let section = diff.split("\nmetrics (results").nth(1).unwrap_or_else(|| panic!("no metrics section: {diff}"));
+    section.lines().skip(1).take_while(|l| l.starts_with("  ")).map(|l| l.trim().to_string()).collect()
+}
+
+#[test]
+fn diff_matches_each_row_of_a_multi_row_node_by_its_full_key() {
+    let ws = Workspace::new("runs-rows");
+    let rows = [("cat", 1, 0.61, 0.50), ("cat", 2, 0.72, 0.55), ("dog", 1, 0.63, 0.52), ("dog", 2, 0.80, 0.60)];
+    write_table(&ws, "tables/m1-a.parquet", &rows);
+    write_table(&ws, "tables/m2-a.parquet", &[("cat", 1, 0.41, 0.30), ("cat", 2, 0.52, 0.35), ("dog", 1, 0.43, 0.32), ("dog", 2, 0.60, 0.40)]);
+    // m1's second version: cat at epoch 2 scores better; the rows come in another order.
+    write_table(&ws, "tables/m1-b.parquet", &[rows[3], rows[2], ("cat", 2, 0.77, 0.55), rows[0]]);
+    ws.write("p.yaml", &multi_row_pipeline("[]"));
+    ws.ok(&["run", "p.yaml"]);
+    // One node's `cmd` param changed (a per-cell override): its table is m1-b.
+    ws.write(
+        "p.yaml",
+        &multi_row_pipeline(r#"[{when: {model: m1}, params: {cmd: "cp tables/m1-b.parquet ${outputs.t.parquet}"}}]"#),
+    );
+    ws.ok(&["run", "p.yaml"]);
+    let diff = String::from_utf8(ws.pipe(&["diff"]).stdout).unwrap();
+    assert!(diff.contains("eval         cmd: cp tables/m1-a.parquet ${outputs.t.parquet} -> cp tables/m1-b.parquet ${outputs.t.parquet}  (1 node)"), "{diff}");
+    assert!(diff.contains("metrics (results; rows by node, model, class, epoch):"), "the key columns are named: {diff}");
+    assert_eq!(metric_lines(&diff), ["eval[model=m1] class=cat epoch=2: auc 0.7200 -> 0.7700 (+0.0500)"], "{diff}");
+
+    // m2 loses a row and gains one: each named, nothing else.
+    write_table(&ws, "tables/m2-c.parquet", &[("cat", 1, 0.41, 0.30), ("cat", 2, 0.52, 0.35), ("dog", 1, 0.43, 0.32), ("bird", 1, 0.70, 0.50)]);
+    ws.write(
+        "p.yaml",
+        &multi_row_pipeline(
+            r#"[{when: {model: m1}, params: {cmd: "cp tables/m1-b.parquet ${outputs.t.parquet}"}},
+                {when: {model: m2}, params: {cmd: "cp tables/m2-c.parquet ${outputs.t.parquet}"}}]"#,
+        ),
+    );
+    ws.ok(&["run", "p.yaml"]);
+    let diff = String::from_utf8(ws.pipe(&["diff"]).stdout).unwrap();
+    assert_eq!(metric_lines(&diff), ["eval[model=m2] class=bird epoch=1: row added", "eval[model=m2] class=dog epoch=2: row removed"], "{diff}");
+    // From the first run to the last: both changes, in the newer table's row order.
+    let both = String::from_utf8(ws.pipe(&["diff", "-3", "-1"]).stdout).unwrap();
+    assert_eq!(
+        metric_lines(&both),
+        [
+            "eval[model=m1] class=cat epoch=2: auc 0.7200 -> 0.7700 (+0.0500)",
+            "eval[model=m2] class=bird epoch=1: row added",
+            "eval[model=m2] class=dog epoch=2: row removed"
+        ],
+        "{both}"
+    );
+}

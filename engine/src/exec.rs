@@ -21,7 +21,7 @@ use crate::hash::Fingerprint;
 use crate::plan::{decide_resolved, resolve_inputs, Blocked, Decided, Outputs, ResolvedInputs, Verdict, Why};
 use crate::report::{Event, Reporter};
 use crate::stage::{RunContext, StageError};
-use crate::store::{now, write_atomic, NodeRecord, ObjectRef, RunNode, RunState, Store};
+use crate::store::{now, write_atomic, Attempt, NodeRecord, ObjectRef, RunNode, RunState, Store};
 
 /// How an [`Executor`] runs the graph.
 #[derive(Clone, Debug)]
@@ -473,11 +473,26 @@ impl NodeRunner for Local {
         let result = node.kind.run(&ctx);
         let log = ctx.take_log();
         env.reporter.event(&Event::ProgressDone { node: &node.id });
+        // Every attempt's whole log is kept (bounded, `crate::log`): a failed one under
+        // `logs/<key>.json` for `pipe show`, a successful one in its record.
         let fail = |error: String, cancelled: bool| {
             let _ = std::fs::remove_dir_all(&scratch);
-            let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-            let error = if tail.is_empty() { error } else { format!("{error}\n--- last lines of the stage log ---\n{}", tail.join("\n")) };
-            Failure { error, cancelled }
+            let message = log.failure_message(&error);
+            let attempt = Attempt {
+                node: node.id.clone(),
+                stage: node.stage.clone(),
+                key: key.clone(),
+                finished_at: now(),
+                duration_s: start.elapsed().as_secs_f64(),
+                error: error.clone(),
+                stderr_tail: log.stderr_tail(),
+                log: log.text(),
+                cancelled,
+            };
+            if let Err(e) = env.store.write_attempt(&attempt) {
+                tracing::warn!(node = %node.id, "cannot keep the failed attempt's log: {}", crate::error::render(&e));
+            }
+            Failure { error: message, cancelled }
         };
         match result {
             Err(StageError::Cancelled) => return Err(fail("interrupted".into(), true)),
@@ -517,7 +532,7 @@ impl NodeRunner for Local {
             outputs: objects,
             duration_s: start.elapsed().as_secs_f64(),
             finished_at: now(),
-            log,
+            log: log.text(),
         };
         env.store.write_record(&record).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
         Ok(record)

@@ -21,6 +21,7 @@ pub mod exec;
 pub mod exit;
 pub mod graph;
 pub mod hash;
+pub mod log;
 pub mod plan;
 pub mod remote;
 pub mod report;

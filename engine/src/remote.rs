@@ -152,7 +152,17 @@ impl Remote {
             let s3 = b.with_allow_http(allow_http).build().map_err(|e| remote_err(url, "configure", e))?;
             (Arc::new(s3), prefix.trim_matches('/').to_string())
         } else if let Some(dir) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(dir).map_err(|e| remote_err(url, "create", e))?;
+            // A shared folder that is not there (an unmounted share, a typo) is an error, never
+            // an empty store created in its place: only the local default store is made on first use.
+            if !Path::new(dir).is_dir() {
+                let what = if Path::new(dir).exists() { "is not a folder" } else { "does not exist" };
+                return Err(StoreError::Remote {
+                    url: url.to_string(),
+                    what: "open".into(),
+                    message: format!("{dir} {what}"),
+                    hint: format!("mount the share, or fix the path; for a new shared store create the folder first (`mkdir -p {dir}`)"),
+                });
+            }
             (Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| remote_err(url, "open", e))?), String::new())
         } else {
             return Err(bad("unknown scheme"));

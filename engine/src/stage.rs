@@ -84,6 +84,23 @@ pub struct ParamSpec {
     pub range: Option<Range>,
 }
 
+/// Upper bounds for params that count work (epochs, iterations, batch sizes, images), declared
+/// by the kinds with [`ParamSpec::at_most`]: a value no machine could finish
+/// (`epochs: 9223372036854775807`, a typo) is refused when the pipeline is validated, not hours
+/// into a run. Each is far beyond any published setting, so no real pipeline meets it.
+pub mod limits {
+    /// Training epochs (Ruff et al. use 150 to 350).
+    pub const EPOCHS: f64 = 100_000.0;
+    /// Iterations of an optimisation that is not training (t-SNE's default is 1,000).
+    pub const ITERATIONS: f64 = 1_000_000.0;
+    /// Images in one mini-batch (the datasets here hold at most 60,000 training images).
+    pub const BATCH_SIZE: f64 = 1_000_000.0;
+    /// Images kept, held out or embedded (`limit_train`, `max_points`, ...): more than any dataset holds.
+    pub const IMAGES: f64 = 100_000_000.0;
+    /// Images drawn into one figure.
+    pub const IMAGES_SHOWN: f64 = 10_000.0;
+}
+
 /// A numeric param's allowed values: `min` / `max` bounds, each inclusive or not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Range {
@@ -326,7 +343,7 @@ pub struct RunContext {
     pub progress: Arc<dyn Progress>,
     /// Set when the run is interrupted: long work checks it ([`RunContext::check_cancelled`]).
     pub cancel: Arc<AtomicBool>,
-    log: Mutex<String>,
+    log: Mutex<crate::log::NodeLog>,
 }
 
 impl std::ops::Deref for RunContext {
@@ -358,7 +375,7 @@ impl RunContext {
 
     /// A context for `job`, with an empty log.
     pub fn for_job(job: NodeJob, progress: Arc<dyn Progress>, cancel: Arc<AtomicBool>) -> Self {
-        RunContext { job, progress, cancel, log: Mutex::new(String::new()) }
+        RunContext { job, progress, cancel, log: Mutex::new(Default::default()) }
     }
 
     /// Path the stage must write output `name` to.
@@ -397,13 +414,17 @@ impl RunContext {
 
     /// Appends a line to the node's log (saved in its record).
     pub fn log(&self, line: impl AsRef<str>) {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        log.push_str(line.as_ref());
-        log.push('\n');
+        self.log_from(crate::log::Stream::Stdout, line);
+    }
+
+    /// Appends a line that the stage's process wrote to `stream` (a `command` stage's stderr is
+    /// kept apart too, for the failure's message).
+    pub fn log_from(&self, stream: crate::log::Stream, line: impl AsRef<str>) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(stream, line.as_ref());
     }
 
     /// The log so far, emptied.
-    pub fn take_log(&self) -> String {
+    pub fn take_log(&self) -> crate::log::NodeLog {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

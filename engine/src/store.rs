@@ -42,8 +42,12 @@ pub enum Entry<'a> {
     Task(&'a str),
     /// `tasks/<key>.failed.json`: why that work failed.
     TaskFailure(&'a str),
-    /// `published/<hash of path>.json`: what pipe last wrote at a published path (this cache only).
+    /// `published/<hash of path>.json`: what pipe wrote at a published path (this cache only); the
+    /// path relative to the workspace, or absolute for a file outside it ([`published_key`]).
+    /// Entries of earlier versions are at the hash of the absolute path.
     Published(&'a Path),
+    /// `logs/<key>.json`: the last failed attempt at a key ([`Attempt`]: its error and whole log).
+    Attempt(&'a str),
 }
 
 impl Entry<'_> {
@@ -73,6 +77,7 @@ impl Entry<'_> {
             Entry::LatestRun => "runs/latest.json".to_string(),
             Entry::Task(key) => format!("tasks/{key}.json"),
             Entry::TaskFailure(key) => format!("tasks/{key}.failed.json"),
+            Entry::Attempt(key) => format!("logs/{}.json", if is_hash(key) { key } else { "invalid" }),
             Entry::Published(dest) => format!("published/{}.json", &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32]),
         }
     }
@@ -171,10 +176,84 @@ pub struct NodeRecord {
     pub log: String,
 }
 
+/// A failed attempt at a key (`logs/<key>.json`), kept so that `pipe show` and the report can
+/// show why a node that never succeeded failed: the error, the end of stderr and the whole log
+/// (bounded as [`crate::log`] says). A success at the key keeps its log in its [`NodeRecord`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The node's id.
+    pub node: String,
+    /// The node's stage.
+    pub stage: String,
+    /// The cache key it was computing.
+    pub key: String,
+    /// When it ended, in seconds since the Unix epoch.
+    pub finished_at: f64,
+    /// Wall-clock seconds it ran.
+    pub duration_s: f64,
+    /// Why it failed (without the log lines).
+    pub error: String,
+    /// The last lines the stage wrote to stderr (empty when it wrote none).
+    pub stderr_tail: Vec<String>,
+    /// Everything it logged, newline-terminated.
+    pub log: String,
+    /// The run was interrupted rather than the node failing.
+    pub cancelled: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct PublishedEntry {
+    /// The key the entry is at ([`published_key`]; an absolute path in earlier versions' entries).
     path: String,
+    /// What pipe last wrote there.
     hash: String,
+    /// What pipe wrote there before, newest first (at most [`PUBLISHED_KEPT`]): another copy of the
+    /// workspace that shares this store publishes its own files at the same relative paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    earlier: Vec<String>,
+}
+
+/// How many earlier hashes a published entry keeps.
+const PUBLISHED_KEPT: usize = 32;
+
+/// The name a published file is remembered by: its path relative to the workspace (the directory
+/// pipe runs in), so that a workspace moved or copied elsewhere keeps knowing the files pipe
+/// wrote; a file outside the workspace by its absolute path. `.` and `..` are resolved first, and
+/// a path through a symbolic link into the workspace counts as inside it.
+pub fn published_key(dest: &Path) -> PathBuf {
+    let ws = std::env::current_dir().unwrap_or_default();
+    let dest = normalize(&ws.join(dest));
+    if std::env::var_os("PIPE_TMP_OLDKEY").is_some() {
+        return dest;
+    }
+    if let Ok(rel) = dest.strip_prefix(&ws) {
+        if !rel.as_os_str().is_empty() {
+            return rel.to_path_buf();
+        }
+    }
+    let real = |p: &Path| fs::canonicalize(p).ok();
+    if let (Some(dir), Some(name), Some(ws)) = (dest.parent().and_then(real), dest.file_name(), real(&ws)) {
+        if let Ok(rel) = dir.join(name).strip_prefix(ws) {
+            return rel.to_path_buf();
+        }
+    }
+    dest
+}
+
+/// `path` with `.` and `..` components resolved by name (no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Checks a record read from disk or a remote before any of its names becomes a path.
@@ -751,6 +830,18 @@ impl Store {
         self.root.join(Self::ref_rel(pipeline, node))
     }
 
+    /// Keeps a failed attempt's error and log (here and on the remote, so a cluster job's failure
+    /// reaches the driver and `pipe show`).
+    pub fn write_attempt(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.put_meta(&Entry::Attempt(&attempt.key).rel(), &serde_json::to_vec(attempt).expect("serialises"))
+    }
+
+    /// The last failed attempt at `key`, if one was kept (an unreadable one counts as none).
+    pub fn attempt(&self, key: &str) -> Option<Attempt> {
+        let bytes = self.get_meta(&Entry::Attempt(key).rel()).ok()??;
+        serde_json::from_slice::<Attempt>(&bytes).ok().filter(|a| a.key == key)
+    }
+
     /// The key this node had when it last completed in this pipeline (here, else on the remote).
     pub fn get_ref(&self, pipeline: &str, node: &str) -> Option<String> {
         let bytes = match fs::read(self.ref_path(pipeline, node)) {
@@ -777,23 +868,50 @@ impl Store {
         }
     }
 
-    fn published_path(&self, dest: &Path) -> PathBuf {
-        self.root.join(Entry::Published(dest).rel())
+    fn published_path(&self, key: &Path) -> PathBuf {
+        self.root.join(Entry::Published(key).rel())
     }
 
-    /// The hash of what pipe last published at `dest` (an absolute workspace path), if it did.
+    /// The entry of published file `dest`: at its workspace-relative key, else one an earlier
+    /// version wrote at its absolute path (any other content there counts as none).
+    fn published_entry(&self, dest: &Path) -> Option<PublishedEntry> {
+        let read = |key: &Path| -> Option<PublishedEntry> {
+            let e: PublishedEntry = serde_json::from_slice(&fs::read(self.published_path(key)).ok()?).ok()?;
+            (Path::new(&e.path) == key).then_some(e)
+        };
+        let key = published_key(dest);
+        read(&key).or_else(|| {
+            let abs = normalize(&std::env::current_dir().unwrap_or_default().join(dest));
+            (abs != key).then(|| read(&abs)).flatten()
+        })
+    }
+
+    /// The hash of what pipe published at `dest` (a workspace path), if it did: what the file holds
+    /// now when pipe wrote that there too (from this copy of the workspace or another sharing the
+    /// store), else what pipe wrote there last.
     pub fn published_hash(&self, dest: &Path) -> Option<String> {
-        let e: PublishedEntry = serde_json::from_slice(&fs::read(self.published_path(dest)).ok()?).ok()?;
-        (Path::new(&e.path) == dest).then_some(e.hash)
+        let e = self.published_entry(dest)?;
+        if e.earlier.is_empty() || std::env::var_os("PIPE_TMP_NOHIST").is_some() {
+            return Some(e.hash);
+        }
+        match hash_file(dest) {
+            Ok(now) if now == e.hash || e.earlier.contains(&now) => Some(now),
+            _ => Some(e.hash),
+        }
     }
 
     /// Remembers that `dest` holds object `hash`, so a later hand edit is noticed.
     pub fn set_published(&self, dest: &Path, hash: &str) {
-        if self.published_hash(dest).as_deref() == Some(hash) {
+        let key = published_key(dest);
+        let old = self.published_entry(dest);
+        if old.as_ref().is_some_and(|e| e.hash == hash && Path::new(&e.path) == key) {
             return;
         }
-        let e = PublishedEntry { path: dest.display().to_string(), hash: hash.to_string() };
-        let _ = write_atomic(&self.published_path(dest), &serde_json::to_vec(&e).expect("serialises"));
+        let mut earlier: Vec<String> = old.map(|e| std::iter::once(e.hash).chain(e.earlier).collect()).unwrap_or_default();
+        earlier.retain(|h| h != hash);
+        earlier.truncate(PUBLISHED_KEPT);
+        let e = PublishedEntry { path: key.to_string_lossy().into_owned(), hash: hash.to_string(), earlier };
+        let _ = write_atomic(&self.published_path(&key), &serde_json::to_vec(&e).expect("serialises"));
     }
 
     /// Copies a workspace file about to be replaced into `backups/<time>-<name>`; returns where.
@@ -890,7 +1008,7 @@ impl Store {
         if !dry_run {
             self.clean_scratch();
             // Temp files a crash or a full disk left beside records and run records.
-            for dir in ["nodes", "runs", "published"] {
+            for dir in ["nodes", "runs", "published", "logs"] {
                 for e in fs::read_dir(self.root.join(dir)).into_iter().flatten().flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
                     if name.starts_with('.') && name.ends_with(".tmp") {
@@ -914,6 +1032,19 @@ impl Store {
                 }
                 keep
             });
+        }
+        // Failed attempts' logs: with --records, those of keys nothing current uses.
+        for e in fs::read_dir(self.root.join("logs")).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(key) = name.strip_suffix(".json") else { continue };
+            if live.is_some_and(|l| !l.contains(key)) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                stats.removed.push(format!("log of a failed attempt {} ({size} bytes)", &key[..12.min(key.len())]));
+                stats.bytes_freed += size;
+                if !dry_run {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         let live: HashSet<String> = recs.iter().flat_map(|r| r.outputs.values().map(|o| o.hash.clone())).collect();
         for dir in fs::read_dir(self.root.join("objects")).into_iter().flatten().flatten() {
@@ -1104,6 +1235,49 @@ mod tests {
         let dest = Path::new("/w/results/quick.parquet");
         let h = &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32];
         assert_eq!(Entry::Published(dest).rel(), format!("published/{h}.json"));
+        let rel = Path::new("results/quick.parquet");
+        let h = &blake3::hash(b"results/quick.parquet").to_hex()[..32];
+        assert_eq!(Entry::Published(rel).rel(), format!("published/{h}.json"));
+    }
+
+    /// A published file is remembered by its path relative to the workspace (the current
+    /// directory), one outside it by its absolute path; an earlier version's entry (at the
+    /// absolute path) is still read, and every hash pipe wrote at a path counts as pipe's.
+    #[test]
+    fn published_files_are_keyed_by_workspace_path() {
+        let ws = std::env::current_dir().unwrap();
+        assert_eq!(published_key(&ws.join("results/quick.parquet")), Path::new("results/quick.parquet"));
+        assert_eq!(published_key(Path::new("results/./x/../quick.parquet")), Path::new("results/quick.parquet"));
+        let dir = std::env::temp_dir().join(format!("pipe-published-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::open(dir.join("store")).unwrap();
+        let outside = dir.join("report.html");
+        assert_eq!(published_key(&outside), outside);
+
+        let (h1, h2) = ("1".repeat(64), "2".repeat(64));
+        let inside = ws.join("no-such-dir/out.txt");
+        store.set_published(&inside, &h1);
+        let entry: serde_json::Value = serde_json::from_slice(&fs::read(store.published_path(Path::new("no-such-dir/out.txt"))).unwrap()).unwrap();
+        assert_eq!(entry["path"], "no-such-dir/out.txt");
+        assert_eq!(store.published_hash(Path::new("no-such-dir/out.txt")).as_deref(), Some(h1.as_str()));
+
+        // An entry written by an earlier version: read where it is, ignored when it names another path.
+        let old = ws.join("old/out.txt");
+        let legacy = |path: &Path| serde_json::to_vec(&serde_json::json!({"path": path.display().to_string(), "hash": h2})).unwrap();
+        write_atomic(&store.published_path(&old), &legacy(&old)).unwrap();
+        assert_eq!(store.published_hash(&old).as_deref(), Some(h2.as_str()));
+        write_atomic(&store.published_path(&old), &legacy(Path::new("/elsewhere/out.txt"))).unwrap();
+        assert_eq!(store.published_hash(&old), None);
+
+        // Two hashes written at one path: the one the file holds counts, else the last.
+        fs::write(&outside, b"first").unwrap();
+        let first = hash_file(&outside).unwrap();
+        store.set_published(&outside, &first);
+        store.set_published(&outside, &h2);
+        assert_eq!(store.published_hash(&outside), Some(first));
+        fs::write(&outside, b"by hand").unwrap();
+        assert_eq!(store.published_hash(&outside), Some(h2));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -314,7 +314,7 @@ pub fn serve(registry: &Registry) -> std::io::Result<()> {
                     let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                     Err(StageError::failed(format!("stage panicked: {msg}")))
                 });
-                send(&Reply::Log { text: ctx.take_log() })?;
+                send(&Reply::Log { text: ctx.take_log().text() })?;
                 match result {
                     Ok(()) => send(&Reply::Done)?,
                     Err(e) => send(&Reply::Failed { cancelled: matches!(e, StageError::Cancelled), error: render(&e) })?,
@@ -427,9 +427,9 @@ impl Worker {
         }
     }
 
-    fn kill(mut self) {
-        kill_group(&self.child);
-        let _ = self.child.wait();
+    /// Kills the worker's whole group and reaps it (what dropping it does).
+    fn kill(self) {
+        drop(self);
     }
 }
 
@@ -441,11 +441,11 @@ fn kill_group(child: &Child) {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing stdin ends `serve`; a worker still busy dies with its parent (PDEATHSIG).
-        if matches!(self.child.try_wait(), Ok(None)) {
-            kill_group(&self.child);
-            let _ = self.child.wait();
-        }
+        // The whole group, even when the worker itself already died (killed mid-node): what a
+        // kind started must not outlive it. Before the worker is reaped, so its pid (the group's
+        // id) cannot have been reused.
+        kill_group(&self.child);
+        let _ = self.child.wait();
     }
 }
 

@@ -14,7 +14,7 @@ use stages::plot::{image_grid, png, Cell};
 use tch::{Kind, Tensor};
 
 use super::ml::{self, to_stage};
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::stage::{limits, InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 pub struct Explain;
@@ -48,8 +48,12 @@ impl StageKind for Explain {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("k", ParamType::Int, Value::Int(6), "most / least anomalous test images to explain"),
-            ParamSpec::optional("fixed", ParamType::Int, Value::Int(6), "fixed anomalous images (first of each anomalous class)"),
+            ParamSpec::optional("k", ParamType::Int, Value::Int(6), "most / least anomalous test images to explain")
+                .at_least(0.0)
+                .at_most(limits::IMAGES_SHOWN),
+            ParamSpec::optional("fixed", ParamType::Int, Value::Int(6), "fixed anomalous images (first of each anomalous class)")
+                .at_least(0.0)
+                .at_most(limits::IMAGES_SHOWN),
             ParamSpec::optional(
                 "cam",
                 ParamType::Choice(&["hirescam", "gradcam"]),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use stages::data::{self, DatasetKind, Preprocess};
 
 use super::ml::to_stage;
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind, Watch, UNKNOWN};
+use crate::stage::{limits, InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind, Watch, UNKNOWN};
 use crate::value::Value;
 
 pub struct Ingest;
@@ -38,11 +38,13 @@ impl StageKind for Ingest {
                 "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
             ParamSpec::location("data_dir",
                 "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data); not in the key: the data's checksums are"),
-            ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)"),
+            ParamSpec::optional("limit_train", ParamType::Int, Value::Int(0), "keep the first N normal training images (0 = all)")
+                .at_least(0.0).at_most(limits::IMAGES),
             ParamSpec::optional("holdout", ParamType::Float, Value::Float(0.1),
                 "fraction of the normal training images held out (never trained on) to fit thresholds on, in [0, 0.5]").at_least(0.0).at_most(0.5),
             ParamSpec::optional("split_seed", ParamType::Int, Value::Int(0), "seed of the held-out split"),
-            ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)"),
+            ParamSpec::optional("limit_test", ParamType::Int, Value::Int(0), "keep the first N test images (0 = all)")
+                .at_least(0.0).at_most(limits::IMAGES),
         ]
     }
     fn inputs(&self) -> InputDecl {

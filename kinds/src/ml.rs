@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::stage::{ParamSpec, ParamType, Params, RunContext, StageError, Watch};
+use crate::stage::{limits, ParamSpec, ParamType, Params, RunContext, StageError, Watch};
 use crate::value::Value;
 
 pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
@@ -12,8 +12,8 @@ pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
 /// weight decay 0.5e-6; his autoencoder adds weight decay 0.5e-3, which pipelines set).
 pub fn train_params(epochs: i64) -> Vec<ParamSpec> {
     vec![
-        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs").at_least(1.0),
-        ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size").at_least(2.0),
+        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs").at_least(1.0).at_most(limits::EPOCHS),
+        ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size").at_least(2.0).at_most(limits::BATCH_SIZE),
         ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate").above(0.0),
         ParamSpec::optional(
             "milestones",

@@ -7,7 +7,7 @@ use stages::models::svdd::Objective;
 use stages::train::svdd::{self, SvddConfig};
 
 use super::ml::{self, to_stage, Bridge};
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::stage::{limits, InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 pub struct TrainSvdd;
@@ -38,7 +38,9 @@ impl StageKind for TrainSvdd {
                 "weight of the reconstruction term; > 0 trains encoder and decoder jointly (hybrid)",
             )
             .at_least(0.0),
-            ParamSpec::optional("warm_up_epochs", ParamType::Int, Value::Int(10), "soft-boundary: epochs before R is updated"),
+            ParamSpec::optional("warm_up_epochs", ParamType::Int, Value::Int(10), "soft-boundary: epochs before R is updated")
+                .at_least(0.0)
+                .at_most(limits::EPOCHS),
             ParamSpec::optional("center_eps", ParamType::Float, Value::Float(0.1), "centre coordinates nearer 0 are set to +-eps"),
         ];
         p.extend(ml::train_params(150));

@@ -7,7 +7,7 @@ use stages::rng::Rng;
 use stages::tsne::{embed, TsneConfig};
 
 use super::ml::to_stage;
-use crate::stage::{InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
+use crate::stage::{limits, InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
 pub struct Tsne;
@@ -23,8 +23,10 @@ impl StageKind for Tsne {
         vec![
             ParamSpec::optional("perplexity", ParamType::Float, Value::Float(30.0), "t-SNE perplexity").above(0.0),
             ParamSpec::optional("theta", ParamType::Float, Value::Float(0.5), "Barnes-Hut accuracy (0 = exact)").at_least(0.0),
-            ParamSpec::optional("epochs", ParamType::Int, Value::Int(1000), "optimisation iterations").at_least(1.0),
-            ParamSpec::optional("max_points", ParamType::Int, Value::Int(2500), "test points embedded (seeded subsample; 0 = all)").at_least(0.0),
+            ParamSpec::optional("epochs", ParamType::Int, Value::Int(1000), "optimisation iterations").at_least(1.0).at_most(limits::ITERATIONS),
+            ParamSpec::optional("max_points", ParamType::Int, Value::Int(2500), "test points embedded (seeded subsample; 0 = all)")
+                .at_least(0.0)
+                .at_most(limits::IMAGES),
             ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "subsample and initialisation seed"),
         ]
     }

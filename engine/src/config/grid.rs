@@ -69,12 +69,60 @@ pub fn node_id(stage: &str, coords: &[(String, Value)]) -> String {
     format!("{stage}[{}]", inner.join(","))
 }
 
+/// How a `--set` value is read (README, "Overrides"), stated once for every error that cites it.
+pub const SET_RULE: &str = "a --set value is a number, true/false or null only when it is exactly that word; a [...] list is \
+read as YAML (quote an item holding `#` or `, `); anything else, and any value given to a string param, is the text exactly as typed";
+
+/// The one rule for a `--set` value's text (see [`SET_RULE`]): `0.5`, `true`, `null` and `[a, b]`
+/// are YAML; everything else is the string exactly as typed: `#`, `: `, quotes, spaces and
+/// unicode arrive byte for byte, and a `#` is never a comment. Errors: a `[...]` that is not one
+/// YAML list, or one holding a ` #` that YAML would read as a comment.
+pub fn set_value(raw: &str) -> Result<NodeKind, String> {
+    if raw.starts_with('[') {
+        let comment = raw.char_indices().any(|(i, c)| c == '#' && i > 0 && raw[..i].ends_with([' ', '\t']) && !inside_quotes(&raw[..i]));
+        if comment {
+            return Err("a ` #` inside a list would be read as a YAML comment, dropping the rest".into());
+        }
+        return match super::yaml::parse(raw) {
+            Ok((n, problems)) if problems.is_empty() && matches!(n.kind, NodeKind::Seq(_)) => Ok(n.kind),
+            _ => Err("it starts with `[` but is not one YAML list".into()),
+        };
+    }
+    let plain = !raw.is_empty() && !raw.contains(|c: char| c.is_whitespace() || "#:'\"[]{},&*!|>%@`".contains(c));
+    if plain {
+        if let Ok((Node { kind: NodeKind::Scalar(v), .. }, problems)) = super::yaml::parse(raw) {
+            if problems.is_empty() && !matches!(v, Value::Str(_)) {
+                return Ok(NodeKind::Scalar(v));
+            }
+        }
+    }
+    Ok(NodeKind::Scalar(Value::Str(raw.to_string())))
+}
+
+/// Whether `prefix` ends inside a quoted YAML flow item (an odd number of unescaped quotes).
+fn inside_quotes(prefix: &str) -> bool {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for c in prefix.chars() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single && prev != '\\' => double = !double,
+            _ => {}
+        }
+        prev = c;
+    }
+    single || double
+}
+
 /// Applies `--set stage.param=value` and `--set params.name=value` overrides.
 pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], d: &mut Diagnostics) {
     for (target, raw) in overrides {
-        let value = match super::yaml::parse(raw) {
-            Ok((n, _)) if !matches!(n.kind, NodeKind::Map(_)) => Node { pos: COMMAND_LINE, ..n },
-            _ => Node { pos: COMMAND_LINE, kind: NodeKind::Scalar(Value::Str(raw.clone())) },
+        let value = match set_value(raw) {
+            Ok(kind) => Node { pos: COMMAND_LINE, kind },
+            Err(m) => {
+                d.push(super::diag::Diagnostic { pos: None, message: format!("override `{target}={raw}`: {m}"), hint: Some(SET_RULE.into()) });
+                continue;
+            }
         };
         let Some((scope, param)) = target.split_once('.') else {
             d.push(super::diag::Diagnostic {
@@ -106,14 +154,18 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
                 Some(stage) if !values.is_empty() => match stage.matrix.iter_mut().find(|a| a.name == axis) {
                     // Keep the axis's place, so node names keep their coordinate order.
                     Some(a) => a.values = values,
-                    None => stage.matrix.push(super::spec::Axis { name: axis.to_string(), pos: COMMAND_LINE, values }),
+                    None => stage.matrix.push(super::spec::Axis { name: axis.to_string(), pos: COMMAND_LINE, declared: Vec::new(), values }),
                 },
                 Some(_) => d.push(super::diag::Diagnostic {
                     pos: None,
                     message: format!("override `{target}`: a matrix axis needs at least one value"),
                     hint: Some(format!("e.g. `--set {target}=[0.5, 1.0]`")),
                 }),
-                None => d.push(super::diag::Diagnostic { pos: None, message: format!("override `{target}`: no stage named `{scope}`"), hint: None }),
+                None => d.push(super::diag::Diagnostic {
+                    pos: None,
+                    message: format!("override `{target}`: no stage named `{scope}`"),
+                    hint: Some(stage_hint(spec, scope)),
+                }),
             }
             continue;
         }
@@ -128,23 +180,28 @@ pub fn apply_overrides(spec: &mut PipelineSpec, overrides: &[(String, String)], 
             });
             continue;
         }
-        let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value };
+        let entry = Entry { key: param.to_string(), pos: COMMAND_LINE, value, typed: Some(raw.clone()) };
         let list = if scope == "params" { Some(&mut spec.params) } else { spec.stages.iter_mut().find(|s| s.name == scope).map(|s| &mut s.params) };
         match list {
             Some(list) => {
                 list.retain(|e| e.key != param);
                 list.push(entry);
             }
-            None => {
-                let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
-                d.push(super::diag::Diagnostic {
-                    pos: None,
-                    message: format!("override `{target}`: no stage named `{scope}`"),
-                    hint: did_you_mean(scope, names.iter().copied().chain(["params"])).or_else(|| Some(format!("stages: {}", names.join(", ")))),
-                });
-            }
+            None => d.push(super::diag::Diagnostic {
+                pos: None,
+                message: format!("override `{target}`: no stage named `{scope}`"),
+                hint: Some(stage_hint(spec, scope)),
+            }),
         }
     }
+}
+
+/// What a `--set` naming no stage may have meant: the closest stage name (or `params`), else the
+/// stages there are.
+fn stage_hint(spec: &PipelineSpec, scope: &str) -> String {
+    let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+    did_you_mean(scope, names.iter().copied().chain(["params"]))
+        .unwrap_or_else(|| format!("name a stage of the pipeline (stages: {}) or `params`", names.join(", ")))
 }
 
 /// Stage indices in dependency order; reports unknown upstream stages and cycles.
@@ -226,31 +283,103 @@ fn cycle_path(g: &DiGraph<usize, ()>, nodes: &[petgraph::graph::NodeIndex], memb
     path.iter().map(|i| format!("`{}`", names[*i])).collect::<Vec<_>>().join(" -> ")
 }
 
+/// Where a value's `${...}` references are resolved, which decides what they may name.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// A node's param, `file:` input or publish path: the node's coordinates are its axes;
+    /// `${inputs.*}` / `${outputs.*}` are left for run time.
+    Node(&'a [(String, Value)]),
+    /// A pipeline param (top-level `params:`): resolved once for every node, so it has no axes.
+    Pipeline,
+    /// A matrix value: it defines the grid, so it must be literal or a pipeline param.
+    Matrix,
+}
+
+/// A reference that does not resolve: what is wrong, and how to fix it.
+#[derive(Debug)]
+struct RefError {
+    message: String,
+    hint: String,
+}
+
+/// The text of each `${...}` reference in `s` (`$${` escapes skipped), up to an unclosed one.
+fn references(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let escaped = rest[..start].ends_with('$');
+        let after = &rest[start + 2..];
+        if escaped {
+            rest = after;
+            continue;
+        }
+        let Some(end) = after.find('}') else { break };
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// One reference's value: `Ok(None)` for those left for run time (`${inputs.*}`, `${outputs.*}`).
+fn lookup(r: &str, globals: &BTreeMap<String, Value>, scope: Scope) -> Result<Option<Value>, RefError> {
+    let (ns, name) = r.split_once('.').unwrap_or((r, ""));
+    let fail = |message: String, hint: String| Err(RefError { message: format!("`${{{r}}}`: {message}"), hint });
+    match (ns, scope) {
+        ("params", _) => match globals.get(name) {
+            Some(v) => Ok(Some(v.clone())),
+            None => {
+                let declare = format!("declare `{name}` under the top-level `params:`");
+                let hint = match did_you_mean(name, globals.keys().map(String::as_str)) {
+                    Some(h) => format!("{h} Or {declare}"),
+                    None if globals.is_empty() => format!("{declare} (the pipeline declares none)"),
+                    None => format!("{declare} (declared: {})", globals.keys().map(String::as_str).collect::<Vec<_>>().join(", ")),
+                };
+                fail(format!("no pipeline param `{name}`"), hint)
+            }
+        },
+        ("matrix", Scope::Node(coords)) => match coords.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => Ok(Some(v.clone())),
+            None => {
+                let axes: Vec<&str> = coords.iter().map(|(k, _)| k.as_str()).collect();
+                let hint = did_you_mean(name, axes.iter().copied()).unwrap_or_else(|| {
+                    if axes.is_empty() {
+                        format!("the stage has no matrix axes: add `matrix: {{{name}: [...]}}` to it, or write the value itself")
+                    } else {
+                        format!("axes of this stage (its own and inherited from its inputs): {}", axes.join(", "))
+                    }
+                });
+                fail(format!("this stage has no matrix axis `{name}`"), hint)
+            }
+        },
+        ("matrix", Scope::Pipeline) => fail(
+            "a pipeline param has no matrix axes (it is resolved once, for every node)".into(),
+            format!("write `${{matrix.{name}}}` in the params of the stage that has the axis"),
+        ),
+        ("matrix", Scope::Matrix) => fail(
+            "a matrix value cannot refer to a matrix axis (the axes are what the values define)".into(),
+            "write the value itself; to combine axes, write `${matrix.A}-${matrix.B}` in the stage's params".into(),
+        ),
+        ("inputs" | "outputs", Scope::Matrix) => fail(
+            format!("a matrix value must be literal or a pipeline param; `{ns}` exist only when a node runs"),
+            "write the value itself, or `${params.NAME}`".into(),
+        ),
+        ("inputs" | "outputs", _) => Ok(None),
+        _ => fail(
+            "unknown reference".into(),
+            format!("use `${{params.NAME}}` or `${{matrix.AXIS}}`, or write `$${{{r}}}` for a literal `${{` (a shell variable)"),
+        ),
+    }
+}
+
 /// References `${params.x}` and `${matrix.x}` resolved; `${inputs.*}`/`${outputs.*}` left for run time.
-fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, Value)]) -> Result<Value, String> {
+fn substitute(v: &Value, globals: &BTreeMap<String, Value>, scope: Scope) -> Result<Value, RefError> {
     match v {
-        Value::List(items) => items.iter().map(|x| substitute(x, globals, coords)).collect::<Result<_, _>>().map(Value::List),
+        Value::List(items) => items.iter().map(|x| substitute(x, globals, scope)).collect::<Result<_, _>>().map(Value::List),
         Value::Str(s) if s.contains("${") => {
-            let lookup = |r: &str| -> Result<Option<Value>, String> {
-                let (ns, name) = r.split_once('.').unwrap_or((r, ""));
-                match ns {
-                    "params" => globals.get(name).cloned().map(Some).ok_or_else(|| {
-                        let hint = did_you_mean(name, globals.keys().map(String::as_str)).map(|h| format!(" ({h})")).unwrap_or_default();
-                        format!("`${{{r}}}`: no pipeline param `{name}`{hint}; declare it under the top-level `params:`")
-                    }),
-                    "matrix" => coords.iter().find(|(k, _)| k == name).map(|(_, v)| Some(v.clone())).ok_or_else(|| {
-                        let axes: Vec<&str> = coords.iter().map(|(k, _)| k.as_str()).collect();
-                        format!("`${{{r}}}`: this stage has no matrix axis `{name}` (axes: {})",
-                            if axes.is_empty() { "none".to_string() } else { axes.join(", ") })
-                    }),
-                    "inputs" | "outputs" => Ok(None),
-                    _ => Err(format!("`${{{r}}}`: unknown reference; use `${{params.NAME}}` or `${{matrix.AXIS}}`, or write `$${{{r}}}` for a literal `${{` (a shell variable)")),
-                }
-            };
             // A string that is exactly one reference keeps the referenced value's type.
             if let Some(r) = s.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
                 if !r.contains("${") && !r.contains('}') {
-                    return Ok(lookup(r)?.unwrap_or_else(|| v.clone()));
+                    return Ok(lookup(r, globals, scope)?.unwrap_or_else(|| v.clone()));
                 }
             }
             let mut out = String::new();
@@ -266,10 +395,13 @@ fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, V
                 out.push_str(&rest[..start]);
                 let after = &rest[start + 2..];
                 let Some(end) = after.find('}') else {
-                    return Err(format!("unclosed `${{` in `{s}`"));
+                    return Err(RefError {
+                        message: format!("unclosed `${{` in `{s}`"),
+                        hint: "close the reference with `}`, or write `$${` for a literal `${`".into(),
+                    });
                 };
                 let r = &after[..end];
-                match lookup(r)? {
+                match lookup(r, globals, scope)? {
                     Some(val) => out.push_str(&val.to_string()),
                     None => out.push_str(&rest[start..start + 2 + end + 1]),
                 }
@@ -282,10 +414,160 @@ fn substitute(v: &Value, globals: &BTreeMap<String, Value>, coords: &[(String, V
     }
 }
 
+/// Each `${params.NAME}` that `v` refers to.
+fn param_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::List(items) => items.iter().for_each(|x| param_refs(x, out)),
+        Value::Str(s) => out.extend(references(s).into_iter().filter_map(|r| r.strip_prefix("params.")).map(str::to_string)),
+        _ => {}
+    }
+}
+
+/// A value as a node at `pos` (a resolved param written back into the spec).
+fn value_node(v: Value, pos: Pos) -> Node {
+    match v {
+        Value::List(items) => Node { pos, kind: NodeKind::Seq(items.into_iter().map(|x| value_node(x, pos)).collect()) },
+        v => Node { pos, kind: NodeKind::Scalar(v) },
+    }
+}
+
+/// Resolves the references that do not depend on a node, after `--set` and before [`expand`]:
+/// pipeline params that refer to other pipeline params (each resolved after those it names; a
+/// reference cycle, `a -> b -> a` or `a: ${params.a}`, is an error naming it), then matrix values,
+/// which must be literal or resolve to one scalar through the pipeline params. Each resolved value
+/// replaces the one written, so expansion sees literals only.
+pub fn resolve_refs(spec: &mut PipelineSpec, d: &mut Diagnostics) {
+    // The entry each name resolves to (the last, where a key repeats: duplicates are reported).
+    let index: HashMap<String, usize> = spec.params.iter().enumerate().map(|(i, e)| (e.key.clone(), i)).collect();
+    let n = spec.params.len();
+    let values: Vec<Option<Value>> = spec.params.iter().map(|e| e.value.to_value()).collect();
+    let deps: Vec<Vec<usize>> = values
+        .iter()
+        .map(|v| {
+            let mut names = Vec::new();
+            if let Some(v) = v {
+                param_refs(v, &mut names);
+            }
+            let mut ids: Vec<usize> = names.iter().filter_map(|k| index.get(k).copied()).collect();
+            ids.dedup();
+            ids
+        })
+        .collect();
+    // Depth-first, without recursion (a chain of thousands of params must not overflow the
+    // stack): `order` lists each param after every param it refers to.
+    let (mut state, mut cyclic, mut order) = (vec![0u8; n], vec![false; n], Vec::with_capacity(n));
+    for root in (0..n).filter(|&i| index.get(&spec.params[i].key) == Some(&i)) {
+        if state[root] != 0 {
+            continue;
+        }
+        state[root] = 1;
+        let mut stack = vec![(root, 0usize)];
+        while let Some(top) = stack.last_mut() {
+            let (u, k) = *top;
+            let Some(&w) = deps[u].get(k) else {
+                state[u] = 2;
+                order.push(u);
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            match state[w] {
+                0 => {
+                    state[w] = 1;
+                    stack.push((w, 0));
+                }
+                1 => {
+                    let at = stack.iter().position(|(x, _)| *x == w).unwrap_or(0);
+                    let mut members: Vec<usize> = stack[at..].iter().map(|(x, _)| *x).collect();
+                    // Start the path at the member first in the file, so it reads the same however found.
+                    let first = members.iter().enumerate().min_by_key(|(_, m)| **m).map_or(0, |(i, _)| i);
+                    members.rotate_left(first);
+                    members.iter().for_each(|m| cyclic[*m] = true);
+                    let names: Vec<String> = members.iter().chain(members.first()).map(|m| format!("`{}`", spec.params[*m].key)).collect();
+                    let e = &spec.params[members[0]];
+                    let message = if members.len() == 1 {
+                        format!("pipeline param `{}` refers to itself: {}", e.key, names.join(" -> "))
+                    } else {
+                        format!("pipeline params refer to each other in a cycle: {}", names.join(" -> "))
+                    };
+                    err(d, e.value.pos, message, Some("a param's value cannot depend on itself: give one of these params a literal value".into()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut globals: BTreeMap<String, Value> = BTreeMap::new();
+    for u in order {
+        let Some(v) = &values[u] else { continue };
+        let (key, pos) = (spec.params[u].key.clone(), spec.params[u].value.pos);
+        let resolved = if cyclic[u] {
+            v.clone()
+        } else {
+            match substitute(v, &globals, Scope::Pipeline) {
+                Ok(r) => r,
+                Err(r) => {
+                    err(d, pos, format!("pipeline param `{key}`: {}", r.message), Some(r.hint));
+                    v.clone()
+                }
+            }
+        };
+        if resolved != *v {
+            spec.params[u].value = value_node(resolved.clone(), pos);
+        }
+        globals.insert(key, resolved);
+    }
+    for s in &mut spec.stages {
+        let stage = s.name.clone();
+        let at = std::mem::take(&mut s.matrix_refs);
+        for a in &mut s.matrix {
+            let pos_of = |v: &str| at.iter().find(|(axis, text, _)| *axis == a.name && text == v).map_or(COMMAND_LINE, |(_, _, p)| *p);
+            for values in [&mut a.values, &mut a.declared] {
+                if !values.iter().any(|v| matches!(v, Value::Str(t) if t.contains("${"))) {
+                    continue;
+                }
+                let mut out = Vec::with_capacity(values.len());
+                for v in values.iter() {
+                    let Value::Str(text) = v else {
+                        out.push(v.clone());
+                        continue;
+                    };
+                    match substitute(v, &globals, Scope::Matrix) {
+                        Ok(Value::List(_) | Value::Null) => err(
+                            d,
+                            pos_of(text),
+                            format!("matrix axis `{}` of stage `{stage}`: `{text}` is not one value", a.name),
+                            Some("a matrix value is one number, string or bool: refer to a param that holds one".into()),
+                        ),
+                        Ok(r) => out.push(r),
+                        Err(r) => err(d, pos_of(text), format!("matrix axis `{}` of stage `{stage}`: {}", a.name, r.message), Some(r.hint)),
+                    }
+                }
+                match crate::value::canonical_axis(&out) {
+                    Ok(v) => *values = v,
+                    Err(m) => {
+                        err(
+                            d,
+                            a.pos,
+                            format!("matrix axis `{}` of stage `{stage}` {m} once its references are resolved", a.name),
+                            Some("each value names one grid cell: remove the duplicate".into()),
+                        );
+                        *values = out;
+                    }
+                }
+            }
+        }
+        s.matrix_refs = at;
+    }
+}
+
 fn entry_value(e: &Entry, d: &mut Diagnostics) -> Option<Value> {
     let v = e.value.to_value();
     if v.is_none() {
-        d.error(e.value.pos, format!("`{}` must be a scalar or a list, found a mapping", e.key), None);
+        d.error(
+            e.value.pos,
+            format!("`{}` must be a scalar or a list, found a mapping", e.key),
+            Some("quote text that holds `: ` or `{`, e.g. `\"echo a: b\"`; a param's value is a number, string, bool or list".into()),
+        );
     }
     v
 }
@@ -303,7 +585,7 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
     let mut seen = HashMap::new();
     for s in &spec.stages {
         if let Some(first) = seen.insert(s.name.as_str(), s.pos) {
-            d.error(s.pos, format!("duplicate stage name `{}` (first defined at line {})", s.name, first.line), None);
+            d.error(s.pos, format!("duplicate stage name `{}` (first defined at line {})", s.name, first.line), Some("rename one of the two stages".into()));
         }
     }
     let mut globals = BTreeMap::new();
@@ -338,13 +620,22 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
     let mut index = UpstreamIndex::default();
     let mut stage_nodes: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut stage_axes: HashMap<&str, Vec<(String, Vec<Value>)>> = HashMap::new();
+    // Per stage, each axis's values as run plus those the file declares (an `overrides: when:`
+    // may name either; `--set` narrowing an axis must not make the file's own rules errors).
+    let mut stage_known: HashMap<&str, Vec<(String, Vec<Value>)>> = HashMap::new();
     for &si in &order {
         let s = &spec.stages[si];
         let Some(kind) = &kinds[si] else { continue };
         // Axes: inherited from plain inputs, then our own.
         let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut known: Vec<(String, Vec<Value>)> = Vec::new();
         for input in s.inputs.iter().filter(|i| !i.gather) {
             let Source::Output { stage, .. } = &input.source else { continue };
+            for (name, values) in stage_known.get(stage.as_str()).into_iter().flatten() {
+                if !known.iter().any(|(n, _)| n == name) {
+                    known.push((name.clone(), values.clone()));
+                }
+            }
             for (name, values) in stage_axes.get(stage.as_str()).into_iter().flatten() {
                 match axes.iter().find(|(n, _)| n == name) {
                     Some((_, existing)) if existing != values => err(
@@ -369,6 +660,9 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
                 continue;
             }
             axes.push((a.name.clone(), a.values.clone()));
+            let mut values = a.values.clone();
+            values.extend(a.declared.iter().filter(|d| !a.values.iter().any(|v| same_value(v, d))).cloned());
+            known.push((a.name.clone(), values));
         }
         let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
         for (name, values) in &axes {
@@ -383,8 +677,9 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
                 })
                 .collect();
         }
-        check_overrides(s, &axes, d);
+        check_overrides(s, &known, d);
         stage_axes.insert(s.name.as_str(), axes);
+        stage_known.insert(s.name.as_str(), known);
         let mut mine = Vec::new();
         for coords in combos {
             if let Some(n) = expand_node(&mut index, s, kind, coords, &globals, &nodes, &stage_nodes, d) {
@@ -407,6 +702,14 @@ pub fn publish_dest(raw: &str, file: &str) -> Result<PathBuf, String> {
     let mut out = PathBuf::new();
     for c in std::path::Path::new(&joined).components() {
         match c {
+            Component::Normal(p) if p.len() > MAX_NAME_BYTES => {
+                return Err(format!(
+                    "`{}` holds a name of {} bytes (`{}`); each folder or file name may be at most {MAX_NAME_BYTES}",
+                    short(raw),
+                    p.len(),
+                    short(&p.to_string_lossy())
+                ))
+            }
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
             Component::ParentDir => return Err(format!("`{raw}` leaves the workspace (`..`)")),
@@ -417,6 +720,47 @@ pub fn publish_dest(raw: &str, file: &str) -> Result<PathBuf, String> {
         return Err("the destination is empty".into());
     }
     Ok(out)
+}
+
+/// The longest output name or published path component, in bytes: file systems allow 255 bytes
+/// per name, and the store writes an output beside temporary names longer than its own.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// `s`, or its first 40 characters and `…` when longer than 60 (a message stays readable).
+fn short(s: &str) -> String {
+    if s.chars().count() <= 60 {
+        return s.to_string();
+    }
+    format!("{}…", s.chars().take(40).collect::<String>())
+}
+
+/// How to write a kind's outputs, for errors about them: the `outputs` param's help where the kind
+/// has one (the `command` kind), else the kind's params.
+fn outputs_hint(specs: &[crate::stage::ParamSpec]) -> String {
+    match specs.iter().find(|p| p.name == "outputs") {
+        Some(_) => format!("list plain file names under `outputs`, e.g. `outputs: [model.bin, scores.csv]`: no `/`, not starting with `.`, each once, at most {MAX_NAME_BYTES} bytes"),
+        None => format!("check the stage's params: {}", specs.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Where a node's `outputs` param is written: the list item `pick` chooses, else the entry (the
+/// matching override's, or the stage's), else the stage.
+fn outputs_pos(s: &StageSpec, coords: &[(String, Value)], pick: impl Fn(&str) -> bool) -> Pos {
+    let entry = s
+        .overrides
+        .iter()
+        .rev()
+        .filter(|o| override_applies(o, coords))
+        .find_map(|o| o.params.iter().find(|e| e.key == "outputs"))
+        .or_else(|| s.params.iter().find(|e| e.key == "outputs"));
+    let Some(e) = entry else { return s.pos };
+    if e.pos == COMMAND_LINE {
+        return COMMAND_LINE;
+    }
+    match &e.value.kind {
+        NodeKind::Seq(items) => items.iter().find(|it| it.as_str().is_some_and(&pick)).map_or(e.value.pos, |it| it.pos),
+        _ => e.value.pos,
+    }
 }
 
 /// A workspace path in the form `publish_dest` gives (`./a//b` -> `a/b`), for comparisons.
@@ -490,8 +834,9 @@ fn override_applies(o: &Override, coords: &[(String, Value)]) -> bool {
     o.when.iter().all(|(axis, _, values)| coords.iter().any(|(k, v)| k == axis && values.iter().any(|w| same_value(v, w))))
 }
 
-/// Each `when` names an axis the stage's nodes have and values that axis takes, so an override
-/// never silently matches nothing (a typo such as `cifar-10`).
+/// Each `when` names an axis the stage's nodes have and values that axis takes in the file or on
+/// the command line (`axes`: both), so an override never silently matches nothing (a typo such as
+/// `cifar-10`), while `--set` narrowing an axis leaves the file's own rules valid.
 fn check_overrides(s: &StageSpec, axes: &[(String, Vec<Value>)], d: &mut Diagnostics) {
     for o in &s.overrides {
         for (axis, pos, values) in &o.when {
@@ -593,11 +938,18 @@ fn expand_node(
             .or(plain);
         let raw = match explicit {
             Some(e) => {
-                let Some(v) = entry_value(e, d) else { continue };
-                match substitute(&v, globals, &coords) {
+                let v = match &e.typed {
+                    // `--set stage.name=0.50` for a string param is the text as typed, never `0.5`.
+                    Some(text) if p.ty == ParamType::Str => Value::Str(text.clone()),
+                    _ => match entry_value(e, d) {
+                        Some(v) => v,
+                        None => continue,
+                    },
+                };
+                match substitute(&v, globals, Scope::Node(&coords)) {
                     Ok(v) => Some((v, e.value.pos)),
-                    Err(m) => {
-                        err(d, e.value.pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), None);
+                    Err(r) => {
+                        err(d, e.value.pos, format!("param `{}` of stage `{}`: {}", p.name, s.name, r.message), Some(r.hint));
                         continue;
                     }
                 }
@@ -654,18 +1006,31 @@ fn expand_node(
     let outputs = match kind.outputs(&params) {
         Ok(o) => o,
         Err(m) => {
-            err(d, s.pos, format!("stage `{}`: {m}", s.name), None);
+            err(d, outputs_pos(s, &coords, |item| m.contains(&format!("`{item}`"))), format!("stage `{}`: {m}", s.name), Some(outputs_hint(&specs)));
             Vec::new()
         }
     };
+    for o in &outputs {
+        for name in [&o.name, &o.file] {
+            if name.len() > MAX_NAME_BYTES {
+                err(
+                    d,
+                    outputs_pos(s, &coords, |item| item == name),
+                    format!("stage `{}`: output name `{}` is {} bytes long; an output's name may be at most {MAX_NAME_BYTES}", s.name, short(name), name.len()),
+                    Some(format!("shorten it: file systems allow 255 bytes per name, and the store adds to it; {}", outputs_hint(&specs))),
+                );
+                break;
+            }
+        }
+    }
     let mut inputs = BTreeMap::new();
     for i in &s.inputs {
         let refs = match &i.source {
-            Source::File(path) => match substitute(&Value::Str(path.clone()), globals, &coords) {
+            Source::File(path) => match substitute(&Value::Str(path.clone()), globals, Scope::Node(&coords)) {
                 Ok(Value::Str(p)) => vec![InputRef::File(PathBuf::from(p))],
                 Ok(_) => vec![InputRef::File(PathBuf::from(path))],
-                Err(m) => {
-                    err(d, i.pos, format!("input `{}`: {m}", i.name), None);
+                Err(r) => {
+                    err(d, i.pos, format!("input `{}`: {}", i.name, r.message), Some(r.hint));
                     continue;
                 }
             },
@@ -706,18 +1071,20 @@ fn expand_node(
         }
         let raw = Value::Str(e.value.as_str().unwrap_or_default().to_string());
         let file = outputs.iter().find(|o| o.name == e.key).map(|o| o.file.as_str()).unwrap_or_default();
-        match substitute(&raw, globals, &coords) {
+        match substitute(&raw, globals, Scope::Node(&coords)) {
             Ok(Value::Str(p)) => match publish_dest(&p, file) {
                 Ok(dest) => publish.push((e.key.clone(), dest)),
                 Err(m) => err(
                     d,
                     e.value.pos,
                     format!("publish `{}` of stage `{}`: {m}", e.key, s.name),
-                    Some("publish to a path inside the workspace, e.g. `results/table.parquet` or a folder `Deliverables/`".into()),
+                    Some(format!(
+                        "publish to a path inside the workspace (relative, no `..`, names of at most {MAX_NAME_BYTES} bytes), e.g. `results/table.parquet` or a folder `Deliverables/`"
+                    )),
                 ),
             },
             Ok(_) => {}
-            Err(m) => err(d, e.value.pos, format!("publish `{}`: {m}", e.key), None),
+            Err(r) => err(d, e.value.pos, format!("publish `{}`: {}", e.key, r.message), Some(r.hint)),
         }
     }
     (d.items.len() == before).then(|| NodeSpec {

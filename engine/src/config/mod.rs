@@ -112,6 +112,7 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
     let default_name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
     let mut spec = spec::parse_spec(&root, default_name, &mut d);
     grid::apply_overrides(&mut spec, overrides, &mut d);
+    grid::resolve_refs(&mut spec, &mut d);
     let nodes = grid::expand(&spec, registry, &mut d);
     let report = spec.report.as_ref().and_then(|(raw, pos)| match grid::publish_dest(raw, "report.html") {
         Ok(dest) if nodes.iter().any(|n| n.publish.iter().any(|(_, p)| *p == dest)) => {
@@ -120,7 +121,10 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
         }
         Ok(dest) => Some(dest),
         Err(e) => {
-            d.error(*pos, format!("`report: {raw}`: {e}"), Some("a path inside the workspace, e.g. `Deliverables/quick/report.html`".into()));
+            d.error(*pos, format!("`report: {raw}`: {e}"), Some(format!(
+                    "a path inside the workspace (relative, no `..`, names of at most {} bytes), e.g. `Deliverables/quick/report.html`",
+                    grid::MAX_NAME_BYTES
+                )));
             None
         }
     });

@@ -29,6 +29,9 @@ pub struct Entry {
     pub pos: Pos,
     /// The value, as written (`${...}` references not yet substituted).
     pub value: Node,
+    /// A `--set` value's text exactly as typed (`None` for the file's entries): what a string
+    /// param receives, byte for byte, even where the text also reads as a number (`0.50`, `007`).
+    pub typed: Option<String>,
 }
 
 /// One stage under `stages:`, as written.
@@ -53,6 +56,9 @@ pub struct StageSpec {
     /// Params that differ for some grid cells (e.g. a longer schedule on CIFAR-10), in file order;
     /// a later matching override wins over an earlier one and over `params`.
     pub overrides: Vec<Override>,
+    /// Where each of the file's matrix values holding `${` is, as (axis, value as written,
+    /// position): such a value is resolved after `--set`, and its errors point here.
+    pub matrix_refs: Vec<(String, String, Pos)>,
 }
 
 /// One `overrides:` item: `{when: {AXIS: VALUE | [VALUES]}, params: {...}}`. Applies to the
@@ -74,8 +80,12 @@ pub struct Axis {
     pub name: String,
     /// Where the axis's name is in the file.
     pub pos: Pos,
-    /// The values in file order, canonicalised (on an axis with any float, ints become floats).
+    /// The values in file order, canonicalised (on an axis with any float, ints become floats);
+    /// `--set stage.matrix.AXIS=[...]` replaces them.
     pub values: Vec<Value>,
+    /// The values the file itself declares (before any `--set`): an `overrides: when:` may name
+    /// any of them, so narrowing the axis on the command line leaves the file valid.
+    pub declared: Vec<Value>,
 }
 
 /// One entry of a stage's `inputs:`.
@@ -123,6 +133,14 @@ pub(crate) fn is_identifier(s: &str) -> bool {
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
 }
 
+/// A scalar key as written (`1`, `true`), for hints that quote it.
+fn key_text(k: &Node) -> String {
+    match &k.kind {
+        NodeKind::Scalar(v) => v.to_string(),
+        _ => "KEY".into(),
+    }
+}
+
 fn entries<'a>(node: &'a Node, what: &str, d: &mut Diagnostics) -> Vec<(String, Pos, &'a Node)> {
     match &node.kind {
         NodeKind::Map(items) => items
@@ -130,14 +148,22 @@ fn entries<'a>(node: &'a Node, what: &str, d: &mut Diagnostics) -> Vec<(String, 
             .filter_map(|(k, v)| match k.as_str() {
                 Some(s) => Some((s.to_string(), k.pos, v)),
                 None => {
-                    d.error(k.pos, format!("{what} keys must be strings, found {}", k.type_name()), None);
+                    d.error(
+                        k.pos,
+                        format!("{what} keys must be strings, found {}", k.type_name()),
+                        Some(format!("write the key as a name, quoted where it reads as a number or bool (`\"{}\": ...`)", key_text(k))),
+                    );
                     None
                 }
             })
             .collect(),
         NodeKind::Scalar(Value::Null) => Vec::new(),
         _ => {
-            d.error(node.pos, format!("{what} must be a mapping, found {}", node.type_name()), None);
+            d.error(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.type_name()),
+                Some("write `key: value` entries indented under it, or `{key: value, ...}` on one line".into()),
+            );
             Vec::new()
         }
     }
@@ -165,7 +191,11 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
                     format!("invalid pipeline name `{s}`"),
                     Some("use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100 characters)".into()),
                 ),
-                None => d.error(value.pos, format!("`name` must be a string, found {}", value.type_name()), None),
+                None => d.error(
+                    value.pos,
+                    format!("`name` must be a string, found {}", value.type_name()),
+                    Some("name the pipeline with a word, e.g. `name: quick` (quote one that reads as a number: `name: \"2024\"`)".into()),
+                ),
             },
             "description" => {}
             "report" => match value.as_str() {
@@ -181,7 +211,7 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
                     if !is_identifier(&k) {
                         d.error(p, format!("invalid param name `{k}`"), Some("use letters, digits, `_` and `-`".into()));
                     }
-                    spec.params.push(Entry { key: k, pos: p, value: v.clone() });
+                    spec.params.push(Entry { key: k, pos: p, value: v.clone(), typed: None });
                 }
             }
             "stages" => {
@@ -223,6 +253,7 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
         inputs: Vec::new(),
         publish: Vec::new(),
         overrides: Vec::new(),
+        matrix_refs: Vec::new(),
     };
     for (key, kpos, v) in entries(node, &format!("stage `{name}`"), d) {
         match key.as_str() {
@@ -231,29 +262,48 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                     s.kind = k.to_string();
                     s.kind_pos = v.pos;
                 }
-                None => d.error(v.pos, format!("`kind` must be a string, found {}", v.type_name()), None),
+                None => d.error(
+                    v.pos,
+                    format!("`kind` must be a string, found {}", v.type_name()),
+                    Some("name one stage kind, e.g. `kind: command` or `kind: train_svdd`".into()),
+                ),
             },
             "description" => {}
             "params" => {
                 for (k, p, val) in entries(v, &format!("params of stage `{name}`"), d) {
-                    s.params.push(Entry { key: k, pos: p, value: val.clone() });
+                    s.params.push(Entry { key: k, pos: p, value: val.clone(), typed: None });
                 }
             }
             "overrides" => s.overrides = parse_overrides(&name, v, d),
             "matrix" => {
                 for (axis, p, vals) in entries(v, &format!("matrix of stage `{name}`"), d) {
                     if !is_identifier(&axis) {
-                        d.error(p, format!("invalid matrix axis name `{axis}`"), None);
+                        d.error(
+                            p,
+                            format!("invalid matrix axis name `{axis}`"),
+                            Some("axis names use letters, digits, `_` and `-`, and start with a letter or `_`".into()),
+                        );
                     }
                     let values = match &vals.kind {
                         NodeKind::Seq(items) => items
                             .iter()
                             .filter_map(|it| match &it.kind {
                                 NodeKind::Scalar(Value::Null) | NodeKind::Seq(_) | NodeKind::Map(_) => {
-                                    d.error(it.pos, format!("matrix values must be scalars, found {}", it.type_name()), None);
+                                    d.error(
+                                        it.pos,
+                                        format!("matrix values must be scalars, found {}", it.type_name()),
+                                        Some(format!("each value is one number, string or bool: write `{axis}: [a, b]`; quote a value holding `[` or `{{`")),
+                                    );
                                     None
                                 }
-                                NodeKind::Scalar(x) => Some(x.clone()),
+                                NodeKind::Scalar(x) => {
+                                    if let Value::Str(t) = x {
+                                        if t.contains("${") {
+                                            s.matrix_refs.push((axis.clone(), t.clone(), it.pos));
+                                        }
+                                    }
+                                    Some(x.clone())
+                                }
                             })
                             .collect::<Vec<_>>(),
                         _ => {
@@ -282,7 +332,7 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                             values.into_iter().filter(|v| seen.insert(v.to_string())).collect()
                         }
                     };
-                    s.matrix.push(Axis { name: axis, pos: p, values });
+                    s.matrix.push(Axis { name: axis, pos: p, declared: values.clone(), values });
                 }
             }
             "inputs" => {
@@ -295,10 +345,14 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
             "publish" => {
                 for (out, p, val) in entries(v, &format!("publish of stage `{name}`"), d) {
                     if val.as_str().is_none() {
-                        d.error(val.pos, format!("publish path must be a string, found {}", val.type_name()), None);
+                        d.error(
+                            val.pos,
+                            format!("publish path must be a string, found {}", val.type_name()),
+                            Some(format!("write `{out}: results/FILE` (a file) or `{out}: results/` (a folder) inside the workspace")),
+                        );
                         continue;
                     }
-                    s.publish.push(Entry { key: out, pos: p, value: val.clone() });
+                    s.publish.push(Entry { key: out, pos: p, value: val.clone(), typed: None });
                 }
             }
             _ => unknown_key(d, kpos, &key, &format!("stage `{name}`"), STAGE_KEYS),
@@ -338,7 +392,11 @@ fn parse_overrides(stage: &str, v: &Node, d: &mut Diagnostics) -> Vec<Override> 
                                 .filter_map(|x| match &x.kind {
                                     NodeKind::Scalar(x) if *x != Value::Null => Some(x.clone()),
                                     _ => {
-                                        d.error(x.pos, format!("`when` values must be scalars, found {}", x.type_name()), None);
+                                        d.error(
+                                            x.pos,
+                                            format!("`when` values must be scalars, found {}", x.type_name()),
+                                            Some(format!("write `when: {{{axis}: VALUE}}` or `when: {{{axis}: [VALUE, VALUE]}}`")),
+                                        );
                                         None
                                     }
                                 })
@@ -358,7 +416,7 @@ fn parse_overrides(stage: &str, v: &Node, d: &mut Diagnostics) -> Vec<Override> 
                 "params" => {
                     saw.1 = true;
                     for (pk, ppos, pv) in entries(val, "override `params`", d) {
-                        o.params.push(Entry { key: pk, pos: ppos, value: pv.clone() });
+                        o.params.push(Entry { key: pk, pos: ppos, value: pv.clone(), typed: None });
                     }
                 }
                 _ => unknown_key(d, kpos, &k, &format!("an override of stage `{stage}`"), &["when", "params"]),
@@ -411,9 +469,17 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
                     ("gather" | "allow_missing", _) => match &val.kind {
                         NodeKind::Scalar(Value::Bool(b)) if k == "gather" => gather = *b,
                         NodeKind::Scalar(Value::Bool(b)) => allow_missing = *b,
-                        _ => d.error(val.pos, format!("`{k}` must be true or false, found {}", val.type_name()), None),
+                        _ => d.error(
+                            val.pos,
+                            format!("`{k}` must be true or false, found {}", val.type_name()),
+                            Some(format!("write `{k}: true` or `{k}: false` (unquoted)")),
+                        ),
                     },
-                    ("from" | "file", None) => d.error(val.pos, format!("`{k}` must be a string, found {}", val.type_name()), None),
+                    ("from" | "file", None) => d.error(
+                        val.pos,
+                        format!("`{k}` must be a string, found {}", val.type_name()),
+                        Some(if k == "from" { "write `from: stage.output`".into() } else { "write `file: PATH`, a path in the workspace".into() }),
+                    ),
                     _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather", "allow_missing"]),
                 }
             }
@@ -421,7 +487,11 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
                 d.error(v.pos, format!("input `{name}` names no source"), Some("write `from: stage.output` or `file: PATH`".into()));
             }
             if gather && matches!(source, Some(Source::File(_))) {
-                d.error(v.pos, format!("input `{name}`: `gather` applies to `from:` inputs only"), None);
+                d.error(
+                    v.pos,
+                    format!("input `{name}`: `gather` applies to `from:` inputs only"),
+                    Some("remove `gather: true`, or gather an upstream stage's output with `from: stage.output`".into()),
+                );
             }
             if allow_missing && !gather {
                 d.error(v.pos, format!("input `{name}`: `allow_missing` applies to gathered inputs only"), Some("add `gather: true`".into()));
@@ -429,7 +499,11 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
             source.map(|source| InputSpec { name, pos, source, gather, allow_missing })
         }
         _ => {
-            d.error(v.pos, format!("input `{name}` must be `stage.output` or a mapping, found {}", v.type_name()), None);
+            d.error(
+                v.pos,
+                format!("input `{name}` must be `stage.output` or a mapping, found {}", v.type_name()),
+                Some(format!("write `{name}: stage.output`, `{name}: {{from: stage.output, gather: true}}` or `{name}: {{file: PATH}}`")),
+            );
             None
         }
     }
