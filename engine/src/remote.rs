@@ -38,6 +38,9 @@ pub struct Remote {
     /// Objects larger than this move in parts of this size (multipart upload, ranged GETs), so
     /// memory stays bounded and S3's 5 GB single-PUT limit does not apply.
     part_size: usize,
+    /// Set once a write was refused (read-only credentials, a read-only share): later shared
+    /// bookkeeping stays in the local cache without asking again.
+    read_only: std::sync::atomic::AtomicBool,
 }
 
 /// Default part size: 16 MiB (`PIPE_S3_PART_SIZE` overrides; S3's minimum is 5 MiB).
@@ -67,6 +70,25 @@ fn remote_err(url: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
         "check the store URL, endpoint and credentials"
     };
     StoreError::Remote { url: url.to_string(), what: what.to_string(), message: msg, hint: hint.to_string() }
+}
+
+/// Whether the remote refused a write for lack of permission: S3's 401/403 (read-only
+/// credentials), or a share the user may not write (EACCES, EPERM, EROFS).
+fn refused(e: &object_store::Error) -> bool {
+    if matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem) || io.raw_os_error() == Some(1) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    let msg = e.to_string();
+    msg.contains("AccessDenied") || msg.contains("403 Forbidden") || msg.contains("Permission denied") || msg.contains("Read-only file system")
 }
 
 /// `[profile]` sections of an AWS-style INI file.
@@ -182,7 +204,7 @@ impl Remote {
             })?,
             Err(_) => PART_SIZE,
         };
-        let remote = Remote { url: url.to_string(), inner, prefix, rt, part_size };
+        let remote = Remote { url: url.to_string(), inner, prefix, rt, part_size, read_only: Default::default() };
         let probe = remote.path("objects");
         remote.rt.block_on(remote.inner.list_with_delimiter(Some(&probe))).map_err(|e| remote_err(url, "list objects/", e))?;
         Ok(remote)
@@ -221,6 +243,35 @@ impl Remote {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(remote_err(&self.url, &format!("head {rel}"), e)),
         }
+    }
+
+    /// Writes bookkeeping that other machines may use but no command here needs (a ref, a run
+    /// record, a failed attempt's log): like [`Remote::put`], except that where the remote refuses
+    /// writes (read-only credentials or share: `pull`, `status`, a fully cached `run` must work
+    /// there) it warns once and keeps the entry in the local cache only. Other errors are errors.
+    pub fn put_shared(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.read_only.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.rt.block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes))) {
+            Ok(_) => Ok(()),
+            Err(e) if refused(&e) => {
+                if !self.read_only.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "warning: {} refuses writes (read-only access): refs and run records are kept in the local cache only; results already there are used as they are",
+                        self.url
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(remote_err(&self.url, &format!("put {rel}"), e)),
+        }
+    }
+
+    /// Whether a write was refused for lack of permission (see [`Remote::put_shared`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Writes `bytes` at `rel` in one PUT, replacing any object there.

@@ -223,9 +223,6 @@ const PUBLISHED_KEPT: usize = 32;
 pub fn published_key(dest: &Path) -> PathBuf {
     let ws = std::env::current_dir().unwrap_or_default();
     let dest = normalize(&ws.join(dest));
-    if std::env::var_os("PIPE_TMP_OLDKEY").is_some() {
-        return dest;
-    }
     if let Ok(rel) = dest.strip_prefix(&ws) {
         if !rel.as_os_str().is_empty() {
             return rel.to_path_buf();
@@ -833,7 +830,14 @@ impl Store {
     /// Keeps a failed attempt's error and log (here and on the remote, so a cluster job's failure
     /// reaches the driver and `pipe show`).
     pub fn write_attempt(&self, attempt: &Attempt) -> Result<(), StoreError> {
-        self.put_meta(&Entry::Attempt(&attempt.key).rel(), &serde_json::to_vec(attempt).expect("serialises"))
+        let rel = Entry::Attempt(&attempt.key).rel();
+        let bytes = serde_json::to_vec(attempt).expect("serialises");
+        let path = self.root.join(&rel);
+        write_atomic(&path, &bytes).map_err(io_err(&path))?;
+        match &self.remote {
+            Some(r) => r.put_shared(&rel, bytes),
+            None => Ok(()),
+        }
     }
 
     /// The last failed attempt at `key`, if one was kept (an unreadable one counts as none).
@@ -863,7 +867,9 @@ impl Store {
         let bytes = serde_json::to_vec(&RefEntry { node: node.to_string(), key: key.to_string() }).expect("refs serialise");
         write_atomic(&path, &bytes).map_err(io_err(&path))?;
         match &self.remote {
-            Some(r) => r.put(&Self::ref_rel(pipeline, node), bytes),
+            // Nothing to write where the remote already says so (a `pull` from it, a cached run).
+            Some(r) if r.get(&Self::ref_rel(pipeline, node)).ok().flatten().is_some_and(|b| b.as_ref() == bytes.as_slice()) => Ok(()),
+            Some(r) => r.put_shared(&Self::ref_rel(pipeline, node), bytes),
             None => Ok(()),
         }
     }
@@ -891,7 +897,7 @@ impl Store {
     /// store), else what pipe wrote there last.
     pub fn published_hash(&self, dest: &Path) -> Option<String> {
         let e = self.published_entry(dest)?;
-        if e.earlier.is_empty() || std::env::var_os("PIPE_TMP_NOHIST").is_some() {
+        if e.earlier.is_empty() {
             return Some(e.hash);
         }
         match hash_file(dest) {
@@ -932,7 +938,7 @@ impl Store {
         let latest = self.root.join(Entry::LatestRun.rel());
         write_atomic(&latest, &bytes).map_err(io_err(&latest))?;
         if let Some(r) = &self.remote {
-            r.put(&Entry::Run(&run.run_id).rel(), bytes)?;
+            r.put_shared(&Entry::Run(&run.run_id).rel(), bytes)?;
         }
         Ok(path)
     }
