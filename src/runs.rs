@@ -2,8 +2,8 @@
 //! metrics per row), as `dvc exp show`, `dvc params diff` and `dvc metrics diff` do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::Path;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use polars::prelude::*;
 
@@ -142,7 +142,7 @@ pub fn diff(store: &Store, a: &RunRecord, b: &RunRecord) -> String {
 
 /// Per row of two versions of one results table, what changed: `evaluate[...] class=cat: auc
 /// 0.9768 -> 0.9801 (+0.0033)`, or that the row was added or removed. Float columns are the
-/// metrics; every other column (`node`, the grid's axes, a class, an epoch) identifies the row, so a
+/// metrics; every other column (`node`, a text or integer axis, a class, an epoch) identifies the row, so a
 /// node that contributes several rows has each matched by its full key, never by its position.
 /// Returns the key columns and the lines.
 fn metric_changes(a: &Path, b: &Path) -> Result<(Vec<String>, Vec<String>), String> {

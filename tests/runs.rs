@@ -124,13 +124,13 @@ fn diff_matches_each_row_of_a_multi_row_node_by_its_full_key() {
     ws.write("p.yaml", &multi_row_pipeline("[]"));
     ws.ok(&["run", "p.yaml"]);
     // One node's `cmd` param changed (a per-cell override): its table is m1-b.
-    ws.write(
-        "p.yaml",
-        &multi_row_pipeline(r#"[{when: {model: m1}, params: {cmd: "cp tables/m1-b.parquet ${outputs.t.parquet}"}}]"#),
-    );
+    ws.write("p.yaml", &multi_row_pipeline(r#"[{when: {model: m1}, params: {cmd: "cp tables/m1-b.parquet ${outputs.t.parquet}"}}]"#));
     ws.ok(&["run", "p.yaml"]);
     let diff = String::from_utf8(ws.pipe(&["diff"]).stdout).unwrap();
-    assert!(diff.contains("eval         cmd: cp tables/m1-a.parquet ${outputs.t.parquet} -> cp tables/m1-b.parquet ${outputs.t.parquet}  (1 node)"), "{diff}");
+    assert!(
+        diff.contains("eval         cmd: cp tables/m1-a.parquet ${outputs.t.parquet} -> cp tables/m1-b.parquet ${outputs.t.parquet}  (1 node)"),
+        "{diff}"
+    );
     assert!(diff.contains("metrics (results; rows by node, model, class, epoch):"), "the key columns are named: {diff}");
     assert_eq!(metric_lines(&diff), ["eval[model=m1] class=cat epoch=2: auc 0.7200 -> 0.7700 (+0.0500)"], "{diff}");
 

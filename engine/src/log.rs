@@ -137,9 +137,9 @@ mod tests {
         assert!(text.len() <= HEAD_BYTES + TAIL_BYTES + 200, "{}", text.len());
         assert!(text.ends_with("the last line\n"));
         let cut = text.lines().find(|l| l.starts_with("[... ")).expect("a cut marker");
-        // 6144 lines of 1 KiB and one short: the head keeps 2047 (below 2 MiB), the tail 2047 and
-        // the short one (at most 2 MiB); the 2050 between are cut.
-        assert_eq!(cut, "[... 2050 lines (2099200 bytes) cut here: the log keeps its first 2 MiB and its last 2 MiB ...]");
+        // 6144 lines of 1 KiB and one short: the head keeps 2048 (2 MiB), the tail 2047 and the
+        // short one (at most 2 MiB); the 2049 between are cut.
+        assert_eq!(cut, "[... 2049 lines (2098176 bytes) cut here: the log keeps its first 2 MiB and its last 2 MiB ...]");
         assert_eq!(log.failure_message("e").lines().last(), Some("the last line"));
     }
 }

@@ -396,6 +396,10 @@ mod tests {
     fn file_remote_round_trip() {
         let dir = std::env::temp_dir().join(format!("pipe-remote-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        // A share that is not there is an error (an unmounted share must not become an empty store).
+        let e = Remote::open(&format!("file://{}", dir.display())).err().expect("a missing folder is refused");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        std::fs::create_dir_all(&dir).unwrap();
         let r = Remote::open(&format!("file://{}", dir.display())).unwrap();
         assert!(r.get("nodes/x.json").unwrap().is_none());
         r.put("nodes/x.json", b"{}".to_vec()).unwrap();
