@@ -51,9 +51,14 @@ pub enum Cmd {
         /// (`train[mu2=0.5]`: partial coordinates match every node that has them).
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
-        /// Rerun the targets (every node, without targets) even where their results are cached.
+        /// Rerun the targets (every node, without targets) even where their results are cached;
+        /// their training starts over instead of resuming from a checkpoint.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Train from scratch even where a node could resume from a checkpoint of the same
+        /// training (`pipe status` says which would).
+        #[arg(long)]
+        no_resume: bool,
         /// With targets: also run everything that depends on them.
         #[arg(long)]
         downstream: bool,
@@ -675,8 +680,8 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     match cli.command {
         Cmd::Push => cmd_push(&g),
         Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
-        Cmd::Run { p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } => {
-            cmd_run(&g, p, targets, force, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args)
+        Cmd::Run { p, targets, force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } => {
+            cmd_run(&g, p, targets, force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args)
         }
         Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
@@ -720,7 +725,7 @@ fn cmd_push(g: &Ctx<'_>) -> Result<i32, i32> {
 /// `pipe pull`: a run that restores from the store and computes nothing.
 fn cmd_pull(g: &Ctx<'_>, p: PipelineArgs, overwrite: bool, verbose: bool) -> Result<i32, i32> {
     let g = Ctx { pull_only: true, ..*g };
-    cmd_run(&g, p, Vec::new(), false, false, None, None, false, false, overwrite, verbose, false, ExecutorKind::Local, None, Vec::new())
+    cmd_run(&g, p, Vec::new(), false, false, false, None, None, false, false, overwrite, verbose, false, ExecutorKind::Local, None, Vec::new())
 }
 
 /// `pipe run`.
@@ -730,6 +735,7 @@ fn cmd_run(
     p: PipelineArgs,
     targets: Vec<String>,
     force: bool,
+    no_resume: bool,
     downstream: bool,
     jobs: Option<usize>,
     threads: Option<usize>,
@@ -797,7 +803,7 @@ fn cmd_run(
         store: &store,
         pipeline: &ns,
         workspace: workspace(),
-        options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only: g.pull_only, rerun },
+        options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only: g.pull_only, rerun, no_resume },
         reporter: &reporter,
         cancel: g.cancel.clone(),
         runner: match &slurm {
@@ -894,7 +900,7 @@ fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: 
         store: &store,
         pipeline: &ns,
         workspace: workspace(),
-        options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
+        options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default(), no_resume: false },
         reporter: &crate::report::Silent,
         cancel: g.cancel.clone(),
         runner: &crate::exec::Local,

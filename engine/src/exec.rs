@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub rerun: std::collections::HashSet<String>,
     /// Restore cached results only (`pipe pull`): a cache miss fails its node instead of running.
     pub pull_only: bool,
+    /// Train from scratch even where a checkpoint could be resumed (`pipe run --no-resume`; `-f`
+    /// does the same for the nodes it reruns).
+    pub no_resume: bool,
 }
 
 /// Why a node dispatched elsewhere did not complete.
@@ -75,6 +78,8 @@ pub struct Job<'a> {
     pub inputs: ResolvedInputs,
     /// Its upstream nodes' outputs by node id (what a runner elsewhere fetches).
     pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
+    /// Whether a training kind may resume from its checkpoints ([`crate::checkpoint`]).
+    pub resume: bool,
 }
 
 /// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
@@ -349,7 +354,7 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new() };
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new(), resume: !ex.options.no_resume };
     ex.reporter.event(&Event::Started { node: &node.id });
     Local.run(&ex.env(), job).map_err(|f| f.error)?;
     ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| crate::error::render(&e))?;
@@ -375,7 +380,8 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
             .collect()
     };
     ex.reporter.event(&Event::Started { node: &node.id });
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream };
+    let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream, resume };
     match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
             Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs },
@@ -451,12 +457,12 @@ fn prepare(
 
 impl NodeRunner for Local {
     fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
-        let Job { node, fingerprint, key, inputs, .. } = job;
+        let Job { node, fingerprint, key, inputs, resume, .. } = job;
         tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
         let scratch = env.store.scratch(&key).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
         // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
         let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
-        let ctx = RunContext::new(
+        let mut ctx = RunContext::new(
             node.id.clone(),
             node.params.clone(),
             inputs.paths,
@@ -469,6 +475,12 @@ impl NodeRunner for Local {
             env.reporter.progress(&node.id),
             env.cancel.clone(),
         );
+        // A training kind's checkpoints: keyed by the fingerprint without its horizon (`epochs`).
+        let params = node.kind.params();
+        ctx.job.checkpoints = crate::checkpoint::horizon(&params).map(|h| crate::checkpoint::Checkpoints {
+            dir: crate::checkpoint::dir(env.store.root(), &crate::checkpoint::prefix_key(&fingerprint, h)),
+            resume,
+        });
         let start = Instant::now();
         let result = node.kind.run(&ctx);
         let log = ctx.take_log();

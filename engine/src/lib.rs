@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod command;
 pub mod config;
 pub mod error;

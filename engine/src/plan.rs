@@ -372,6 +372,15 @@ pub fn status(graph: &Graph, store: &Store, pipeline: &str, workspace: &Path) ->
     graph.order().iter().filter_map(|i| result[i.index()].clone()).collect()
 }
 
+/// `reasons`, and where a training node would resume from a checkpoint rather than start over,
+/// `resumes from epoch K of E` (`pipe run --no-resume` starts over).
+fn with_resume(mut reasons: Vec<String>, node: &NodeSpec, fp: &Fingerprint, store: &Store) -> Vec<String> {
+    if let Some((epoch, epochs)) = crate::checkpoint::resume_point(store.root(), fp, &node.kind.params()) {
+        reasons.push(format!("resumes from epoch {epoch} of {epochs}"));
+    }
+    reasons
+}
+
 #[allow(clippy::too_many_arguments)]
 fn node_status(
     graph: &Graph,
@@ -413,8 +422,8 @@ fn node_status(
             let state = if unpublished.is_empty() { Freshness::Fresh } else { Freshness::Stale };
             (mk(state, unpublished), Some(rec.outputs))
         }
-        Verdict::Run(Why::NeverRun) => (mk(Freshness::Missing, Why::NeverRun.reasons()), None),
-        Verdict::Run(why) => (mk(Freshness::Stale, why.reasons()), None),
+        Verdict::Run(Why::NeverRun) => (mk(Freshness::Missing, with_resume(Why::NeverRun.reasons(), node, &d.fingerprint, store)), None),
+        Verdict::Run(why) => (mk(Freshness::Stale, with_resume(why.reasons(), node, &d.fingerprint, store)), None),
     };
     let key = d.key;
     (NodeStatus { key: Some(key), ..st }, outs)

@@ -80,6 +80,10 @@ pub struct ParamSpec {
     /// cache filled on one machine serves another that keeps the same data elsewhere. The kind
     /// must key the content itself (e.g. through its environment).
     pub location: bool,
+    /// Says only how far to train (`epochs`): left out of the key of the node's checkpoints
+    /// ([`crate::checkpoint`]), so a node asked to train longer resumes from one saved on the
+    /// way, or at the end of a shorter run, instead of starting over. Still in the cache key.
+    pub horizon: bool,
     /// Allowed numeric range, checked when the pipeline is validated (before anything runs).
     pub range: Option<Range>,
 }
@@ -132,15 +136,20 @@ impl Range {
 impl ParamSpec {
     /// A param every node must set.
     pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: None, help, location: false, range: None }
+        ParamSpec { name, ty, default: None, help, location: false, horizon: false, range: None }
     }
     /// A param with a default.
     pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: Some(default), help, location: false, range: None }
+        ParamSpec { name, ty, default: Some(default), help, location: false, horizon: false, range: None }
     }
     /// An optional string param naming a place (see [`ParamSpec::location`]); default empty.
     pub fn location(name: &'static str, help: &'static str) -> Self {
-        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true, range: None }
+        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true, horizon: false, range: None }
+    }
+    /// Marks the param as the training horizon (see [`ParamSpec::horizon`]).
+    pub fn horizon(mut self) -> Self {
+        self.horizon = true;
+        self
     }
     /// At least `min` (inclusive).
     pub fn at_least(mut self, min: f64) -> Self {
@@ -333,6 +342,10 @@ pub struct NodeJob {
     pub workspace: PathBuf,
     /// CPU threads this node may use (`--threads`); a worker sets its libraries' pools to it.
     pub threads: usize,
+    /// Where a kind with a [`ParamSpec::horizon`] param keeps its training checkpoints, and
+    /// whether it may resume from them (`None` for other kinds; see [`crate::checkpoint`]).
+    #[serde(default)]
+    pub checkpoints: Option<crate::checkpoint::Checkpoints>,
 }
 
 /// Everything a running stage may use: its [`NodeJob`], a progress sink, the cancel flag, a log.
@@ -369,7 +382,7 @@ impl RunContext {
         progress: Arc<dyn Progress>,
         cancel: Arc<AtomicBool>,
     ) -> Self {
-        let job = NodeJob { node, params, inputs, input_nodes, input_coords, outputs, work_dir, workspace, threads };
+        let job = NodeJob { node, params, inputs, input_nodes, input_coords, outputs, work_dir, workspace, threads, checkpoints: None };
         Self::for_job(job, progress, cancel)
     }
 

@@ -48,6 +48,8 @@ pub enum Entry<'a> {
     Published(&'a Path),
     /// `logs/<key>.json`: the last failed attempt at a key ([`Attempt`]: its error and whole log).
     Attempt(&'a str),
+    /// `checkpoints/<prefix>/`: a training node's checkpoints ([`crate::checkpoint`]).
+    Checkpoints(&'a str),
 }
 
 impl Entry<'_> {
@@ -78,6 +80,7 @@ impl Entry<'_> {
             Entry::Task(key) => format!("tasks/{key}.json"),
             Entry::TaskFailure(key) => format!("tasks/{key}.failed.json"),
             Entry::Attempt(key) => format!("logs/{}.json", if is_hash(key) { key } else { "invalid" }),
+            Entry::Checkpoints(prefix) => format!("checkpoints/{}", if is_hash(prefix) { prefix } else { "invalid" }),
             Entry::Published(dest) => format!("published/{}.json", &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32]),
         }
     }

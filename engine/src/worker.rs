@@ -162,6 +162,9 @@ pub struct ParamDesc {
     pub help: String,
     /// [`ParamSpec::location`].
     pub location: bool,
+    /// [`ParamSpec::horizon`].
+    #[serde(default)]
+    pub horizon: bool,
     /// [`Range::min`].
     pub min: Option<(f64, bool)>,
     /// [`Range::max`].
@@ -230,6 +233,7 @@ impl KindDesc {
                     default: p.default.clone().unwrap_or(Value::Null),
                     help: p.help.to_string(),
                     location: p.location,
+                    horizon: p.horizon,
                     min: p.range.and_then(|r| r.min),
                     max: p.range.and_then(|r| r.max),
                 })
@@ -844,6 +848,7 @@ impl RemoteKind {
                     default: (!p.required).then(|| p.default.clone()),
                     help: leak(&p.help),
                     location: p.location,
+                    horizon: p.horizon,
                     range: (p.min.is_some() || p.max.is_some()).then_some(Range { min: p.min, max: p.max }),
                 })
                 .collect(),
