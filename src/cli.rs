@@ -1191,10 +1191,18 @@ fn cmd_status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool, ch
     if let Some(shown) = &shown {
         st.retain(|s| shown.contains(&s.node));
     }
+    // Nodes some run computes now (this one's key): their epoch, loss and time to go.
+    let live = crate::live::running(store.root());
+    for s in st.iter_mut() {
+        s.running = live.iter().find(|r| Some(&r.key) == s.key.as_ref() || (s.key.is_none() && r.node == s.node)).cloned();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
     } else if !per_node {
         print!("{}", stage_summary(&st));
+        for s in st.iter().filter(|s| s.running.is_some()) {
+            println!("running {}: {}", s.node, s.running.as_ref().map(|r| r.describe()).unwrap_or_default());
+        }
     } else {
         let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
         for s in &st {
@@ -1202,6 +1210,9 @@ fn cmd_status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool, ch
                 println!("{:<7} {}", s.state, s.node);
             } else {
                 println!("{:<7} {:<width$}  {}", s.state, s.node, s.reasons.join("; "));
+            }
+            if let Some(r) = &s.running {
+                println!("{:<7} {:<width$}  running: {}", "", "", r.describe());
             }
         }
         let fresh = st.iter().filter(|s| s.state == Freshness::Fresh).count();

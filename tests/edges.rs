@@ -256,3 +256,30 @@ fn no_process_a_stage_started_outlives_a_killed_run_20_of_20() {
         }
     }
 }
+
+#[test]
+fn status_shows_a_running_node_and_forgets_a_killed_one() {
+    let ws = Workspace::new("live");
+    ws.write("p.yaml", "stages:\n  slow:\n    kind: command\n    params: {cmd: \"sleep 30; echo > ${outputs.o}\", outputs: [o]}\n");
+    let mut child = ws.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    let status = |ws: &Workspace| stdout(&ws.pipe(&["status", "p.yaml", "-v"]));
+    loop {
+        let s = status(&ws);
+        if s.contains("running: ") {
+            assert!(s.contains(&format!("(pid {} on ", child.id())), "{s}");
+            assert!(s.contains("so far"), "{s}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "never shown running: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&ws.pipe(&["status", "p.yaml", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["running"]["pid"], child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its file stays behind (nothing ran its cleanup), but its process is gone: not running.
+    assert_eq!(walk_files(&ws.store().join("running")).len(), 1);
+    let s = status(&ws);
+    assert!(!s.contains("running"), "{s}");
+}

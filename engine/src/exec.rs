@@ -472,7 +472,8 @@ impl NodeRunner for Local {
             scratch.clone(),
             env.workspace.to_path_buf(),
             env.threads,
-            env.reporter.progress(&node.id),
+            // The progress also reaches the store, for `pipe status` elsewhere while this runs.
+            Arc::new(crate::live::LiveProgress::new(env.reporter.progress(&node.id), env.store.root(), &node.id, &key)),
             env.cancel.clone(),
         );
         // A training kind's checkpoints: keyed by the fingerprint without its horizon (`epochs`).

@@ -22,6 +22,7 @@ pub mod exec;
 pub mod exit;
 pub mod graph;
 pub mod hash;
+pub mod live;
 pub mod log;
 pub mod plan;
 pub mod remote;

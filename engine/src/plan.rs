@@ -330,6 +330,9 @@ pub struct NodeStatus {
     /// its own yet. Not serialised (`--json` output is unchanged).
     #[serde(skip)]
     pub waiting: bool,
+    /// The node is being computed now, by some run ([`crate::live`]): its epoch, loss and time to go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<crate::live::Running>,
 }
 
 /// One node's outputs by name.
@@ -399,6 +402,7 @@ fn node_status(
         reasons,
         key: None,
         waiting: false,
+        running: None,
     };
     let not_fresh: Vec<String> = graph
         .dependencies(graph.index_of(i))

@@ -50,6 +50,8 @@ pub enum Entry<'a> {
     Attempt(&'a str),
     /// `checkpoints/<prefix>/`: a training node's checkpoints ([`crate::checkpoint`]).
     Checkpoints(&'a str),
+    /// `running/<key>.json`: a node being computed now, with its progress ([`crate::live`]).
+    Running(&'a str),
 }
 
 impl Entry<'_> {
@@ -81,6 +83,7 @@ impl Entry<'_> {
             Entry::TaskFailure(key) => format!("tasks/{key}.failed.json"),
             Entry::Attempt(key) => format!("logs/{}.json", if is_hash(key) { key } else { "invalid" }),
             Entry::Checkpoints(prefix) => format!("checkpoints/{}", if is_hash(prefix) { prefix } else { "invalid" }),
+            Entry::Running(key) => format!("running/{}.json", if is_hash(key) { key } else { "invalid" }),
             Entry::Published(dest) => format!("published/{}.json", &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32]),
         }
     }
