@@ -217,6 +217,35 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: crate::query::QueryFormat,
     },
+    /// Compare every cell of a results table with a baseline cell, paired over seeds: per cell
+    /// mean ± sample std and n; per comparison the mean difference, its 95% t interval, the paired
+    /// t-test and Wilcoxon signed-rank p, and the Holm-adjusted t-test p with a verdict, e.g.
+    /// `pipe compare results/results.parquet --metric auc --baseline 'method=radius,mu2=0'`.
+    Compare {
+        /// The results table (Parquet).
+        #[arg(value_name = "TABLE")]
+        table: PathBuf,
+        /// The metric to compare: a float column that is not a grid axis.
+        #[arg(long)]
+        metric: String,
+        /// The baseline cell, `COLUMN=VALUE,...`: each cell is compared with the cell that has
+        /// these values and the cell's own values in every other identifying column.
+        #[arg(long, value_name = "COLUMN=VALUE,...")]
+        baseline: String,
+        /// The replicate column: a cell and its baseline are paired on its values.
+        #[arg(long, default_value = "seed", value_name = "COLUMN")]
+        replicate: String,
+        /// Holm-adjust the p-values within each value of this column instead of over all
+        /// comparisons (one family per value).
+        #[arg(long, value_name = "AXIS")]
+        within: Option<String>,
+        /// Lower values of the metric are better (a loss, a false-positive rate).
+        #[arg(long)]
+        lower_is_better: bool,
+        /// Print a JSON array, one object per comparison with every number.
+        #[arg(long)]
+        json: bool,
+    },
     /// The run history, oldest first: id, start (UTC), status, nodes ran / cached / failed, wall
     /// time, git commit (`+`: uncommitted changes), file and `--set` overrides.
     Runs {
@@ -277,7 +306,10 @@ pub enum Cmd {
 impl Cmd {
     /// Commands that only read and print (no store writes, no child processes, no sockets).
     pub fn prints_only(&self) -> bool {
-        matches!(self, Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. } | Cmd::Runs { .. } | Cmd::Diff { .. })
+        matches!(
+            self,
+            Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. } | Cmd::Runs { .. } | Cmd::Diff { .. } | Cmd::Compare { .. }
+        )
     }
 }
 
@@ -325,8 +357,7 @@ const DEFAULT_FILE: &str = "pipe.yaml";
 /// folder is never a pipeline file. Every word after the file is a target.
 fn resolve_file(p: &mut PipelineArgs, targets: &mut Vec<String>, store: &str, cache: &Path) -> Result<(), i32> {
     if let Some(f) = &p.file {
-        let looks_like_file =
-            f.is_file() || (!f.is_dir() && (f.extension().is_some_and(|e| e == "yaml" || e == "yml") || f.components().count() > 1));
+        let looks_like_file = f.is_file() || f.extension().is_some_and(|e| e == "yaml" || e == "yml") || (!f.is_dir() && f.components().count() > 1);
         if looks_like_file {
             return Ok(());
         }
@@ -693,6 +724,9 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Dag { p, format, stages } => cmd_dag(&g, p, format, stages),
         Cmd::Show { p, targets, json } => cmd_show(&g, p, targets, json),
         Cmd::Query { sql, results, format } => cmd_query(sql, results, format),
+        Cmd::Compare { table, metric, baseline, replicate, within, lower_is_better, json } => {
+            cmd_compare(&table, metric, &baseline, replicate, within, lower_is_better, json)
+        }
         Cmd::Data { args } => data(&args),
         Cmd::Gc { records, keep_days, dry_run, remote, older_than, skip_invalid } => {
             cmd_gc(&g, GcArgs { records, keep_days, dry_run, remote, older_than, skip_invalid })
@@ -1315,6 +1349,39 @@ fn cmd_query(sql: String, results: PathBuf, format: crate::query::QueryFormat) -
             Err(exit::NOT_FOUND)
         }
     }
+}
+
+/// `pipe compare`.
+fn cmd_compare(
+    table: &Path,
+    metric: String,
+    baseline: &str,
+    replicate: String,
+    within: Option<String>,
+    lower_is_better: bool,
+    json: bool,
+) -> Result<i32, i32> {
+    let df = crate::query::load(table).map_err(|e| {
+        eprintln!("error: {}", render(&e));
+        exit::NOT_FOUND
+    })?;
+    let fail = |e: crate::compare::CompareError| {
+        eprintln!("error: {}", render(&e));
+        e.exit_code()
+    };
+    let baseline = crate::compare::parse_baseline(baseline).map_err(fail)?;
+    let opts = crate::compare::Options { metric, baseline, replicate, within, lower_is_better };
+    let outcome = crate::compare::compare(&df, &opts).map_err(fail)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&crate::compare::to_json(&outcome)).unwrap_or_default());
+        for c in &outcome.unmatched {
+            let at = outcome.columns.iter().zip(&c.coords).map(|(k, v)| format!("{k}={}", v.text)).collect::<Vec<_>>().join(" ");
+            eprintln!("note: {at}: no baseline cell holds its other coordinates; not compared");
+        }
+    } else {
+        print!("{}", crate::compare::render_table(&outcome));
+    }
+    Ok(exit::OK)
 }
 
 /// `pipe gc`'s arguments.

@@ -51,6 +51,20 @@ fn cifar10(dir: &Path) {
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
 
+/// Replaces `dir/name` by `dir/name.gz`, its gzipped bytes.
+fn to_gz(dir: &Path, name: &str) {
+    let raw = std::fs::read(dir.join(name)).unwrap();
+    std::fs::write(dir.join(format!("{name}.gz")), gz(&raw)).unwrap();
+    std::fs::remove_file(dir.join(name)).unwrap();
+}
+
+/// Inverts the bits of the byte at `at` in `path`.
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0xff;
+    std::fs::write(path, b).unwrap();
+}
+
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
@@ -184,6 +198,37 @@ fn cases() -> Vec<Case> {
             cifar10(d);
             std::fs::write(d.join(cifar::TEST_FILE), b"\x80\x04\x95pickled python batch, not the binary version").unwrap();
         }),
+        // Something by a file's own name that is not a file never falls back to the `.gz` beside it.
+        ("data_24_fifo_labels_beside_gz", DatasetKind::Mnist, |d| {
+            mnist(d);
+            to_gz(d, TRAIN_LABELS);
+            mkfifo(&d.join(TRAIN_LABELS));
+        }),
+        ("data_25_symlink_loop_labels_beside_gz", DatasetKind::Mnist, |d| {
+            mnist(d);
+            to_gz(d, TRAIN_LABELS);
+            std::os::unix::fs::symlink(TRAIN_LABELS, d.join(TRAIN_LABELS)).unwrap();
+        }),
+        ("data_26_dangling_symlink_beside_gz", DatasetKind::Mnist, |d| {
+            mnist(d);
+            to_gz(d, TRAIN_IMAGES);
+            std::os::unix::fs::symlink("elsewhere/train-images", d.join(TRAIN_IMAGES)).unwrap();
+        }),
+        // A raw file is checksummed like a `.gz`: one flipped pixel byte is refused.
+        ("data_27_raw_pixel_byte_flipped", DatasetKind::Mnist, |d| {
+            mnist(d);
+            flip(&d.join(TRAIN_IMAGES), 16 + 500);
+        }),
+        ("data_28_gz_pixel_byte_flipped", DatasetKind::Mnist, |d| {
+            mnist(d);
+            flip(&d.join(TRAIN_IMAGES), 16 + 500);
+            to_gz(d, TRAIN_IMAGES);
+        }),
+        // Without SHA256SUMS, files named like the official ones are held to the official checksums.
+        ("data_29_raw_named_like_official_without_sums", DatasetKind::FashionMnist, |d| {
+            mnist(d);
+            std::fs::remove_file(d.join("SHA256SUMS")).unwrap();
+        }),
     ]
 }
 
@@ -240,6 +285,85 @@ fn every_damaged_pipeline_file_gives_an_error_naming_it() {
         };
         assert!(err.contains(&format!("<DIR>/{name}.yaml")), "{name}: {err}");
         insta::assert_snapshot!(name, err);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The checksum a folder's SHA256SUMS or the official table gives holds for a raw file exactly as
+/// for its `.gz` (the sums are of the decompressed bytes), and the error says which sum and what to do.
+#[test]
+fn raw_and_gzipped_files_are_held_to_the_same_checksums() {
+    let root = std::env::temp_dir().join(format!("pipe-damaged-sums-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for (case, gzipped, declared) in [("raw", false, true), ("gz", true, true), ("raw-official", false, false), ("gz-official", true, false)] {
+        let d = root.join(case);
+        std::fs::create_dir_all(&d).unwrap();
+        mnist(&d);
+        let want = if declared {
+            hex(&Sha256::digest(std::fs::read(d.join(TRAIN_IMAGES)).unwrap()))
+        } else {
+            std::fs::remove_file(d.join("SHA256SUMS")).unwrap();
+            data::official_sha256(DatasetKind::Mnist, TRAIN_IMAGES).unwrap().to_string()
+        };
+        flip(&d.join(TRAIN_IMAGES), 16 + 28 * 14);
+        let got = hex(&Sha256::digest(std::fs::read(d.join(TRAIN_IMAGES)).unwrap()));
+        let (file, of) = if gzipped {
+            to_gz(&d, TRAIN_IMAGES);
+            (format!("{TRAIN_IMAGES}.gz"), "its decompressed bytes")
+        } else {
+            (TRAIN_IMAGES.to_string(), "its bytes")
+        };
+        let err = data::load_raw(DatasetKind::Mnist, &d).err().unwrap_or_else(|| panic!("{case}: a flipped byte was accepted")).to_string();
+        let dir = d.display();
+        let (source, fix) = if declared {
+            (
+                format!("from {dir}/SHA256SUMS"),
+                "the file is damaged, or SHA256SUMS is out of date: restore the file, or update SHA256SUMS if it changed on purpose".to_string(),
+            )
+        } else {
+            (
+                "the official MNIST checksum".to_string(),
+                format!(
+                    "the file is damaged or not the official one: download it again (`pipe data fetch mnist --dir {dir}`), or, for other data in this format, list its sha256 in {dir}/SHA256SUMS"
+                ),
+            )
+        };
+        assert_eq!(err, format!("{dir}/{file}: checksum mismatch: the sha256 of {of} is {got}, expected {want} ({source}); {fix}"), "{case}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A FIFO or a link loop by a file's own name, beside that file's `.gz`: an error naming it, at once.
+#[test]
+fn a_labels_entry_that_is_not_a_file_is_named_not_skipped_for_its_gz() {
+    let root = std::env::temp_dir().join(format!("pipe-damaged-beside-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    type Make = fn(&Path);
+    let cases: [(&str, Make, &str); 2] = [
+        ("fifo", |p| mkfifo(p), "is not a regular file (a pipe, socket or device)"),
+        (
+            "loop",
+            |p| std::os::unix::fs::symlink(p.file_name().unwrap(), p).unwrap(),
+            "is a symbolic link that cannot be followed, in a loop or to nothing",
+        ),
+    ];
+    for (case, make, what) in cases {
+        let d = root.join(case);
+        std::fs::create_dir_all(&d).unwrap();
+        mnist(&d);
+        to_gz(&d, TRAIN_LABELS);
+        make(&d.join(TRAIN_LABELS));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.clone();
+        std::thread::spawn(move || {
+            let got = data::locate(DatasetKind::Mnist, Some(&dir)).and_then(|found| data::load_raw(DatasetKind::Mnist, &found).map(|_| ()));
+            let _ = tx.send(got.map_err(|e| e.to_string()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| panic!("{case}: the loader hangs"));
+        let err = got.err().unwrap_or_else(|| panic!("{case}: the `.gz` beside it was read instead"));
+        let dir = d.display();
+        assert!(err.starts_with(&format!("{dir}: MNIST files are incomplete here: {TRAIN_LABELS} {what}")), "{case}: {err}");
+        assert!(err.contains(&format!("it hides {TRAIN_LABELS}.gz beside it: remove or replace it")), "{case}: {err}");
     }
     let _ = std::fs::remove_dir_all(&root);
 }

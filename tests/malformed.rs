@@ -57,6 +57,10 @@ fn every_malformed_pipeline_gives_a_located_error() {
             Ok(Err(e)) => e.to_string(),
         };
         assert!(err.contains("tests/malformed/") && err.contains("error: "), "{name}: {err}");
+        // Every error says how to fix it: each block (blank-line separated) has its hint.
+        for block in err.split("\n\n") {
+            assert!(block.contains("\n  = hint: "), "{name}: an error without a hint:\n{block}");
+        }
         insta::assert_snapshot!(name, err);
     }
 }
@@ -69,6 +73,32 @@ fn bad_overrides_are_reported() {
         .unwrap_err()
         .to_string();
     insta::assert_snapshot!("bad_overrides", err);
+}
+
+#[test]
+fn an_override_naming_no_stage_says_which_stages_there_are() {
+    let registry = pipe_kinds::builtin();
+    let src = "stages:\n  train:\n    kind: command\n    params: {cmd: x}\n  report:\n    kind: command\n    params: {cmd: y}\n";
+    let set = |target: &str, value: &str| {
+        pipe::config::parse(Path::new("p.yaml"), src, &registry, &[(target.into(), value.into())]).unwrap_err().to_string()
+    };
+    // A matrix axis of a stage that is not there, close to one that is, and far from any.
+    assert_eq!(
+        set("trian.matrix.seed", "[1, 2]"),
+        "error: override `trian.matrix.seed`: no stage named `trian`\n  --> command line (--set)\n  = hint: did you mean `train`?\n1 error in p.yaml"
+    );
+    assert_eq!(
+        set("zzz.cmd", "z"),
+        "error: override `zzz.cmd`: no stage named `zzz`\n  --> command line (--set)\n  = hint: name a stage of the pipeline (stages: train, report) or `params`\n1 error in p.yaml"
+    );
+    // A `--set` that closes a cycle among the pipeline's params is refused like one in the file.
+    let src = "params:\n  a: 1\n  b: \"${params.a}\"\nstages:\n  s:\n    kind: command\n    params: {cmd: \"echo ${params.b}\"}\n";
+    let err = pipe::config::parse(Path::new("p.yaml"), src, &registry, &[("params.a".into(), "${params.b}".into())]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "error: pipeline params refer to each other in a cycle: `a` -> `b` -> `a`\n  --> command line (--set)\n  \
+         = hint: a param's value cannot depend on itself: give one of these params a literal value\n1 error in p.yaml"
+    );
 }
 
 #[test]

@@ -68,8 +68,8 @@ fn out_of_range_params_are_caught_at_validation_with_their_place() {
     let err = fails(&ws, &["run", "p.yaml"]);
     for (what, place) in [
         ("param `normal_class` of stage `ingest`: 10 is out of range; it must be in [0, 9]", "p.yaml:4:"),
-        ("param `epochs` of stage `pretrain`: 0 is out of range; it must be >= 1", "p.yaml:8:"),
-        ("param `batch_size` of stage `pretrain`: 1 is out of range; it must be >= 2", "p.yaml:8:"),
+        ("param `epochs` of stage `pretrain`: 0 is out of range; it must be in [1, 100000]", "p.yaml:8:"),
+        ("param `batch_size` of stage `pretrain`: 1 is out of range; it must be in [2, 1000000]", "p.yaml:8:"),
         ("param `lr` of stage `pretrain`: -1.0 is out of range; it must be > 0", "p.yaml:8:"),
         ("param `nu` of stage `train`: 0.0 is out of range; it must be in (0, 1]", "p.yaml:12:"),
         ("param `level` of stage `threshold`: 1.5 is out of range; it must be in (0, 1)", "p.yaml:16:"),
@@ -143,4 +143,167 @@ fn a_literal_dollar_brace_reaches_the_shell_escaped_as_double_dollar() {
     ws.write("q.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"echo ${UNSET_VAR:-dflt}\"}\n");
     let err = fails(&ws, &["run", "q.yaml"]);
     assert!(err.contains("unknown reference") && err.contains("$${UNSET_VAR:-dflt}"), "{err}");
+}
+
+/// The error block of `err` whose first line holds `what`: its message, place, quoted line and hint.
+fn block<'a>(err: &'a str, what: &str) -> &'a str {
+    let b = err.split("\n\n").find(|b| b.contains(what)).unwrap_or_else(|| panic!("no error `{what}` in:\n{err}"));
+    // The last block ends with the count (`2 errors in p.yaml`).
+    match b.trim_end().rsplit_once('\n') {
+        Some((head, last)) if !last.starts_with(' ') && last.contains(" in ") => head,
+        _ => b,
+    }
+}
+
+#[test]
+fn pipeline_params_referring_to_themselves_are_a_cycle_named_at_its_place() {
+    let ws = Workspace::new("param-cycles");
+    ws.write("self.yaml", "params:\n  a: \"${params.a}\"\nstages:\n  s:\n    kind: command\n    params: {cmd: \"echo ${params.a}\"}\n");
+    let err = fails(&ws, &["run", "self.yaml"]);
+    let b = block(&err, "refers to itself");
+    assert!(b.starts_with("error: pipeline param `a` refers to itself: `a` -> `a`\n  --> self.yaml:2:6\n"), "{b}");
+    assert!(b.ends_with("= hint: a param's value cannot depend on itself: give `a` a literal value"), "{b}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+
+    // Three params around a loop, written out of order, with one bystander that refers into it.
+    ws.write(
+        "loop.yaml",
+        "params:\n  x: 1\n  b: \"${params.c}/b\"\n  a: \"${params.b}\"\n  c: \"${params.a}-c\"\n  d: \"${params.a}\"\n\
+         stages:\n  s:\n    kind: command\n    params: {cmd: \"echo ${params.d} ${params.x}\"}\n",
+    );
+    let err = fails(&ws, &["run", "loop.yaml"]);
+    let b = block(&err, "cycle");
+    assert!(b.starts_with("error: pipeline params refer to each other in a cycle: `b` -> `c` -> `a` -> `b`\n  --> loop.yaml:3:6\n"), "{b}");
+    assert!(b.contains("= hint: a param's value cannot depend on itself: give one of these params a literal value"), "{b}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+
+    // A `--set` that closes the loop is refused too, and named as the command line's.
+    ws.write("ok.yaml", "params:\n  a: 1\n  b: \"${params.a}\"\nstages:\n  s:\n    kind: command\n    params: {cmd: \"echo ${params.b}\"}\n");
+    let err = fails(&ws, &["run", "ok.yaml", "--set", "params.a=${params.b}"]);
+    assert!(err.contains("error: pipeline params refer to each other in a cycle: `a` -> `b` -> `a`\n  --> command line (--set)\n"), "{err}");
+}
+
+#[test]
+fn pipeline_params_and_matrix_values_resolve_through_pipeline_params() {
+    let ws = Workspace::new("param-chains");
+    ws.write(
+        "p.yaml",
+        r#"params:
+  greeting: "hi-${params.n}"
+  n: 3
+stages:
+  a:
+    kind: command
+    matrix: {k: ["${params.n}", 4]}
+    params: {cmd: "echo ${params.greeting} ${matrix.k} > ${outputs.o}", outputs: [o]}
+    publish: {o: "out/${matrix.k}.txt"}
+"#,
+    );
+    ws.ok(&["run", "p.yaml"]);
+    assert_eq!(ws.read("out/3.txt"), "hi-3 3\n");
+    assert_eq!(ws.read("out/4.txt"), "hi-3 4\n");
+    // `--set` reaches the params that refer to the one it sets.
+    ws.ok(&["run", "p.yaml", "--set", "params.n=5"]);
+    assert_eq!(ws.read("out/5.txt"), "hi-5 5\n");
+}
+
+#[test]
+fn matrix_values_must_be_literal_or_resolve() {
+    let ws = Workspace::new("matrix-refs");
+    ws.write(
+        "p.yaml",
+        r#"params:
+  seeds: 3
+stages:
+  a:
+    kind: command
+    matrix:
+      x: ["${params.nope}", 2]
+      y:
+        - "${matrix.x}"
+    params: {cmd: "echo ${matrix.x} ${matrix.y}"}
+"#,
+    );
+    let err = fails(&ws, &["run", "p.yaml"]);
+    let b = block(&err, "no pipeline param `nope`");
+    assert!(b.starts_with("error: matrix axis `x` of stage `a`: `${params.nope}`: no pipeline param `nope`\n  --> p.yaml:7:11\n"), "{b}");
+    assert!(b.ends_with("= hint: declare `nope` under the top-level `params:` (declared: seeds)"), "{b}");
+    let b = block(&err, "matrix.x}`: a matrix value");
+    assert!(b.starts_with("error: matrix axis `y` of stage `a`: `${matrix.x}`: a matrix value cannot refer to a matrix axis"), "{b}");
+    assert!(b.contains("  --> p.yaml:9:11\n") && b.contains("= hint: write the value itself"), "{b}");
+    assert_eq!(err.matches("error:").count(), 2, "{err}");
+}
+
+#[test]
+fn params_that_count_work_have_upper_bounds_a_machine_can_finish() {
+    let ws = Workspace::new("upper-bounds");
+    ws.write(
+        "p.yaml",
+        r#"stages:
+  ingest:
+    kind: ingest
+    params: {dataset: mnist, normal_class: 0, limit_train: -1}
+  pretrain:
+    kind: pretrain_ae
+    inputs: {data: ingest.dataset}
+    params: {epochs: 9223372036854775807, batch_size: 2000000}
+  tsne:
+    kind: tsne
+    inputs: {scores: pretrain.history}
+    params: {epochs: 1000001}
+"#,
+    );
+    let err = fails(&ws, &["run", "p.yaml"]);
+    for (what, place, hint) in [
+        ("param `limit_train` of stage `ingest`: -1 is out of range; it must be in [0, 100000000]", "p.yaml:4:60", "`limit_train`: keep the first N"),
+        (
+            "param `epochs` of stage `pretrain`: 9223372036854775807 is out of range; it must be in [1, 100000]",
+            "p.yaml:8:22",
+            "`epochs`: training epochs",
+        ),
+        (
+            "param `batch_size` of stage `pretrain`: 2000000 is out of range; it must be in [2, 1000000]",
+            "p.yaml:8:55",
+            "`batch_size`: mini-batch size",
+        ),
+        ("param `epochs` of stage `tsne`: 1000001 is out of range; it must be in [1, 1000000]", "p.yaml:12:22", "`epochs`: optimisation iterations"),
+    ] {
+        let b = block(&err, what);
+        assert!(b.starts_with(&format!("error: {what}\n  --> {place}\n")), "{b}");
+        assert!(b.contains(&format!("= hint: {hint}")), "{b}");
+    }
+    assert_eq!(err.matches("error:").count(), 4, "{err}");
+    // The shipped pipelines stay valid, within every bound.
+    let registry = pipe_kinds::builtin();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    for p in std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()) {
+        if let Err(e) = pipe::config::load(&p, &registry, &[]) {
+            panic!("{}: {e}", p.display());
+        }
+    }
+}
+
+#[test]
+fn names_too_long_for_a_file_system_are_refused_at_their_line() {
+    let ws = Workspace::new("long-names");
+    let long = "o".repeat(300);
+    ws.write(
+        "p.yaml",
+        &format!(
+            "stages:\n  a:\n    kind: command\n    params: {{cmd: \"true\", outputs: [ok.txt, {long}]}}\n    publish: {{ok.txt: \"res/{long}/\"}}\n"
+        ),
+    );
+    let err = fails(&ws, &["run", "p.yaml"]);
+    let b = block(&err, "output name");
+    assert!(
+        b.starts_with(&format!(
+            "error: stage `a`: output name `{}…` is 300 bytes long; an output's name may be at most 200\n  --> p.yaml:4:45\n",
+            &long[..40]
+        )),
+        "{b}"
+    );
+    assert!(b.contains("= hint: shorten it: file systems allow 255 bytes per name"), "{b}");
+    let b = block(&err, "publish `ok.txt`");
+    assert!(b.contains("holds a name of 300 bytes") && b.contains("  --> p.yaml:5:23\n") && b.contains("names of at most 200 bytes"), "{b}");
+    assert!(err.lines().all(|l| l.chars().count() < 400), "{err}");
 }

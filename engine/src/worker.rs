@@ -61,7 +61,7 @@ pub enum Request {
         params: Params,
     },
     /// Runs one node; the worker answers with progress and log lines, then `done` or `failed`.
-    Run(RunRequest),
+    Run(Box<RunRequest>),
 }
 
 /// One node to run: the kind and the node's [`NodeJob`].
@@ -513,7 +513,7 @@ impl Pool {
     /// process group is killed (a fresh one starts on next need).
     fn run(&self, kind: &str, ctx: &RunContext) -> Result<(), StageError> {
         let mut w = self.take().map_err(StageError::Failed)?;
-        let req = Request::Run(RunRequest { kind: kind.to_string(), job: ctx.job.clone() });
+        let req = Request::Run(Box::new(RunRequest { kind: kind.to_string(), job: ctx.job.clone() }));
         w.send(&req).map_err(StageError::Failed)?;
         loop {
             if ctx.is_cancelled() {

@@ -101,7 +101,7 @@ impl Bench {
             store: &self.store,
             pipeline: "ns",
             workspace: self.dir.clone(),
-            options: RunOptions { jobs: 2, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default() },
+            options: RunOptions { jobs: 2, threads: 1, fail_fast: false, overwrite: false, pull_only: false, rerun: Default::default(), no_resume: false },
             reporter: &recorder,
             cancel: Arc::new(AtomicBool::new(false)),
             runner: &engine::exec::Local,

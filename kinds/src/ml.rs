@@ -12,7 +12,7 @@ pub const DEVICES: &[&str] = &["auto", "cpu", "cuda"];
 /// weight decay 0.5e-6; his autoencoder adds weight decay 0.5e-3, which pipelines set).
 pub fn train_params(epochs: i64) -> Vec<ParamSpec> {
     vec![
-        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs").at_least(1.0).at_most(limits::EPOCHS),
+        ParamSpec::optional("epochs", ParamType::Int, Value::Int(epochs), "training epochs").at_least(1.0).at_most(limits::EPOCHS).horizon(),
         ParamSpec::optional("batch_size", ParamType::Int, Value::Int(200), "mini-batch size").at_least(2.0).at_most(limits::BATCH_SIZE),
         ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate").above(0.0),
         ParamSpec::optional(

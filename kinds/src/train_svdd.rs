@@ -79,7 +79,9 @@ impl StageKind for TrainSvdd {
         };
         let data = OneClass::load(ctx.input("data")?).map_err(to_stage)?;
         let ae = ctx.input_all("ae").first().map(|p| p.as_path());
-        let (model, history) = svdd::train(&data, ae, &cfg, &Bridge(ctx)).map_err(to_stage)?;
+        // Checkpoints: None until the engine passes the node's checkpoint folder; a resume is logged
+        // by the monitor ("resumed from epoch k of E").
+        let (model, history, _resumed) = svdd::train_checkpointed(&data, ae, &cfg, None, &Bridge(ctx)).map_err(to_stage)?;
         model.save(&ctx.output("model")).map_err(to_stage)?;
         let mut h = history.to_frame().map_err(to_stage)?;
         stages::table::write_parquet(&mut h, &ctx.output("history")).map_err(to_stage)?;

@@ -479,8 +479,9 @@ pub fn resolve_refs(spec: &mut PipelineSpec, d: &mut Diagnostics) {
                 1 => {
                     let at = stack.iter().position(|(x, _)| *x == w).unwrap_or(0);
                     let mut members: Vec<usize> = stack[at..].iter().map(|(x, _)| *x).collect();
-                    // Start the path at the member first in the file, so it reads the same however found.
-                    let first = members.iter().enumerate().min_by_key(|(_, m)| **m).map_or(0, |(i, _)| i);
+                    // Start the path at a member set on the command line (what closed the cycle),
+                    // else at the first in the file, so it reads the same however it was found.
+                    let first = members.iter().enumerate().min_by_key(|(_, m)| (spec.params[**m].pos != COMMAND_LINE, **m)).map_or(0, |(i, _)| i);
                     members.rotate_left(first);
                     members.iter().for_each(|m| cyclic[*m] = true);
                     let names: Vec<String> = members.iter().chain(members.first()).map(|m| format!("`{}`", spec.params[*m].key)).collect();
@@ -490,7 +491,12 @@ pub fn resolve_refs(spec: &mut PipelineSpec, d: &mut Diagnostics) {
                     } else {
                         format!("pipeline params refer to each other in a cycle: {}", names.join(" -> "))
                     };
-                    err(d, e.value.pos, message, Some("a param's value cannot depend on itself: give one of these params a literal value".into()));
+                    let hint = if members.len() == 1 {
+                        format!("a param's value cannot depend on itself: give `{}` a literal value", e.key)
+                    } else {
+                        "a param's value cannot depend on itself: give one of these params a literal value".into()
+                    };
+                    err(d, e.value.pos, message, Some(hint));
                 }
                 _ => {}
             }
@@ -519,8 +525,10 @@ pub fn resolve_refs(spec: &mut PipelineSpec, d: &mut Diagnostics) {
     for s in &mut spec.stages {
         let stage = s.name.clone();
         let at = std::mem::take(&mut s.matrix_refs);
+        let places: HashMap<(&str, &str), Pos> = at.iter().map(|(axis, text, p)| ((axis.as_str(), text.as_str()), *p)).collect();
         for a in &mut s.matrix {
-            let pos_of = |v: &str| at.iter().find(|(axis, text, _)| *axis == a.name && text == v).map_or(COMMAND_LINE, |(_, _, p)| *p);
+            // A value not in the file came from `--set`.
+            let pos_of = |v: &str| places.get(&(a.name.as_str(), v)).copied().unwrap_or(COMMAND_LINE);
             for values in [&mut a.values, &mut a.declared] {
                 if !values.iter().any(|v| matches!(v, Value::Str(t) if t.contains("${"))) {
                     continue;
@@ -585,7 +593,11 @@ pub fn expand(spec: &PipelineSpec, registry: &Registry, d: &mut Diagnostics) -> 
     let mut seen = HashMap::new();
     for s in &spec.stages {
         if let Some(first) = seen.insert(s.name.as_str(), s.pos) {
-            d.error(s.pos, format!("duplicate stage name `{}` (first defined at line {})", s.name, first.line), Some("rename one of the two stages".into()));
+            d.error(
+                s.pos,
+                format!("duplicate stage name `{}` (first defined at line {})", s.name, first.line),
+                Some("rename one of the two stages".into()),
+            );
         }
     }
     let mut globals = BTreeMap::new();
@@ -1016,7 +1028,12 @@ fn expand_node(
                 err(
                     d,
                     outputs_pos(s, &coords, |item| item == name),
-                    format!("stage `{}`: output name `{}` is {} bytes long; an output's name may be at most {MAX_NAME_BYTES}", s.name, short(name), name.len()),
+                    format!(
+                        "stage `{}`: output name `{}` is {} bytes long; an output's name may be at most {MAX_NAME_BYTES}",
+                        s.name,
+                        short(name),
+                        name.len()
+                    ),
                     Some(format!("shorten it: file systems allow 255 bytes per name, and the store adds to it; {}", outputs_hint(&specs))),
                 );
                 break;

@@ -121,10 +121,14 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
         }
         Ok(dest) => Some(dest),
         Err(e) => {
-            d.error(*pos, format!("`report: {raw}`: {e}"), Some(format!(
+            d.error(
+                *pos,
+                format!("`report: {raw}`: {e}"),
+                Some(format!(
                     "a path inside the workspace (relative, no `..`, names of at most {} bytes), e.g. `Deliverables/quick/report.html`",
                     grid::MAX_NAME_BYTES
-                )));
+                )),
+            );
             None
         }
     });

@@ -133,6 +133,11 @@ pub(crate) fn is_identifier(s: &str) -> bool {
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
 }
 
+/// Whether the mapping `node` has the key `key`.
+fn entries_have(node: &Node, key: &str) -> bool {
+    matches!(&node.kind, NodeKind::Map(items) if items.iter().any(|(k, _)| k.as_str() == Some(key)))
+}
+
 /// A scalar key as written (`1`, `true`), for hints that quote it.
 fn key_text(k: &Node) -> String {
     match &k.kind {
@@ -217,7 +222,13 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
             "stages" => {
                 saw_stages = true;
                 let stages = entries(value, "`stages`", d);
-                if stages.is_empty() && matches!(value.kind, NodeKind::Map(_) | NodeKind::Scalar(Value::Null)) {
+                // (A mapping whose keys are all invalid is reported key by key.)
+                let none_written = match &value.kind {
+                    NodeKind::Map(m) => m.is_empty(),
+                    NodeKind::Scalar(Value::Null) => true,
+                    _ => false,
+                };
+                if stages.is_empty() && none_written {
                     d.error(value.pos, "`stages` is empty", Some("declare at least one stage".into()));
                 }
                 for (name, p, v) in stages {
@@ -292,7 +303,9 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
                                     d.error(
                                         it.pos,
                                         format!("matrix values must be scalars, found {}", it.type_name()),
-                                        Some(format!("each value is one number, string or bool: write `{axis}: [a, b]`; quote a value holding `[` or `{{`")),
+                                        Some(format!(
+                                            "each value is one number, string or bool: write `{axis}: [a, b]`; quote a value holding `[` or `{{`"
+                                        )),
                                     );
                                     None
                                 }
@@ -358,7 +371,8 @@ fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Opti
             _ => unknown_key(d, kpos, &key, &format!("stage `{name}`"), STAGE_KEYS),
         }
     }
-    if s.kind.is_empty() {
+    // (A `kind:` that is not a string is reported as such.)
+    if s.kind.is_empty() && !entries_have(node, "kind") {
         d.error(pos, format!("stage `{name}` has no `kind`"), Some("add e.g. `kind: command`".into()));
     }
     Some(s)
@@ -483,7 +497,8 @@ fn parse_input(name: String, pos: Pos, v: &Node, d: &mut Diagnostics) -> Option<
                     _ => unknown_key(d, p, &k, &format!("input `{name}`"), &["from", "file", "gather", "allow_missing"]),
                 }
             }
-            if source.is_none() {
+            // (A `from:` or `file:` of the wrong type, or not `stage.output`, is reported as such.)
+            if source.is_none() && !entries_have(v, "from") && !entries_have(v, "file") {
                 d.error(v.pos, format!("input `{name}` names no source"), Some("write `from: stage.output` or `file: PATH`".into()));
             }
             if gather && matches!(source, Some(Source::File(_))) {

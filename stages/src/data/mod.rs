@@ -176,27 +176,51 @@ pub fn locate(kind: DatasetKind, data_dir: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
+/// The file holding `name` in `dir`: `name` itself wherever anything by that name is there (a
+/// file, a link, a pipe), else `name.gz`; `Ok(None)` when neither is there.
+///
+/// Errors, as (the entry, what is wrong with it): the entry is not a regular file once links are
+/// followed (a directory, a FIFO, a socket or device, a link in a loop or to nothing). Such an
+/// entry never falls back to the `.gz` beside it (which would read other data than the folder
+/// shows) and is never opened (opening a FIFO blocks until someone writes to it): its type is
+/// read first.
+fn pick(dir: &Path, name: &str) -> std::result::Result<Option<PathBuf>, (PathBuf, String)> {
+    let gz = dir.join(format!("{name}.gz"));
+    for p in [dir.join(name), gz.clone()] {
+        // `symlink_metadata`: a link is there even where it leads nowhere.
+        if std::fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        let file = p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let beside = if p != gz && std::fs::symlink_metadata(&gz).is_ok() {
+            format!("; it hides {name}.gz beside it: remove or replace it")
+        } else {
+            String::new()
+        };
+        return match std::fs::metadata(&p) {
+            Err(e) => Err((p, format!("{file} is a symbolic link that cannot be followed, in a loop or to nothing ({e}){beside}"))),
+            Ok(m) if m.is_dir() => Err((p, format!("{file} is a directory, not a file{beside}"))),
+            Ok(m) if !m.is_file() => Err((p, format!("{file} is not a regular file (a pipe, socket or device){beside}"))),
+            Ok(_) => Ok(Some(p)),
+        };
+    }
+    Ok(None)
+}
+
 fn file_in(dir: &Path, name: &str) -> Option<PathBuf> {
-    [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+    pick(dir, name).ok().flatten()
 }
 
 /// (whether anything by that name is there, what is wrong with it: empty when it is a readable file).
 fn file_problem(dir: &Path, name: &str) -> (bool, String) {
-    for p in [dir.join(name), dir.join(format!("{name}.gz"))] {
-        let Ok(meta) = std::fs::metadata(&p) else { continue };
-        let file = p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-        if meta.is_dir() {
-            return (true, format!("{file} is a directory, not a file"));
-        }
-        if !meta.is_file() {
-            return (true, format!("{file} is not a regular file (a pipe, socket or device)"));
-        }
-        return match std::fs::File::open(&p) {
+    match pick(dir, name) {
+        Ok(None) => (false, format!("{name} (or {name}.gz) is missing")),
+        Err((_, problem)) => (true, problem),
+        Ok(Some(p)) => match std::fs::File::open(&p) {
             Ok(_) => (true, String::new()),
-            Err(e) => (true, format!("{file} cannot be read ({e})")),
-        };
+            Err(e) => (true, format!("{} cannot be read ({e})", p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default())),
+        },
     }
-    (false, format!("{name} (or {name}.gz) is missing"))
 }
 
 /// Reads a file, decompressing gzip (detected by its magic bytes, whatever the extension).
@@ -251,27 +275,54 @@ pub fn identity(kind: DatasetKind, dir: &Path) -> Result<String> {
     Ok(format!("{}:{}", kind.name(), &hex(&h.finalize())[..32]))
 }
 
-/// Reads one file (decompressed).
+/// Reads one file (decompressed). Errors: it is missing, or not a regular file (checked again
+/// here, before it is opened: the folder may have changed since [`locate`]).
 fn read_file(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
-    let path = file_in(dir, name).ok_or_else(|| Error::Data(format!("{}: missing {name}", dir.display())))?;
+    let path = match pick(dir, name) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(Error::Data(format!("{}: missing {name}", dir.display()))),
+        Err((p, problem)) => {
+            return Err(Error::Data(format!(
+                "{}: {problem}. Put the dataset file there (`pipe data fetch` downloads it), or remove the entry",
+                p.display()
+            )))
+        }
+    };
     let bytes = read_maybe_gz(&path)?;
     Ok((path, bytes))
 }
 
 /// Verifies decompressed bytes against SHA256SUMS or the official checksum; returns whether one was known.
 /// Called after parsing, so a truncated or mislabelled file gets the more specific message.
+///
+/// A raw file and a `.gz` are held to the same checksum: both are of the decompressed bytes (the
+/// official table's were computed from the official files' decompressed content), so a damaged
+/// byte is found whichever form the folder keeps.
 fn verify(kind: DatasetKind, path: &Path, name: &str, bytes: &[u8], sums: &BTreeMap<String, String>) -> Result<bool> {
-    let expected = sums.get(name).map(String::as_str).or_else(|| official_sha256(kind, name));
-    if let Some(want) = expected {
-        let got = hex(&Sha256::digest(bytes));
-        if got != want {
-            return Err(Error::Data(format!(
-                "{}: checksum mismatch (sha256 of the decompressed bytes is {got}, expected {want}); the file is damaged or a different version: download it again",
-                path.display()
-            )));
-        }
+    let declared = sums.get(name).map(String::as_str);
+    let Some(want) = declared.or_else(|| official_sha256(kind, name)) else { return Ok(false) };
+    let got = hex(&Sha256::digest(bytes));
+    if got != want {
+        let of = if path.extension().is_some_and(|e| e == "gz") { "its decompressed bytes" } else { "its bytes" };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let (source, fix) = match declared {
+            Some(_) => (
+                format!("from {}", dir.join("SHA256SUMS").display()),
+                "the file is damaged, or SHA256SUMS is out of date: restore the file, or update SHA256SUMS if it changed on purpose".to_string(),
+            ),
+            None => (
+                format!("the official {} checksum", kind.title()),
+                format!(
+                    "the file is damaged or not the official one: download it again (`pipe data fetch {} --dir {}`), or, for other data in this format, list its sha256 in {}",
+                    kind.name(),
+                    dir.display(),
+                    dir.join("SHA256SUMS").display()
+                ),
+            ),
+        };
+        return Err(Error::Data(format!("{}: checksum mismatch: the sha256 of {of} is {got}, expected {want} ({source}); {fix}", path.display())));
     }
-    Ok(expected.is_some())
+    Ok(true)
 }
 
 fn hex(b: &[u8]) -> String {
