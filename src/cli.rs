@@ -669,7 +669,10 @@ fn live_keys(
 /// error and says how to go on. Returns the exit code (the pipeline file is invalid).
 fn refuse_gc(broken: &[(PathBuf, String)]) -> i32 {
     for (file, error) in broken {
-        eprintln!("error: gc --records: {} looks like a pipeline (it has `stages:`) but does not load, so gc cannot tell which results it uses:", file.display());
+        eprintln!(
+            "error: gc --records: {} looks like a pipeline (it has `stages:`) but does not load, so gc cannot tell which results it uses:",
+            file.display()
+        );
         for line in error.lines() {
             eprintln!("  {line}");
         }
@@ -711,9 +714,40 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     match cli.command {
         Cmd::Push => cmd_push(&g),
         Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
-        Cmd::Run { p, targets, force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } => {
-            cmd_run(&g, p, targets, force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args)
-        }
+        Cmd::Run {
+            p,
+            targets,
+            force,
+            no_resume,
+            downstream,
+            jobs,
+            threads,
+            fail_fast,
+            dry_run,
+            overwrite,
+            verbose,
+            json,
+            executor,
+            partition,
+            sbatch_args,
+        } => cmd_run(
+            &g,
+            p,
+            targets,
+            force,
+            no_resume,
+            downstream,
+            jobs,
+            threads,
+            fail_fast,
+            dry_run,
+            overwrite,
+            verbose,
+            json,
+            executor,
+            partition,
+            sbatch_args,
+        ),
         Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
         Cmd::Report { p, output, overwrite } => cmd_report(&g, p, output, overwrite),
@@ -1277,7 +1311,8 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
     // The node's key now; a failed attempt at it is shown with its error and log, even when the
     // node never succeeded. (A key whose inputs are not computed yet has none.)
     let now_key = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace()).into_iter().find(|s| s.node == n.id).and_then(|s| s.key);
-    let attempt = now_key.as_deref().and_then(|k| store.attempt(k)).filter(|a| last.as_ref().is_none_or(|r| r.key != a.key || a.finished_at > r.finished_at));
+    let attempt =
+        now_key.as_deref().and_then(|k| store.attempt(k)).filter(|a| last.as_ref().is_none_or(|r| r.key != a.key || a.finished_at > r.finished_at));
     if json {
         let v = serde_json::json!({
             "node": n.id,

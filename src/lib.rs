@@ -6,11 +6,14 @@
 //! [`cli`] is the command line.
 
 pub mod cli;
+pub mod compare;
 pub mod html_report;
 pub mod query;
 pub mod runs;
 
-pub use engine::{checkpoint, command, config, error, exec, exit, graph, hash, live, log, plan, remote, report, slurm, stage, store, targets, value, worker};
+pub use engine::{
+    checkpoint, command, config, error, exec, exit, graph, hash, live, log, plan, remote, report, slurm, stage, store, targets, value, worker,
+};
 pub use engine::{Registry, StageKind, Value};
 
 /// The kinds the `pipe` binary offers: the engine's `command` in process, every other kind from

@@ -16,7 +16,8 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-const TWO_NODES: &str = "stages:\n  a:\n    kind: command\n    matrix: {x: [1, 2]}\n    params: {cmd: \"echo ${matrix.x} > ${outputs.o}\", outputs: [o]}\n";
+const TWO_NODES: &str =
+    "stages:\n  a:\n    kind: command\n    matrix: {x: [1, 2]}\n    params: {cmd: \"echo ${matrix.x} > ${outputs.o}\", outputs: [o]}\n";
 
 #[test]
 fn gc_refuses_while_a_pipeline_file_does_not_load_and_deletes_nothing() {
@@ -66,10 +67,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_failed_node_keeps_its_traceback_50_of_50() {
     let ws = Workspace::new("traceback");
-    ws.write(
-        "p.yaml",
-        "stages:\n  a:\n    kind: command\n    params: {cmd: \"python3 fail.py\", outputs: [o]}\n",
-    );
+    ws.write("p.yaml", "stages:\n  a:\n    kind: command\n    params: {cmd: \"python3 fail.py\", outputs: [o]}\n");
     ws.write(
         "fail.py",
         "import sys\nfor i in range(200):\n    print(f'progress {i}', flush=True)\nsys.stderr.write('Traceback (most recent call last):\\n  File \"fail.py\", line 5, in <module>\\nValueError: the input has no rows\\n')\nsys.exit(1)\n",
@@ -217,7 +215,8 @@ fn get_writes_like_cp() {
     // A destination that cannot be written leaves neither a partial file nor a temporary one.
     let out = ws.pipe(&["get", "p.yaml", "a", "o", "no/such/dir/x.txt"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    let leftovers: Vec<_> = std::fs::read_dir(&ws.dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.contains("tmp")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(&ws.dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.contains("tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

@@ -139,30 +139,66 @@ const PROBE: &str = r#"<script>
 })();
 </script>"#;
 
+/// A local HTTP server that answers every request with 404 and keeps its first line: the one
+/// address the hostile content and the probe point their remote loads at, so that any load the
+/// page does reach the network is seen (and answered, so the page still finishes loading).
+struct Server {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn serve() -> Server {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let first = match std::str::from_utf8(&buf[..n]) {
+                Ok(text) => text.lines().next().unwrap_or_default().to_string(),
+                Err(_) => format!("{n} bytes that are not HTTP (a TLS handshake?)"),
+            };
+            seen.lock().unwrap().push(first);
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Server { port, requests }
+}
+
 /// Opens the report in the headless `browser` with [`PROBE`] put right after `<meta charset>`,
-/// before the report's policy, and returns what the probe saw; asserts that nothing connected to
-/// `listener` (the address the hostile content and the probe point their remote loads at).
-fn probe(ws: &Workspace, browser: &str, html: &str, listener: &std::net::TcpListener) -> serde_json::Value {
+/// before the report's policy, and returns what the probe saw; asserts that no request reached
+/// `server`, the report's own scripts ran and the page loaded nothing.
+fn probe(ws: &Workspace, browser: &str, html: &str, server: &Server) -> serde_json::Value {
     let at = "<meta charset=utf-8>";
     assert!(html.contains(&format!("{at}<meta http-equiv=Content-Security-Policy content=")), "the policy comes first, right after the charset");
-    let port = listener.local_addr().unwrap().port();
+    let port = server.port;
     ws.write("probed.html", &html.replacen(at, &format!("{at}{}", PROBE.replace("{PORT}", &port.to_string())), 1));
-    let dom = std::process::Command::new(browser)
+    let mut child = std::process::Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"])
         .arg(format!("file://{}", ws.dir.join("probed.html").display()))
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the browser did not finish the page in 120 s; requests that reached the network: {:?}", server.requests.lock().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dom = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).to_string();
     let json =
         dom.split("<pre id=\"probe\">").nth(1).and_then(|s| s.split("</pre>").next()).unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
     let r: serde_json::Value =
         serde_json::from_str(&json.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")).unwrap();
-    // Nothing reached the network: no connection to the one address the page had reason to use.
-    listener.set_nonblocking(true).unwrap();
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("the page connected to 127.0.0.1:{port}: {other:?}; {r}"),
-    }
+    // Nothing reached the network.
+    assert_eq!(*server.requests.lock().unwrap(), Vec::<String>::new(), "requests from the page reached 127.0.0.1:{port}; {r}");
     // The report's own scripts ran, and nothing else was loaded or refused while it loaded.
     assert_eq!(r["errors"], serde_json::json!([]), "script errors: {r}");
     assert!(r.get("probe_error").is_none(), "{r}");
@@ -188,11 +224,14 @@ fn probe(ws: &Workspace, browser: &str, html: &str, listener: &std::net::TcpList
     r
 }
 
+/// A start tag: its name and its attributes as (name, value).
+type Tag = (String, Vec<(String, String)>);
+
 /// Every start tag in `html` as (tag name, its attributes as (name, value)), lower-cased names
 /// and values as the browser reads them (quotes off, character references decoded). The text of
 /// `<script>` and `<style>` elements is skipped; anywhere else a `<` the report writes as text is
 /// `&lt;`, so each `<` followed by a letter starts a tag.
-fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+fn tags(html: &str) -> Vec<Tag> {
     let decode = |v: &str| {
         v.replace("&#x27;", "'").replace("&#39;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     };
@@ -320,8 +359,7 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     }
 
     let Some(browser) = chromium("the_report_shows_the_right_numbers_and_works_in_a_browser") else { return };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let r = probe(&ws, &browser, &html, &listener);
+    let r = probe(&ws, &browser, &html, &serve());
     assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1", "oracle"]), "{r}");
     assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran");
     let images = r["images"].as_array().unwrap();
@@ -330,13 +368,13 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
 }
 
 /// Published markdown with hostile links, images and raw HTML (tests/data/report-hostile.md; its
-/// remote URLs point at `{PORT}`, a listener of the test's own).
+/// remote URLs point at `{PORT}`, the test's own [`Server`]).
 const HOSTILE: &str = include_str!("data/report-hostile.md");
 
 #[test]
 fn published_markdown_runs_nothing_and_loads_nothing() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let server = serve();
+    let port = server.port;
     let ws = workspace("html-report-hostile");
     ws.write("data/hostile.md", &HOSTILE.replace("{PORT}", &port.to_string()));
     let yaml = ws.read("p.yaml")
@@ -347,7 +385,6 @@ fn published_markdown_runs_nothing_and_loads_nothing() {
     ws.ok(&["report", "p.yaml", "-o", "report.html"]);
     let html = ws.read("report.html");
     check_policy(&html);
-    if let Some(browser) = chromium("x") { probe(&ws, &browser, &html, &listener); }
 
     // Every URL in the page, as the browser reads it: images only the report's own data: URIs,
     // links only to the web or a relative path, none of them to a script.
@@ -380,7 +417,7 @@ fn published_markdown_runs_nothing_and_loads_nothing() {
         "the safe links, and each remote image as a link to it: {prose}"
     );
     let images: Vec<String> = url_attributes(prose).into_iter().filter(|(n, _)| n == "src").map(|(_, u)| u).collect();
-    assert_eq!(images, [fig.clone()], "one image: the published figure the notes name, embedded: {prose}");
+    assert_eq!(images, [fig], "one image: the published figure the notes name, embedded: {prose}");
     // The links the report refused keep their text; raw HTML is text.
     for text in [
         "Links that must not survive: plain,\nmixed case, entity,\nhex entity, named colon,\nleading space, tab inside,\nhtml page,\nvb, VB upper, file,",
@@ -403,7 +440,7 @@ fn published_markdown_runs_nothing_and_loads_nothing() {
     }
 
     let Some(browser) = chromium("published_markdown_runs_nothing_and_loads_nothing") else { return };
-    let r = probe(&ws, &browser, &html, &listener);
+    let r = probe(&ws, &browser, &html, &server);
     assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran: {r}");
     assert_eq!(r["images"], serde_json::json!([true, true, true, true]), "the figure twice, the loss chart, the stage graph: {r}");
     assert_eq!(

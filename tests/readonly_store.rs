@@ -71,7 +71,12 @@ fn a_read_only_remote_serves_pull_status_get_report_and_a_cached_run() {
         } else {
             Command::new(bin.join("pipe"))
         };
-        c.args(["--store", &url, "--cache", "cache"]).args(args).current_dir(&clone).env_remove("PIPE_STORE").env("RUST_LOG", "warn").env("HOME", &clone);
+        c.args(["--store", &url, "--cache", "cache"])
+            .args(args)
+            .current_dir(&clone)
+            .env_remove("PIPE_STORE")
+            .env("RUST_LOG", "warn")
+            .env("HOME", &clone);
         let out = c.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(out.status.success(), "pipe {args:?} on a read-only store failed ({:?}):\n{err}", out.status);

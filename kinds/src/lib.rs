@@ -18,7 +18,7 @@ pub mod train_svdd;
 pub mod tsne;
 
 pub use engine::command;
-pub(crate) use engine::{stage, value};
+pub(crate) use engine::{checkpoint, stage, value};
 
 use engine::stage::Registry;
 

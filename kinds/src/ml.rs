@@ -102,6 +102,27 @@ impl stages::Monitor for Bridge<'_> {
     }
 }
 
+/// How often a training node saves its state at most (seconds; every epoch when 0). Its last
+/// epoch is always saved. `PIPE_CHECKPOINT_EVERY_S` sets it: not a param, since it changes no
+/// result, only how much a kill can cost.
+pub const CHECKPOINT_EVERY_S: f64 = 30.0;
+
+/// The node's checkpoint folder as the training code takes it (`None` when the engine gave none).
+/// Where the run may not resume (`pipe run --no-resume`, `-f`), the checkpoints this training
+/// would find (at or below its `epochs`) are removed first: it starts over, and writes them anew.
+pub fn checkpoints(ctx: &RunContext, epochs: usize) -> Result<Option<stages::train::Checkpoints>, StageError> {
+    let Some(c) = &ctx.checkpoints else { return Ok(None) };
+    if !c.resume {
+        for s in crate::checkpoint::saved(&c.dir).into_iter().filter(|s| s.epoch as usize <= epochs) {
+            std::fs::remove_file(&s.path).map_err(|e| StageError::io("cannot remove a checkpoint to start over", e))?;
+        }
+        ctx.log(format!("starting over (--no-resume): not resuming from {}", c.dir.display()));
+    }
+    let every = std::env::var("PIPE_CHECKPOINT_EVERY_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
+    let every = std::time::Duration::from_secs_f64(every.unwrap_or(CHECKPOINT_EVERY_S));
+    Ok(Some(stages::train::Checkpoints::new(&c.dir).with_min_interval(every)))
+}
+
 /// Applies the node's CPU thread budget to libtorch's intra-op pool.
 pub fn set_threads(ctx: &RunContext) {
     tch::set_num_threads(ctx.threads.max(1) as i32);

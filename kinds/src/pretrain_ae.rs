@@ -34,9 +34,11 @@ impl StageKind for PretrainAe {
         ml::set_threads(ctx);
         let cfg = ml::train_config(&ctx.params)?;
         let data = OneClass::load(ctx.input("data")?).map_err(to_stage)?;
-        // Checkpoints: None until the engine passes the node's checkpoint folder; a resume is logged
-        // by the monitor ("resumed from epoch k of E").
-        let (ae, history, _resumed) = stages::train::autoencoder::pretrain_checkpointed(&data, &cfg, None, &Bridge(ctx)).map_err(to_stage)?;
+        // Resumes from the node's checkpoint folder where it can (the monitor logs "resumed from
+        // epoch k of E"); saves its state there as it trains.
+        let checkpoints = ml::checkpoints(ctx, cfg.epochs)?;
+        let (ae, history, _resumed) =
+            stages::train::autoencoder::pretrain_checkpointed(&data, &cfg, checkpoints.as_ref(), &Bridge(ctx)).map_err(to_stage)?;
         ae.save(&ctx.output("model")).map_err(to_stage)?;
         let mut df = history.to_frame().map_err(to_stage)?;
         stages::table::write_parquet(&mut df, &ctx.output("history")).map_err(to_stage)

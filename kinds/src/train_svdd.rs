@@ -79,9 +79,10 @@ impl StageKind for TrainSvdd {
         };
         let data = OneClass::load(ctx.input("data")?).map_err(to_stage)?;
         let ae = ctx.input_all("ae").first().map(|p| p.as_path());
-        // Checkpoints: None until the engine passes the node's checkpoint folder; a resume is logged
-        // by the monitor ("resumed from epoch k of E").
-        let (model, history, _resumed) = svdd::train_checkpointed(&data, ae, &cfg, None, &Bridge(ctx)).map_err(to_stage)?;
+        // Resumes from the node's checkpoint folder where it can (the monitor logs "resumed from
+        // epoch k of E"); saves its state there as it trains.
+        let checkpoints = ml::checkpoints(ctx, cfg.train.epochs)?;
+        let (model, history, _resumed) = svdd::train_checkpointed(&data, ae, &cfg, checkpoints.as_ref(), &Bridge(ctx)).map_err(to_stage)?;
         model.save(&ctx.output("model")).map_err(to_stage)?;
         let mut h = history.to_frame().map_err(to_stage)?;
         stages::table::write_parquet(&mut h, &ctx.output("history")).map_err(to_stage)?;

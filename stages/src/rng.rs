@@ -8,6 +8,16 @@ impl Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
 
+    /// The generator's whole state (64 bits), for checkpoints; [`Rng::from_state`] restores it.
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// A generator continuing exactly where the one whose [`Rng::state`] this was stopped.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -42,5 +52,13 @@ mod tests {
         assert_eq!(p, q);
         p.sort();
         assert_eq!(p, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut a = super::Rng::new(3);
+        a.permutation(10);
+        let mut b = super::Rng::from_state(a.state());
+        assert_eq!(a.permutation(50), b.permutation(50));
     }
 }

@@ -1,7 +1,11 @@
 //! Training: autoencoder pretraining and Deep SVDD (one-class, soft-boundary, hybrid).
 
+pub mod adam;
 pub mod autoencoder;
+pub mod checkpoint;
 pub mod svdd;
+
+pub use checkpoint::Checkpoints;
 
 use polars::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -27,6 +31,15 @@ impl TrainConfig {
     pub fn lr_at(&self, epoch: usize) -> f64 {
         let drops = self.milestones.iter().filter(|m| epoch > **m).count();
         self.lr * 0.1f64.powi(drops as i32)
+    }
+
+    /// Every setting that shapes the training trajectory except `epochs` (and the device): a
+    /// checkpoint resumes only under the same text.
+    pub(crate) fn trajectory_key(&self) -> String {
+        format!(
+            "batch_size={} lr={:?} milestones={:?} weight_decay={:?} seed={} leaky_slope={:?}",
+            self.batch_size, self.lr, self.milestones, self.weight_decay, self.seed, self.leaky_slope
+        )
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
-use tch::nn::{self, OptimizerConfig};
+use sha2::{Digest, Sha256};
 use tch::{Kind, Tensor};
 
+use super::adam::Adam;
+use super::checkpoint::{Checkpoints, LoopState, Session};
 use super::{batches, check, reconstruction_error, History, TrainConfig};
 use crate::data::OneClass;
 use crate::models::svdd::{Objective, SvddModel};
@@ -66,8 +68,30 @@ fn radius_quantile(dist: &Tensor, nu: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-/// Trains Deep SVDD, initialised from the autoencoder weights at `pretrained` when given.
+/// Trains Deep SVDD, initialised from the autoencoder weights at `pretrained` when given (no
+/// checkpoints).
 pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monitor: &dyn Monitor) -> Result<(SvddModel, History)> {
+    let (model, history, _) = train_checkpointed(data, pretrained, cfg, None, monitor)?;
+    Ok((model, history))
+}
+
+/// Trains Deep SVDD on `data.train_x` ([n, c, h, w] float32), initialised from the autoencoder
+/// weights at `pretrained` when given, saving its state to `checkpoints` at epoch boundaries
+/// ([`super::checkpoint`]; with the centre `svdd.c` and the radius `svdd.radius`) and resuming from
+/// the latest checkpoint of at most `cfg.train.epochs` epochs found there. The model and History
+/// equal a cold run's bit for bit (same thread count).
+///
+/// Returns the model, the History of all epochs, and the epoch resumed from (None for a cold
+/// start; `Some(epochs)` means no step was trained). Errors: invalid settings, an unusable
+/// pretrained file, a diverged loss, [`Error::Cancelled`], a checkpoint that does not load (named,
+/// with how to start over), I/O while saving.
+pub fn train_checkpointed(
+    data: &OneClass,
+    pretrained: Option<&Path>,
+    cfg: &SvddConfig,
+    checkpoints: Option<&Checkpoints>,
+    monitor: &dyn Monitor,
+) -> Result<(SvddModel, History, Option<usize>)> {
     cfg.train.validate()?;
     if cfg.mu1 < 0.0 || cfg.mu2 < 0.0 || (cfg.mu1 == 0.0 && cfg.mu2 == 0.0) {
         return Err(Error::Data("mu1 and mu2 must be >= 0 and not both 0".into()));
@@ -82,6 +106,15 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
     let hybrid = cfg.mu2 > 0.0;
     let (mut vs, encoder, decoder) = SvddModel::build(arch, t.device, t.leaky_slope, hybrid);
     models::init_weights(&vs, &mut Rng::new(t.seed), models::default_init(arch))?;
+    let mut key = format!(
+        "{} objective={:?} mu1={:?} mu2={:?} warm_up_epochs={} center_eps={:?}",
+        t.trajectory_key(),
+        cfg.objective,
+        cfg.mu1,
+        cfg.mu2,
+        cfg.warm_up_epochs,
+        cfg.center_eps
+    );
     if let Some(path) = pretrained {
         let missing = vs.load_partial(path)?;
         if !missing.is_empty() {
@@ -91,17 +124,42 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
                 missing.join(", ")
             )));
         }
+        if checkpoints.is_some() {
+            let bytes = std::fs::read(path).map_err(crate::io_err(path))?;
+            key += &format!(" pretrained_sha256={:x}", Sha256::digest(&bytes));
+        }
     } else if hybrid {
         return Err(Error::Data("a hybrid model (mu2 > 0) needs a pretrained autoencoder (`ae` input)".into()));
     }
     let batch = t.batch_size as i64;
-    let c = init_center(encoder.as_ref(), &data.train_x, batch, cfg.center_eps, t.device);
-    let mut radius = 0.0f64;
-    let mut opt = nn::Adam { wd: t.weight_decay, ..Default::default() }.build(&vs, t.lr)?;
+    let mut opt = Adam::new(&vs, t.lr, t.weight_decay)?;
     let mut rng = Rng::new(t.seed.wrapping_add(2));
     let n = data.train_x.size()[0] as usize;
     let mut history = History::default();
-    for epoch in 1..=t.epochs {
+    let mut session = Session::new(checkpoints, "train_svdd", key, t.epochs);
+    let state = LoopState { vs: &vs, adam: &mut opt, rng: &mut rng, history: &mut history };
+    let rep_dim = arch.rep_dim();
+    let restored = session.resume(
+        state,
+        |extra| {
+            let c = extra.remove("svdd.c").ok_or("no tensor `svdd.c`")?;
+            if c.kind() != Kind::Float || c.size() != [rep_dim] {
+                return Err(format!("`svdd.c` must be Float [{rep_dim}]"));
+            }
+            let r = extra.remove("svdd.radius").ok_or("no tensor `svdd.radius`")?;
+            if r.kind() != Kind::Double || r.numel() != 1 {
+                return Err("`svdd.radius` must be one f64".into());
+            }
+            Ok((c.to_device(t.device), r.double_value(&[0])))
+        },
+        monitor,
+    )?;
+    let resumed = restored.as_ref().map(|(epoch, _)| *epoch);
+    let (c, mut radius) = match restored {
+        Some((_, state)) => state,
+        None => (init_center(encoder.as_ref(), &data.train_x, batch, cfg.center_eps, t.device), 0.0f64),
+    };
+    for epoch in resumed.unwrap_or(0) + 1..=t.epochs {
         let lr = t.lr_at(epoch);
         opt.set_lr(lr);
         let (mut sum, mut sum_svdd, mut sum_rec, mut count) = (0.0, 0.0, 0.0, 0usize);
@@ -144,8 +202,10 @@ pub fn train(data: &OneClass, pretrained: Option<&Path>, cfg: &SvddConfig, monit
         }
         let k = count.max(1) as f64;
         history.push(epoch, sum / k, sum_svdd / k, sum_rec / k, lr)?;
+        let state = LoopState { vs: &vs, adam: &mut opt, rng: &mut rng, history: &mut history };
+        session.epoch_done(epoch, state, || vec![("svdd.c".into(), c.shallow_clone()), ("svdd.radius".into(), Tensor::from_slice(&[radius]))])?;
         monitor.epoch(epoch, t.epochs, sum / k);
     }
     vs.freeze();
-    Ok((SvddModel { vs, arch, encoder, decoder, c, radius, objective: cfg.objective, leaky_slope: t.leaky_slope }, history))
+    Ok((SvddModel { vs, arch, encoder, decoder, c, radius, objective: cfg.objective, leaky_slope: t.leaky_slope }, history, resumed))
 }

@@ -1,0 +1,183 @@
+//! Training resumes from its checkpoints and never starts over: raising `epochs`, a `kill -9` and
+//! a Ctrl-C mid-training each end with the BYTES of a cold run of the same params (same thread
+//! count), and each training node's own log says which epochs it actually trained.
+
+mod common;
+use common::Workspace;
+
+use std::time::{Duration, Instant};
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Bundled MNIST, normal class 0; an autoencoder with small batches (so an epoch lasts long
+/// enough to be interrupted in), then Deep SVDD, 6 epochs each.
+const PIPELINE: &str = "params: {ae_epochs: 6, svdd_epochs: 6, data_dir: data}
+stages:
+  ingest:
+    kind: ingest
+    matrix: {dataset: [mnist]}
+    params: {normal_class: 0, data_dir: \"${params.data_dir}\", limit_test: 200}
+  pretrain:
+    kind: pretrain_ae
+    inputs: {data: ingest.dataset}
+    params: {epochs: \"${params.ae_epochs}\", batch_size: 4, lr: 0.001, milestones: [4]}
+  train:
+    kind: train_svdd
+    inputs: {data: ingest.dataset, ae: pretrain.model}
+    params: {epochs: \"${params.svdd_epochs}\", batch_size: 64, lr: 0.001, milestones: [2], mu2: 0.5}
+";
+
+const AE: &str = "pretrain[dataset=mnist]";
+const SVDD: &str = "train[dataset=mnist]";
+
+struct Run<'a> {
+    ws: &'a Workspace,
+    store: &'a str,
+}
+
+impl Run<'_> {
+    fn args<'b>(&'b self, extra: &[&'b str]) -> Vec<&'b str> {
+        let mut a = vec!["--store", self.store];
+        a.extend_from_slice(extra);
+        a
+    }
+    fn cmd(&self, extra: &[&str]) -> std::process::Command {
+        let data = format!("params.data_dir={}", repo().join("data/bundled").display());
+        let mut args = self.args(extra);
+        args.extend_from_slice(&["--set", &data]);
+        let mut c = self.ws.cmd(&args);
+        c.env("PIPE_CHECKPOINT_EVERY_S", "0");
+        c
+    }
+    fn run(&self, extra: &[&str]) -> String {
+        let mut full = vec!["run", "p.yaml", "--threads", "1", "-j", "1"];
+        full.extend_from_slice(extra);
+        let out = self.cmd(&full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{full:?}: {err}");
+        err
+    }
+    /// The node's output hashes by name, and its log, from `pipe show --json`.
+    fn show(&self, node: &str, extra: &[&str]) -> (Vec<(String, String)>, String) {
+        let mut full = vec!["show", "p.yaml", node, "--json"];
+        full.extend_from_slice(extra);
+        let out = self.cmd(&full).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let last = &v["last_run"];
+        let outputs = last["outputs"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{node} has no last run: {v}"))
+            .iter()
+            .map(|(k, o)| (k.clone(), std::path::Path::new(o["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().to_string()))
+            .collect();
+        (outputs, last["log"].as_str().unwrap().to_string())
+    }
+    fn checkpoints(&self) -> Vec<String> {
+        let dir = self.ws.dir.join(self.store).join("checkpoints");
+        let mut out = Vec::new();
+        for d in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                out.push(f.file_name().to_string_lossy().to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// The epochs a node's log says it trained (`epoch N/E loss ...` lines).
+fn trained(log: &str) -> Vec<usize> {
+    log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
+}
+
+/// Starts a 6-epoch run, waits until the autoencoder has saved epoch 3 and is training epoch 4,
+/// then sends `signal`; returns the checkpoints left.
+fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str) -> Vec<String> {
+    let mut child = r.cmd(&["run", "p.yaml", "--threads", "1", "-j", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    let mut seen_live = false;
+    while !r.checkpoints().iter().any(|f| f == "epoch-3.partial.safetensors") {
+        assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint at epoch 3: {:?}", r.checkpoints());
+        if !seen_live {
+            // While it trains, `pipe status` elsewhere shows its epoch and loss.
+            let s = String::from_utf8_lossy(&r.cmd(&["status", "p.yaml", "-v"]).output().unwrap().stdout).to_string();
+            seen_live = s.lines().any(|l| l.contains("running: epoch ") && l.contains("/6, loss "));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    if signal == "-INT" {
+        assert_eq!(status.code(), Some(130), "Ctrl-C: {status:?}");
+    }
+    assert!(seen_live, "pipe status never showed the running epoch and loss");
+    let left = r.checkpoints();
+    assert!(!left.iter().any(|f| f == "epoch-6.safetensors"), "the training finished before it was interrupted: {left:?}");
+    left
+}
+
+#[test]
+fn training_resumes_with_the_bytes_of_a_cold_run() {
+    let ws = Workspace::new("resume");
+    ws.write("p.yaml", PIPELINE);
+
+    // The reference: a cold run of 6 epochs.
+    let cold = Run { ws: &ws, store: "cold" };
+    cold.run(&[]);
+    let (cold_ae, cold_ae_log) = cold.show(AE, &[]);
+    let (cold_svdd, _) = cold.show(SVDD, &[]);
+    assert_eq!(trained(&cold_ae_log), vec![1, 2, 3, 4, 5, 6]);
+
+    // (a) 3 epochs, then `epochs: 6`: resumes at 3 and trains 4..6 only. Deep SVDD below it
+    // starts over: its pretrained autoencoder changed, so its first epochs are another computation.
+    let more = Run { ws: &ws, store: "more" };
+    more.run(&["--set", "params.ae_epochs=3", "--set", "params.svdd_epochs=3"]);
+    let three = ["--set", "params.svdd_epochs=3"];
+    let status = String::from_utf8_lossy(&more.cmd(&["status", "p.yaml", "-v", three[0], three[1]]).output().unwrap().stdout).to_string();
+    let line = status.lines().find(|l| l.contains(AE)).unwrap();
+    assert!(line.contains("params.epochs changed 3 -> 6") && line.contains("resumes from epoch 3 of 6"), "{status}");
+    let dry = more.cmd(&["run", "p.yaml", "-n", three[0], three[1]]).output().unwrap();
+    let dry = String::from_utf8_lossy(&dry.stdout).to_string() + &String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.contains("resumes from epoch 3 of 6"), "{dry}");
+    more.run(&three);
+    let (ae, log) = more.show(AE, &three);
+    assert_eq!(trained(&log), vec![4, 5, 6], "{log}");
+    assert!(log.contains("resumed from epoch 3 of 6"), "{log}");
+    assert_eq!(ae, cold_ae, "3 + 3 epochs differ from a cold 6");
+    let (_, log) = more.show(SVDD, &three);
+    assert_eq!(trained(&log), vec![1, 2, 3], "another autoencoder: no resume: {log}");
+    // Now Deep SVDD's own horizon: 3 -> 6 resumes it at 3.
+    more.run(&[]);
+    let (svdd, log) = more.show(SVDD, &[]);
+    assert_eq!(trained(&log), vec![4, 5, 6], "{log}");
+    assert!(log.contains("resumed from epoch 3 of 6"), "{log}");
+    assert_eq!(svdd, cold_svdd, "Deep SVDD 3 + 3 differs from a cold 6");
+    // --no-resume (here with -f, which reruns a cached node) trains from scratch, to the same bytes.
+    more.run(&["--no-resume", "-f", "pretrain"]);
+    let (ae, log) = more.show(AE, &[]);
+    assert_eq!(trained(&log), vec![1, 2, 3, 4, 5, 6], "{log}");
+    assert_eq!(ae, cold_ae);
+
+    // (b) kill -9 during epoch 4 of 6, then run again: resumes at the last saved epoch.
+    let killed = Run { ws: &ws, store: "killed" };
+    let left = interrupt_during_epoch_4(&killed, "-KILL");
+    assert!(left.iter().any(|f| f.ends_with(".partial.safetensors")), "{left:?}");
+    killed.run(&[]);
+    let (ae, log) = killed.show(AE, &[]);
+    let first = trained(&log)[0];
+    assert!((4..=5).contains(&first), "resumed at epoch {first}: {log}");
+    assert!(log.contains(&format!("resumed from epoch {} of 6", first - 1)), "{log}");
+    assert_eq!(ae, cold_ae, "a killed and resumed training differs from a cold one");
+    assert_eq!(killed.show(SVDD, &[]).0, cold_svdd);
+
+    // (c) Ctrl-C (SIGINT) during epoch 4: pipe stops cleanly, the next run resumes.
+    let stopped = Run { ws: &ws, store: "stopped" };
+    interrupt_during_epoch_4(&stopped, "-INT");
+    stopped.run(&[]);
+    let (ae, log) = stopped.show(AE, &[]);
+    assert!(trained(&log)[0] >= 4, "{log}");
+    assert_eq!(ae, cold_ae, "an interrupted and resumed training differs from a cold one");
+    assert_eq!(stopped.show(SVDD, &[]).0, cold_svdd);
+}
