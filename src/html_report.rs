@@ -23,7 +23,7 @@ use polars::prelude::*;
 
 use crate::graph::Graph;
 use crate::plan::{Freshness, NodeStatus};
-use crate::store::{RunRecord, Store, Tally};
+use crate::store::{Attempt, RunRecord, Store, Tally};
 use crate::value::Value;
 
 /// Everything the report shows, gathered by the command.
@@ -80,7 +80,7 @@ pub fn render(r: &Inputs<'_>) -> String {
             .map(|(s, n)| format!("<span class='chip {s}'>{n} {s}</span>"))
             .collect::<String>()
     );
-    body.push_str("<nav><a href='#results'>Results</a><a href='#figures'>Figures</a><a href='#loss'>Loss curves</a><a href='#graph'>Stage graph</a><a href='#stale'>Not fresh</a><a href='#runs'>Runs</a></nav>");
+    body.push_str("<nav><a href='#results'>Results</a><a href='#figures'>Figures</a><a href='#loss'>Loss curves</a><a href='#graph'>Stage graph</a><a href='#stale'>Not fresh</a><a href='#failures'>Failures</a><a href='#runs'>Runs</a></nav>");
 
     body.push_str("<section id=results><h2>Results</h2>");
     let tables: Vec<&Artifact> = arts.iter().filter(|a| a.published.is_some() && a.file.ends_with(".parquet")).collect();
@@ -111,8 +111,15 @@ pub fn render(r: &Inputs<'_>) -> String {
     body.push_str(&stage_graph(r));
     body.push_str("</section>");
 
+    // Nodes whose last attempt at their current key failed: the error and the whole log kept.
+    let failed: Vec<(String, Attempt)> =
+        r.status.iter().filter_map(|s| Some((s.node.clone(), r.store.attempt(s.key.as_deref()?).filter(|a| !a.cancelled)?))).collect();
     body.push_str("<section id=stale><h2>Not fresh</h2>");
-    body.push_str(&not_fresh(r.status));
+    body.push_str(&not_fresh(r.status, &failed));
+    body.push_str("</section>");
+
+    body.push_str("<section id=failures><h2>Failures</h2>");
+    body.push_str(&failures(&failed));
     body.push_str("</section>");
 
     body.push_str("<section id=runs><h2>Runs</h2>");
@@ -834,7 +841,29 @@ fn stage_graph(r: &Inputs<'_>) -> String {
 }
 
 /// Every node that is not fresh, with why; nodes that only wait on upstream ones are counted.
-fn not_fresh(status: &[NodeStatus]) -> String {
+/// Each failed attempt: its node, when, its error and, folded, its whole log (`logs/<key>.json`).
+fn failures(failed: &[(String, Attempt)]) -> String {
+    if failed.is_empty() {
+        return "<p class=empty>No node's last attempt failed.</p>".into();
+    }
+    let mut out = String::new();
+    for (i, (node, a)) in failed.iter().enumerate() {
+        let lines = a.log.lines().count();
+        let _ = write!(
+            out,
+            "<div class=failure id='fail-{i}'><h3>{}</h3><p class=meta>key {} &middot; {:.1} s</p><pre class=error>{}</pre>             <details><summary>its log ({lines} line{})</summary><pre class=log>{}</pre></details></div>",
+            esc(node),
+            esc(&a.key[..12.min(a.key.len())]),
+            a.duration_s,
+            esc(&a.error),
+            if lines == 1 { "" } else { "s" },
+            esc(&a.log),
+        );
+    }
+    out
+}
+
+fn not_fresh(status: &[NodeStatus], failed: &[(String, Attempt)]) -> String {
     let own: Vec<&NodeStatus> = status.iter().filter(|s| s.state != Freshness::Fresh && !s.waiting).collect();
     let waiting = status.iter().filter(|s| s.waiting).count();
     if own.is_empty() && waiting == 0 {
@@ -848,9 +877,14 @@ fn not_fresh(status: &[NodeStatus]) -> String {
         if waiting > 0 { format!("; {waiting} more only wait on upstream nodes") } else { String::new() }
     );
     for s in own {
+        // A node whose last attempt failed links to its error and log below.
+        let log = match failed.iter().position(|(n, _)| *n == s.node) {
+            Some(i) => format!(" <a href='#fail-{i}'>last attempt failed: its log</a>"),
+            None => String::new(),
+        };
         let _ = write!(
             out,
-            "<tr><td data-v='{0}'><span class='chip {0}'>{0}</span></td><td data-v='{1}'>{1}</td><td data-v='{2}'>{2}</td></tr>",
+            "<tr><td data-v='{0}'><span class='chip {0}'>{0}</span></td><td data-v='{1}'>{1}</td><td data-v='{2}'>{2}{log}</td></tr>",
             s.state.as_str(),
             esc(&s.node),
             esc(&s.reasons.join("; "))
@@ -912,7 +946,7 @@ header{padding:20px 0 4px}h1{margin:0;font-size:24px}h2{margin:32px 0 8px;paddin
 .meta,.note,.empty{color:var(--muted)}.bad{color:#b00020}
 nav{position:sticky;top:0;background:var(--bg);padding:8px 0;border-bottom:1px solid var(--line);z-index:2}nav a{margin-right:16px;color:#0b69a3;text-decoration:none}
 .chip{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px;background:#e0e0e0}
-.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}
+pre.log,pre.error{max-height:24em;overflow:auto;background:#fafafa;border:1px solid #ddd;padding:.5em;font-size:85%;white-space:pre-wrap}.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}
 .filter{width:320px;max-width:100%;padding:5px 8px;margin:4px 0 8px;border:1px solid var(--line);border-radius:4px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}

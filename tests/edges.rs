@@ -93,6 +93,16 @@ fn a_failed_node_keeps_its_traceback_50_of_50() {
     assert_eq!(attempt["stderr_tail"].as_array().unwrap().last().unwrap(), "ValueError: the input has no rows");
     assert_eq!(attempt["log"].as_str().unwrap().lines().filter(|l| l.starts_with("progress ")).count(), 200);
     assert_eq!(json["last_run"], serde_json::Value::Null);
+    // The report links the failure to its log.
+    ws.ok(&["report", "p.yaml", "-o", "r.html"]);
+    let html = ws.read("r.html");
+    assert!(html.contains("<a href='#fail-0'>last attempt failed: its log</a>"), "the not-fresh row links to the log");
+    let failure = &html[html.find("<div class=failure id='fail-0'>").expect("a failure section")..];
+    assert!(
+        failure.contains("command exited with status 1")
+            && failure.contains("progress 199\n")
+            && failure.contains("ValueError: the input has no rows")
+    );
 }
 
 #[test]

@@ -154,6 +154,10 @@ fn training_resumes_with_the_bytes_of_a_cold_run() {
     assert_eq!(trained(&log), vec![4, 5, 6], "{log}");
     assert!(log.contains("resumed from epoch 3 of 6"), "{log}");
     assert_eq!(svdd, cold_svdd, "Deep SVDD 3 + 3 differs from a cold 6");
+    // The run record keeps where it resumed.
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ws.dir.join("more/runs/latest.json")).unwrap()).unwrap();
+    let node = record["nodes"].as_array().unwrap().iter().find(|n| n["node"] == SVDD).unwrap();
+    assert_eq!((node["state"].as_str(), node["resumed_from"].as_u64()), (Some("ran"), Some(3)), "{node}");
     // --no-resume (here with -f, which reruns a cached node) trains from scratch, to the same bytes.
     more.run(&["--no-resume", "-f", "pretrain"]);
     let (ae, log) = more.show(AE, &[]);

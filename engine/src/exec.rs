@@ -127,7 +127,7 @@ impl Executor<'_> {
 }
 
 enum Outcome {
-    Done { state: RunState, key: String, outputs: BTreeMap<String, ObjectRef> },
+    Done { state: RunState, key: String, outputs: BTreeMap<String, ObjectRef>, resumed_from: Option<u64> },
     Failed { key: Option<String>, error: String, cancelled: bool },
 }
 
@@ -227,7 +227,15 @@ impl<'a> Executor<'a> {
                 Some(d) => (RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
                 None => (RunState::Cancelled, "not started: run interrupted".to_string()),
             };
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s: 0.0, key: None, error: Some(error) };
+            let rn = RunNode {
+                node: node.id.clone(),
+                stage: node.stage.clone(),
+                state,
+                duration_s: 0.0,
+                key: None,
+                error: Some(error),
+                resumed_from: None,
+            };
             self.reporter.event(&Event::Finished { node: &rn });
             state_of[i.index()] = Some(state);
         }
@@ -247,7 +255,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
     });
     let duration_s = start.elapsed().as_secs_f64();
     match outcome {
-        Outcome::Done { state, key, outputs } => {
+        Outcome::Done { state, key, outputs, resumed_from } => {
             let published = publish(ex, node, &outputs);
             sh.outputs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outputs);
             // A failed publish fails the node (its result is stored; dependents still run).
@@ -255,7 +263,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
                 Ok(()) => (state, None),
                 Err(e) => (RunState::Failed, Some(render(&e))),
             };
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error };
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error, resumed_from };
             ex.reporter.event(&Event::Finished { node: &rn });
             sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
             for d in ex.graph.dependents(ex.graph.index_of(i)) {
@@ -269,7 +277,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
                 ex.cancel.store(true, Ordering::SeqCst);
             }
             let state = if cancelled { RunState::Cancelled } else { RunState::Failed };
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key, error: Some(error) };
+            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key, error: Some(error), resumed_from: None };
             ex.reporter.event(&Event::Finished { node: &rn });
             sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
             if !cancelled {
@@ -310,6 +318,7 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
                     duration_s: 0.0,
                     key: None,
                     error: Some(format!("upstream {failed_id} did not complete")),
+                    resumed_from: None,
                 };
                 ex.reporter.event(&Event::Finished { node: &rn });
                 results[d.index()] = Some(RunState::Skipped);
@@ -381,10 +390,12 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     };
     ex.reporter.event(&Event::Started { node: &node.id });
     let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
+    // Where a training node picks up (the run record keeps it): its latest checkpoint.
+    let resumed_from = if resume { crate::checkpoint::resume_point(ex.store.root(), &fp, &node.kind.params()).map(|(epoch, _)| epoch) } else { None };
     let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream, resume };
     match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
-            Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs },
+            Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs, resumed_from },
             Err(e) => Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false },
         },
         Err(f) => Outcome::Failed { key: Some(key), error: f.error, cancelled: f.cancelled },
@@ -431,7 +442,7 @@ fn prepare(
             if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
                 return Err(Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false });
             }
-            return Err(Outcome::Done { state: RunState::Cached, key, outputs: rec.outputs });
+            return Err(Outcome::Done { state: RunState::Cached, key, outputs: rec.outputs, resumed_from: None });
         }
         Verdict::Run(Why::Damaged { object, corrupt, output }) => {
             let what = if corrupt { "is corrupt" } else { "is missing" };

@@ -84,6 +84,7 @@ impl<'a> Recorder<'a> {
                     duration_s: 0.0,
                     key: None,
                     error: Some("not started".into()),
+                    resumed_from: None,
                 })
             })
             .collect()

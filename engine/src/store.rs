@@ -294,6 +294,9 @@ pub struct RunNode {
     pub key: Option<String>,
     /// Why it failed, was skipped or was cancelled; `None` when it completed.
     pub error: Option<String>,
+    /// The epoch a training node resumed from (its checkpoint), when it did not start over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
 }
 
 /// What happened to a node in a run (`state` in the run record's JSON: `ran`, `cached`, ...).
@@ -1215,7 +1218,7 @@ mod tests {
 
     #[test]
     fn a_run_folds_into_its_status_summary_and_exit_code() {
-        let node = |state| RunNode { node: "n".into(), stage: "s".into(), state, duration_s: 0.0, key: None, error: None };
+        let node = |state| RunNode { node: "n".into(), stage: "s".into(), state, duration_s: 0.0, key: None, error: None, resumed_from: None };
         let t = Tally::of(&[node(RunState::Ran), node(RunState::Cached), node(RunState::Cached), node(RunState::Failed), node(RunState::Skipped)]);
         assert_eq!(t.to_string(), "1 ran, 2 cached, 1 failed, 1 skipped, 0 cancelled");
         assert_eq!((t.status(false), t.status(false).exit_code()), (RunStatus::Failed, 4));
