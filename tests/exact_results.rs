@@ -402,6 +402,8 @@ stages:
     params: {cmd: "wc -c < ${inputs.d} > ${outputs.n}", outputs: [n]}
     publish: {n: out/n.txt}
 "#;
+    // A shared folder (an existing one: a missing share is an error, tests/edges.rs).
+    std::fs::create_dir_all(ws.dir.join("remote")).unwrap();
     let remote = format!("file://{}", ws.dir.join("remote").display());
     let (a, b, c) = (ws.dir.join("a"), ws.dir.join("b"), ws.dir.join("c"));
     write_idx_mnist(&a.join("data-x"));
@@ -456,6 +458,8 @@ fn push_uploads_an_existing_cache_and_pull_restores_without_running() {
     ws.write("p.yaml", &(grid("[0.5]") + "    publish: {s: out/score.txt}\n"));
     // Filled locally, with no remote at all.
     ws.ok(&["run", "p.yaml"]);
+    // A shared folder (an existing one: a missing share is an error, tests/edges.rs).
+    std::fs::create_dir_all(ws.dir.join("remote")).unwrap();
     let remote = format!("file://{}", ws.dir.join("remote").display());
     let out = ws.pipe(&["--store", &remote, "--cache", "artifacts", "push"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,6 +1,7 @@
-//! The README's commands share one build: `cargo build --workspace`, then `cargo run` (the `pipe`
-//! package alone) and `cargo test --workspace` resolve every shared dependency with the same
-//! features, so neither rebuilds polars or anything under it (hack/Cargo.toml says why and how).
+//! The README's commands share one build: after `cargo build --workspace`, `cargo run` and
+//! `cargo test --workspace` resolve every shared dependency with the same features, so neither
+//! rebuilds polars or anything under it. `cargo run` selects the workspace's default members,
+//! which must be every member; the test build's dev-dependencies are unified by hack/Cargo.toml.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -40,14 +41,32 @@ fn differences(a: &BTreeMap<String, BTreeSet<String>>, b: &BTreeMap<String, BTre
         .collect()
 }
 
+/// `cargo metadata`'s list under `key` (`workspace_members`, `workspace_default_members`), sorted.
+fn members(key: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--offline", "--format-version", "1", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut m: Vec<String> = v[key].as_array().unwrap_or_else(|| panic!("no {key}")).iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    m.sort();
+    m
+}
+
 #[test]
 fn run_build_and_test_resolve_every_shared_dependency_alike() {
+    // `cargo run` / `cargo build` select the default members: every member, as --workspace does.
+    let all = members("workspace_members");
+    assert!(all.len() >= 4, "{all:?}");
+    assert_eq!(members("workspace_default_members"), all, "add every member to `default-members` in Cargo.toml");
     let workspace = features(&["--workspace", "-e", "normal,build"]);
-    let run = features(&["-p", "pipe", "-e", "normal,build"]);
+    let run = features(&["-e", "normal,build"]);
     let test = features(&["--workspace", "-e", "normal,build,dev"]);
     assert!(workspace.keys().any(|k| k.starts_with("polars v")), "cargo tree listed no polars: {:?}", workspace.keys().take(5).collect::<Vec<_>>());
-    let d = differences(&run, &workspace);
-    assert!(d.is_empty(), "`cargo run` would rebuild these (add their features to hack/Cargo.toml):\n{}", d.join("\n"));
+    assert_eq!(run, workspace, "`cargo run` would resolve other features than `cargo build --workspace`");
     let d = differences(&workspace, &test);
     assert!(d.is_empty(), "`cargo test --workspace` would rebuild these (add their features to hack/Cargo.toml):\n{}", d.join("\n"));
 }

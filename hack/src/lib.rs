@@ -1,2 +1,2 @@
-//! Holds no code: its dependencies' features make `cargo run`, `cargo build --workspace` and
-//! `cargo test --workspace` resolve every shared dependency alike (see Cargo.toml).
+//! Holds no code: its dependencies' features make `cargo test --workspace` resolve every shared
+//! dependency as `cargo build --workspace` does (see Cargo.toml).
