@@ -41,6 +41,55 @@ pub struct PipelineArgs {
     pub set: Vec<String>,
 }
 
+/// How `pipe run` runs (everything but the pipeline file and the targets); `pipe pull` is a run
+/// with the defaults that restores only.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Rerun the targets (every node, without targets) even where their results are cached;
+    /// their training starts over instead of resuming from a checkpoint.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Train from scratch even where a node could resume from a checkpoint of the same
+    /// training (`pipe status` says which would).
+    #[arg(long)]
+    pub no_resume: bool,
+    /// With targets: also run everything that depends on them.
+    #[arg(long)]
+    pub downstream: bool,
+    /// Nodes run at once (default: CPU count; with Slurm, jobs in flight, default 64).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// CPU threads per node (default: CPU count / jobs; with Slurm, --cpus-per-task, default 1).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop everything at the first failure (default: only the failed node's dependents stop).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Print what would run, run nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Overwrite published files that were edited by hand since pipe wrote them.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Also list cached nodes.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print the run record (every node's state, duration and key; provenance) as JSON on
+    /// stdout when the run ends.
+    #[arg(long)]
+    pub json: bool,
+    /// Where nodes run: here, or one Slurm job each (`sbatch`; `--jobs` caps the jobs in
+    /// flight, `--threads` is each job's --cpus-per-task).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorKind,
+    /// Slurm partition for the jobs.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Extra `sbatch` option for every job, e.g. `--sbatch-arg=--time=2:00:00` (repeatable).
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true, value_name = "OPTION")]
+    pub sbatch_args: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run every node that is not fresh, in dependency order, independent nodes in parallel.
@@ -51,49 +100,8 @@ pub enum Cmd {
         /// (`train[mu2=0.5]`: partial coordinates match every node that has them).
         #[arg(value_name = "TARGET")]
         targets: Vec<String>,
-        /// Rerun the targets (every node, without targets) even where their results are cached;
-        /// their training starts over instead of resuming from a checkpoint.
-        #[arg(short = 'f', long)]
-        force: bool,
-        /// Train from scratch even where a node could resume from a checkpoint of the same
-        /// training (`pipe status` says which would).
-        #[arg(long)]
-        no_resume: bool,
-        /// With targets: also run everything that depends on them.
-        #[arg(long)]
-        downstream: bool,
-        /// Nodes run at once (default: CPU count; with Slurm, jobs in flight, default 64).
-        #[arg(short, long)]
-        jobs: Option<usize>,
-        /// CPU threads per node (default: CPU count / jobs; with Slurm, --cpus-per-task, default 1).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Stop everything at the first failure (default: only the failed node's dependents stop).
-        #[arg(long)]
-        fail_fast: bool,
-        /// Print what would run, run nothing.
-        #[arg(short = 'n', long)]
-        dry_run: bool,
-        /// Overwrite published files that were edited by hand since pipe wrote them.
-        #[arg(long)]
-        overwrite: bool,
-        /// Also list cached nodes.
-        #[arg(short, long)]
-        verbose: bool,
-        /// Print the run record (every node's state, duration and key; provenance) as JSON on
-        /// stdout when the run ends.
-        #[arg(long)]
-        json: bool,
-        /// Where nodes run: here, or one Slurm job each (`sbatch`; `--jobs` caps the jobs in
-        /// flight, `--threads` is each job's --cpus-per-task).
-        #[arg(long, value_enum, default_value = "local")]
-        executor: ExecutorKind,
-        /// Slurm partition for the jobs.
-        #[arg(long)]
-        partition: Option<String>,
-        /// Extra `sbatch` option for every job, e.g. `--sbatch-arg=--time=2:00:00` (repeatable).
-        #[arg(long = "sbatch-arg", allow_hyphen_values = true, value_name = "OPTION")]
-        sbatch_args: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Restore a pipeline's results from the store (a remote one: `--store s3://...`) and publish
     /// them, running nothing; nodes the store lacks fail (exit 4) and are named.
@@ -313,9 +321,13 @@ impl Cmd {
     }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// Where `pipe run` runs nodes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExecutorKind {
+    /// In this process and its stage workers.
+    #[default]
     Local,
+    /// One Slurm job per node.
     Slurm,
 }
 
@@ -714,40 +726,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     match cli.command {
         Cmd::Push => cmd_push(&g),
         Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
-        Cmd::Run {
-            p,
-            targets,
-            force,
-            no_resume,
-            downstream,
-            jobs,
-            threads,
-            fail_fast,
-            dry_run,
-            overwrite,
-            verbose,
-            json,
-            executor,
-            partition,
-            sbatch_args,
-        } => cmd_run(
-            &g,
-            p,
-            targets,
-            force,
-            no_resume,
-            downstream,
-            jobs,
-            threads,
-            fail_fast,
-            dry_run,
-            overwrite,
-            verbose,
-            json,
-            executor,
-            partition,
-            sbatch_args,
-        ),
+        Cmd::Run { p, targets, run } => cmd_run(&g, p, targets, run),
         Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
         Cmd::Report { p, output, overwrite } => cmd_report(&g, p, output, overwrite),
@@ -793,29 +772,12 @@ fn cmd_push(g: &Ctx<'_>) -> Result<i32, i32> {
 /// `pipe pull`: a run that restores from the store and computes nothing.
 fn cmd_pull(g: &Ctx<'_>, p: PipelineArgs, overwrite: bool, verbose: bool) -> Result<i32, i32> {
     let g = Ctx { pull_only: true, ..*g };
-    cmd_run(&g, p, Vec::new(), false, false, false, None, None, false, false, overwrite, verbose, false, ExecutorKind::Local, None, Vec::new())
+    cmd_run(&g, p, Vec::new(), RunArgs { overwrite, verbose, ..RunArgs::default() })
 }
 
 /// `pipe run`.
-#[allow(clippy::too_many_arguments)]
-fn cmd_run(
-    g: &Ctx<'_>,
-    p: PipelineArgs,
-    targets: Vec<String>,
-    force: bool,
-    no_resume: bool,
-    downstream: bool,
-    jobs: Option<usize>,
-    threads: Option<usize>,
-    fail_fast: bool,
-    dry_run: bool,
-    overwrite: bool,
-    verbose: bool,
-    json: bool,
-    executor: ExecutorKind,
-    partition: Option<String>,
-    sbatch_args: Vec<String>,
-) -> Result<i32, i32> {
+fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> Result<i32, i32> {
+    let RunArgs { force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } = run;
     let (pipeline, graph) = load(&p, g.registry)?;
     let (graph, rerun) = if targets.is_empty() {
         let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
