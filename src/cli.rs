@@ -1434,10 +1434,25 @@ fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
     } else {
         None
     };
-    let stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
+    // The checkpoint folders of the results kept (computed before their records may go).
+    let live_prefixes: Option<std::collections::HashSet<String>> = live.as_ref().map(|keys| {
+        keys.iter()
+            .filter_map(|k| {
+                let fp = store.record(k).ok().flatten()?.fingerprint;
+                let horizon = crate::checkpoint::horizon(&g.registry.get(&fp.kind)?.params())?;
+                Some(crate::checkpoint::prefix_key(&fp, horizon))
+            })
+            .collect()
+    });
+    let mut stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
         eprintln!("error: {}", render(&e));
         exit::STORE
     })?;
+    if let Some(prefixes) = &live_prefixes {
+        let (lines, freed) = crate::checkpoint::collect(store.root(), prefixes, now() - keep_days.max(0.0) * 86_400.0, dry_run);
+        stats.removed.extend(lines);
+        stats.bytes_freed += freed;
+    }
     if dry_run {
         for line in &stats.removed {
             println!("would remove {line}");

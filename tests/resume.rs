@@ -92,13 +92,19 @@ fn trained(log: &str) -> Vec<usize> {
     log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
 }
 
-/// Starts a 6-epoch run, waits until the autoencoder has saved epoch 3 and is training epoch 4,
-/// then sends `signal`; returns the checkpoints left.
+/// Starts a 6-epoch run, waits until `pipe status` has shown it training and the autoencoder has
+/// saved epoch 3 (or a later one) on the way, then sends `signal`; returns the checkpoints left.
 fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str) -> Vec<String> {
     let mut child = r.cmd(&["run", "p.yaml", "--threads", "1", "-j", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let t = Instant::now();
     let mut seen_live = false;
-    while !r.checkpoints().iter().any(|f| f == "epoch-3.partial.safetensors") {
+    // A partial checkpoint at epoch 3 or later (the status poll may have taken a while).
+    let saved_3 = || {
+        r.checkpoints().iter().any(|f| {
+            f.strip_prefix("epoch-").and_then(|f| f.strip_suffix(".partial.safetensors")).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n >= 3)
+        })
+    };
+    while !seen_live || !saved_3() {
         assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint at epoch 3: {:?}", r.checkpoints());
         if !seen_live {
             // While it trains, `pipe status` elsewhere shows its epoch and loss.
@@ -164,6 +170,19 @@ fn training_resumes_with_the_bytes_of_a_cold_run() {
     assert_eq!(trained(&log), vec![1, 2, 3, 4, 5, 6], "{log}");
     assert_eq!(ae, cold_ae);
 
+    // gc keeps the checkpoints of the results it keeps (the file at its defaults) and removes the
+    // rest. Here: the autoencoder's folder holds epoch 6 (retrained from scratch above), Deep
+    // SVDD's on the 6-epoch autoencoder epochs 3 and 6 (both kept), and Deep SVDD's on the 3-epoch
+    // autoencoder epoch 3: a training nothing current continues, removed.
+    assert_eq!(more.checkpoints().len(), 4, "{:?}", more.checkpoints());
+    let out = ws.cmd(&["--store", "more", "gc", "--records", "--keep-days", "0"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(more.checkpoints(), ["epoch-3.safetensors", "epoch-6.safetensors", "epoch-6.safetensors"], "{text}");
+    assert!(text.contains("checkpoints ") || text.starts_with("removed"), "{text}");
+    more.run(&[]);
+    assert!(more.cmd(&["status", "p.yaml", "--check"]).output().unwrap().status.success(), "everything still fresh after gc");
+
     // (b) kill -9 during epoch 4 of 6, then run again: resumes at the last saved epoch.
     let killed = Run { ws: &ws, store: "killed" };
     let left = interrupt_during_epoch_4(&killed, "-KILL");
@@ -171,7 +190,7 @@ fn training_resumes_with_the_bytes_of_a_cold_run() {
     killed.run(&[]);
     let (ae, log) = killed.show(AE, &[]);
     let first = trained(&log)[0];
-    assert!((4..=5).contains(&first), "resumed at epoch {first}: {log}");
+    assert!((4..=6).contains(&first), "resumed at epoch {first}: {log}");
     assert!(log.contains(&format!("resumed from epoch {} of 6", first - 1)), "{log}");
     assert_eq!(ae, cold_ae, "a killed and resumed training differs from a cold one");
     assert_eq!(killed.show(SVDD, &[]).0, cold_svdd);

@@ -98,6 +98,32 @@ pub fn resume_point(root: &Path, fp: &Fingerprint, params: &[ParamSpec]) -> Opti
     Some((s.epoch, epochs))
 }
 
+/// `pipe gc --records` on checkpoints: removes each folder under `root/checkpoints/` whose prefix
+/// is not in `live` (the prefixes of the results gc keeps) and whose newest file is older than
+/// `since` (seconds since the epoch; a training killed within the kept days keeps its progress).
+/// With `dry_run` nothing is removed. Returns one line per folder and the bytes freed.
+pub fn collect(root: &Path, live: &std::collections::HashSet<String>, since: f64, dry_run: bool) -> (Vec<String>, u64) {
+    let (mut lines, mut freed) = (Vec::new(), 0u64);
+    for e in std::fs::read_dir(root.join("checkpoints")).into_iter().flatten().flatten() {
+        let prefix = e.file_name().to_string_lossy().to_string();
+        if live.contains(&prefix) || !e.path().is_dir() {
+            continue;
+        }
+        let files: Vec<std::fs::Metadata> = std::fs::read_dir(e.path()).into_iter().flatten().flatten().filter_map(|f| f.metadata().ok()).collect();
+        let newest =
+            files.iter().filter_map(|m| m.modified().ok()).max().map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        if newest.is_some_and(|t| t >= since) {
+            continue;
+        }
+        let bytes: u64 = files.iter().map(|m| m.len()).sum();
+        lines.push(format!("checkpoints {} ({} files, {bytes} bytes)", &prefix[..12.min(prefix.len())], files.len()));
+        if dry_run || std::fs::remove_dir_all(e.path()).is_ok() {
+            freed += bytes;
+        }
+    }
+    (lines, freed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

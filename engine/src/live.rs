@@ -1,6 +1,6 @@
 //! What a running node is doing, visible from outside the run: while a node computes, its
-//! progress (epoch, loss) is kept in the store as `running/<key>.json`, rewritten at most once a
-//! second and removed when the node ends, so `pipe status` in another terminal shows each running
+//! progress (epoch, loss) is kept in the store as `running/<key>.json`, rewritten at most five times
+//! a second and removed when the node ends, so `pipe status` in another terminal shows each running
 //! node's epoch, loss and time to go. A file whose process is gone (the run was killed) is
 //! ignored, not shown as running.
 
@@ -108,8 +108,8 @@ pub struct LiveProgress {
     state: Mutex<(Running, Option<Instant>)>,
 }
 
-/// How often the file is rewritten at most.
-const EVERY: Duration = Duration::from_secs(1);
+/// How often the file is rewritten at most (an epoch's end is seen within this).
+const EVERY: Duration = Duration::from_millis(200);
 
 impl LiveProgress {
     /// Starts keeping node `node` (key `key`) in `root`'s `running/` folder.
