@@ -557,8 +557,25 @@ fn is_url(store: &str) -> bool {
     store.contains("://")
 }
 
+/// `--store file:/x` or `s3:/bucket`: a URL missing a slash, which would otherwise become a local
+/// folder named `file:`. A scheme is a letter, then letters, digits, `+`, `-` or `.`, then `:`.
+fn mistyped_url(store: &str) -> Option<&str> {
+    let (scheme, _) = store.split_once(':')?;
+    let looks = !store.contains("://")
+        && scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    looks.then_some(scheme)
+}
+
 /// The store named by --store (and --cache in front of a remote one).
 fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
+    if let Some(scheme) = mistyped_url(cli_store) {
+        eprintln!(
+            "error: --store {cli_store}: `{scheme}:` reads as a URL, but a store URL is s3://BUCKET/PREFIX or file:///ABSOLUTE/DIR\n  = hint: for a local folder whose name holds `:`, write it as ./{cli_store}"
+        );
+        return Err(exit::STORE);
+    }
     let dir = if is_url(cli_store) { cache } else { Path::new(cli_store) };
     let store = Store::open(dir).map_err(|e| {
         eprintln!("error: {}", render(&CliError::StoreUnopenable(e)));
@@ -604,8 +621,8 @@ fn looks_like_pipeline(text: &str) -> bool {
 }
 
 /// What `gc --records` keeps: every key a run of the last `keep_days` days used, and every key
-/// that a pipeline file in the workspace (`*.yaml` / `*.yml` outside hidden folders, the store and
-/// `target/`) resolves to at its defaults. Returns the keys and a note per file considered.
+/// that a pipeline file in the workspace (`*.yaml` / `*.yml` in any case, a link to one included,
+/// at any depth outside hidden folders, the store, `target/` and `node_modules/`) resolves to at its defaults. Returns the keys and a note per file considered.
 /// Errors: the files that look like pipelines ([`looks_like_pipeline`]) but do not load, each
 /// with its rendered error; gc must not guess what they use. With `skip_invalid` they are
 /// noted and skipped instead.
@@ -631,18 +648,22 @@ fn live_keys(
             let name = e.file_name().to_string_lossy().to_string();
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
+                // Folders linked in are not followed (no cycles); hidden ones, build output and
+                // the store hold no pipeline a user edits.
                 let skip = name.starts_with('.')
                     || name == "target"
                     || name == "node_modules"
                     || std::fs::canonicalize(&path).ok() == store_dir
-                    || depth >= 6;
+                    || depth >= 64;
                 if !skip {
                     stack.push((path, depth + 1));
                 }
                 continue;
             }
-            let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-            if !ft.is_file() || !yaml {
+            let lower = name.to_ascii_lowercase();
+            let yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
+            // A file linked in counts as the file it names.
+            if !yaml || !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
                 continue;
             }
             let rel = path.strip_prefix(&ws).unwrap_or(&path).to_path_buf();
@@ -1002,16 +1023,30 @@ fn cmd_get(g: &Ctx<'_>, file: PathBuf, set: Vec<String>, node: String, output: S
 
 /// Copies `src` to `dest` as `cp` does, but never leaves a partial file: a new file gets the
 /// umask's mode (0666 masked), an existing one keeps its mode (a symlink is written through, to
-/// its target); the bytes go to a temporary file beside it, synced, then renamed over it.
-/// Errors: reading `src`, or creating, writing or renaming in `dest`'s folder.
+/// its target); the bytes go to a temporary file beside it, synced, then renamed over it (so a
+/// hard link to the old file keeps the old bytes, and the new file is owned by the user).
+/// Errors, as `cp`'s: an existing file this user may not write, a dangling symlink, a destination
+/// that is not a regular file; reading `src`; creating, writing or renaming in `dest`'s folder.
 fn write_like_cp(src: &Path, dest: &Path) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let refuse = |what: &str| Err(std::io::Error::other(what.to_string()));
     let dest = match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf()),
+        Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(dest) {
+            Ok(target) => target,
+            Err(_) => return refuse("it is a symlink to nothing (cp does not write through a dangling symlink)"),
+        },
         _ => dest.to_path_buf(),
     };
-    let keep_mode = std::fs::metadata(&dest).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
+    let existing = std::fs::metadata(&dest).ok();
+    if let Some(m) = &existing {
+        if !m.is_file() {
+            return refuse("it exists and is not a regular file (a pipe, socket, device or folder); give a file path");
+        }
+        // What `cp` would be refused: opening the file for writing (nothing is written here).
+        std::fs::OpenOptions::new().write(true).open(&dest)?;
+    }
+    let keep_mode = existing.map(|m| m.permissions().mode() & 0o7777);
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -1269,10 +1304,16 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
     let i = graph.find(&node).expect("one_node names a node of the graph");
     let store = open_store(g.store, g.cache)?;
     let n = graph.node(i);
-    let last = store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten());
     // The node's key now; a failed attempt at it is shown with its error and log, even when the
     // node never succeeded. (A key whose inputs are not computed yet has none.)
     let now_key = plan::status(&graph, &store, &ref_namespace(p.path()), &workspace()).into_iter().find(|s| s.node == n.id).and_then(|s| s.key);
+    // The result of these params if there is one, else the node's last run (of other params or
+    // inputs, which is said).
+    let last = now_key
+        .as_deref()
+        .and_then(|k| store.record(k).ok().flatten())
+        .or_else(|| store.get_ref(&ref_namespace(p.path()), &n.id).and_then(|k| store.record(&k).ok().flatten()));
+    let current = last.as_ref().is_some_and(|r| Some(&r.key) == now_key.as_ref());
     let attempt =
         now_key.as_deref().and_then(|k| store.attempt(k)).filter(|a| last.as_ref().is_none_or(|r| r.key != a.key || a.finished_at > r.finished_at));
     if json {
@@ -1286,6 +1327,7 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
             "outputs": n.outputs.iter().map(|o| serde_json::json!({"name": o.name, "file": o.file})).collect::<Vec<_>>(),
             "last_run": last.as_ref().map(|rec| serde_json::json!({
                 "key": rec.key,
+                "current": current,
                 "duration_s": rec.duration_s,
                 "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
                 "log": rec.log,
@@ -1312,12 +1354,21 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
     }
     match last {
         Some(rec) => {
-            println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
+            if current {
+                println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
+            } else {
+                println!(
+                    "last run: key {} ({:.2}s), of other params or inputs than the ones above (`pipe status {}` says what changed)",
+                    rec.key,
+                    rec.duration_s,
+                    p.path().display()
+                );
+            }
             for (name, obj) in &rec.outputs {
                 println!("  {name}: {} ({} bytes)", store.object_path(obj).display(), obj.size);
             }
             if !rec.log.is_empty() {
-                println!("log:\n{}", rec.log);
+                println!("log:\n{}", crate::log::printable(&rec.log));
             }
         }
         None if attempt.is_some() => println!("never completed"),
@@ -1325,9 +1376,15 @@ fn cmd_show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: bool) -> R
     }
     if let Some(a) = attempt {
         let what = if a.cancelled { "was interrupted" } else { "failed" };
-        println!("last attempt {what}: key {} at {} ({:.2}s)\nerror: {}", a.key, rfc3339(a.finished_at), a.duration_s, a.error);
+        println!(
+            "last attempt {what}: key {} at {} ({:.2}s)\nerror: {}",
+            a.key,
+            rfc3339(a.finished_at),
+            a.duration_s,
+            crate::log::printable(&a.error)
+        );
         if !a.log.is_empty() {
-            println!("log:\n{}", a.log.trim_end_matches('\n'));
+            println!("log:\n{}", crate::log::printable(a.log.trim_end_matches('\n')));
         }
     }
     Ok(exit::OK)

@@ -93,6 +93,13 @@ fn a_failed_node_keeps_its_traceback_50_of_50() {
     assert_eq!(attempt["stderr_tail"].as_array().unwrap().last().unwrap(), "ValueError: the input has no rows");
     assert_eq!(attempt["log"].as_str().unwrap().lines().filter(|l| l.starts_with("progress ")).count(), 200);
     assert_eq!(json["last_run"], serde_json::Value::Null);
+    // Control characters in a log are shown, not obeyed by the terminal.
+    ws.write("esc.yaml", "stages:\n  e:\n    kind: command\n    params: {cmd: \"printf 'ab\\\\033[2J\\\\033]0;pwned\\\\007\\\\n' >&2; exit 1\"}\n");
+    let out = ws.pipe(&["run", "esc.yaml"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(!stderr(&out).contains('\u{1b}') && stderr(&out).contains("ab\\x1b[2J\\x1b]0;pwned\\x07"), "{}", stderr(&out));
+    let show = stdout(&ws.pipe(&["show", "esc.yaml", "e"]));
+    assert!(!show.contains('\u{1b}') && show.contains("ab\\x1b[2J"), "{show}");
     // The report links the failure to its log.
     ws.ok(&["report", "p.yaml", "-o", "r.html"]);
     let html = ws.read("r.html");
@@ -122,6 +129,13 @@ fn a_shared_store_folder_that_is_not_there_is_an_error() {
     }
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(!ws.dir.join("mnt").exists(), "the missing share was created");
+    // A URL with a slash missing is not a local folder named `file:`; a relative file:// is refused.
+    for store in ["file:/tmp/x", "s3:/bucket", "file://relative/x"] {
+        let out = ws.pipe(&["--store", store, "--cache", "cache", "status", "p.yaml"]);
+        assert_eq!(out.status.code(), Some(5), "{store}: {}", stderr(&out));
+        assert!(stderr(&out).contains("file:///"), "{store}: {}", stderr(&out));
+    }
+    assert!(!ws.dir.join("file:").exists() && !ws.dir.join("s3:").exists() && !ws.dir.join("relative").exists());
 }
 
 #[test]
@@ -138,6 +152,26 @@ fn set_values_arrive_byte_for_byte() {
         let out = ws.pipe(&["run", "p.yaml", "--set", &set]);
         assert!(out.status.success(), "{value:?}: {}", stderr(&out));
         assert_eq!(ws.read("out.txt"), value, "--set a.cmd=... changed the value");
+    }
+    // Only plain decimal numbers and the lowercase words are values: the rest stays text, as typed,
+    // even for a pipeline param substituted into the command.
+    ws.write("w.yaml", "params: {note: hello}\nstages:\n  a:\n    kind: command\n    params: {cmd: \"printf '%s' '${params.note}' > ${outputs.o}\", outputs: [o]}\n    publish: {o: w.txt}\n");
+    for (value, arrives) in [
+        ("~", "~"),
+        ("Null", "Null"),
+        ("True", "True"),
+        ("007", "007"),
+        ("+5", "+5"),
+        (".5", ".5"),
+        (".NaN", ".NaN"),
+        ("1e3", "1000.0"),
+        ("-2", "-2"),
+        ("true", "true"),
+    ] {
+        let set = format!("params.note={value}");
+        let out = ws.pipe(&["run", "w.yaml", "--set", &set]);
+        assert!(out.status.success(), "{value:?}: {}", stderr(&out));
+        assert_eq!(ws.read("w.txt"), arrives, "--set params.note={value}");
     }
     // A string param given a number keeps the digits as typed.
     let show = stdout(&ws.pipe(&["show", "p.yaml", "a", "--set", "a.cmd=0.50", "--json"]));
@@ -222,6 +256,15 @@ fn get_writes_like_cp() {
     ws.ok(&["get", "p.yaml", "a", "o", "old.txt"]);
     assert_eq!(ws.read("old.txt"), "new\n");
     assert_eq!(std::fs::metadata(&old).unwrap().permissions().mode() & 0o777, 0o700);
+    // What cp refuses: a dangling symlink, a FIFO (never opened: that would block).
+    std::os::unix::fs::symlink(ws.dir.join("nowhere/x"), ws.dir.join("dangling.txt")).unwrap();
+    let out = ws.pipe(&["get", "p.yaml", "a", "o", "dangling.txt"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("dangling symlink"), "{}", stderr(&out));
+    assert!(std::process::Command::new("mkfifo").arg(ws.dir.join("fifo")).status().unwrap().success());
+    let out = ws.pipe(&["get", "p.yaml", "a", "o", "fifo"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
     // A destination that cannot be written leaves neither a partial file nor a temporary one.
     let out = ws.pipe(&["get", "p.yaml", "a", "o", "no/such/dir/x.txt"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
@@ -291,4 +334,41 @@ fn status_shows_a_running_node_and_forgets_a_killed_one() {
     assert_eq!(walk_files(&ws.store().join("running")).len(), 1);
     let s = status(&ws);
     assert!(!s.contains("running"), "{s}");
+}
+
+#[test]
+fn show_says_when_its_last_run_is_of_other_params() {
+    let ws = Workspace::new("show-other");
+    ws.write("s.yaml", "params: {msg: default}\nstages:\n  a: {kind: command, params: {cmd: \"echo ${params.msg} > ${outputs.x}\", outputs: [x]}}\n");
+    ws.ok(&["run", "s.yaml"]);
+    ws.ok(&["run", "s.yaml", "--set", "params.msg=other"]);
+    // The file's own params have a result: show it, not the --set run's.
+    let v: serde_json::Value = serde_json::from_slice(&ws.pipe(&["show", "s.yaml", "a", "--json"]).stdout).unwrap();
+    assert_eq!(v["last_run"]["current"], true);
+    assert!(v["last_run"]["log"].as_str().unwrap().contains("echo default"), "{v}");
+    // Params never run: the last run shown is labelled as another key's.
+    let show = stdout(&ws.pipe(&["show", "s.yaml", "a", "--set", "params.msg=third"]));
+    assert!(show.contains("of other params or inputs than the ones above"), "{show}");
+}
+
+#[test]
+fn gc_finds_pipeline_files_at_any_depth_in_any_case_and_through_links() {
+    let ws = Workspace::new("gc-find");
+    let mk = |rel: &str, v: &str| {
+        ws.write(rel, &format!("stages:\n  a:\n    kind: command\n    params: {{cmd: \"echo {v} > ${{outputs.x}}\", outputs: [x]}}\n"));
+    };
+    mk("deep/a/b/c/d/e/f/g/p.yaml", "4");
+    mk("P.YAML", "3");
+    mk("elsewhere/r.yml", "11");
+    std::os::unix::fs::symlink(ws.dir.join("elsewhere/r.yml"), ws.dir.join("link.yaml")).unwrap();
+    for f in ["deep/a/b/c/d/e/f/g/p.yaml", "P.YAML", "link.yaml"] {
+        ws.ok(&["run", f]);
+    }
+    std::fs::rename(ws.dir.join("elsewhere"), ws.dir.join(".hidden")).unwrap();
+    std::os::unix::fs::symlink(ws.dir.join(".hidden/r.yml"), ws.dir.join("link2.yaml")).unwrap();
+    std::fs::remove_file(ws.dir.join("link.yaml")).unwrap();
+    std::fs::rename(ws.dir.join("link2.yaml"), ws.dir.join("link.yaml")).unwrap();
+    let out = ws.pipe(&["gc", "--records", "--keep-days", "0", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("would remove 0 objects and 0 records"), "{}\n{}", stdout(&out), stderr(&out));
 }

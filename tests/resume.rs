@@ -79,7 +79,11 @@ impl Run<'_> {
         let mut out = Vec::new();
         for d in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-                out.push(f.file_name().to_string_lossy().to_string());
+                let name = f.file_name().to_string_lossy().to_string();
+                if name.ends_with(".safetensors") {
+                    assert!(d.path().join(format!("{name}.sha256")).is_file(), "{name} has no checksum beside it");
+                    out.push(name);
+                }
             }
         }
         out.sort();

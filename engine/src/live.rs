@@ -24,6 +24,10 @@ pub struct Running {
     pub host: String,
     /// Process id on `host`.
     pub pid: u32,
+    /// When that process started (clock ticks after boot, from `/proc/PID/stat`): a pid reused by
+    /// another process after the run was killed is not taken for the run.
+    #[serde(default)]
+    pub pid_started: Option<u64>,
     /// When the node started, in seconds since the Unix epoch.
     pub started_at: f64,
     /// When this was written.
@@ -78,12 +82,21 @@ pub fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Whether `r`'s process still runs (on another host: assumed, as nothing here can tell).
+/// When process `pid` started, in clock ticks after boot (field 22 of `/proc/PID/stat`).
+fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `r`'s process still runs (on another host: assumed, as nothing here can tell): the
+/// pid is alive and, where its start time was recorded, started then.
 fn alive(r: &Running, host: &str) -> bool {
     if r.host != host {
         return true;
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(r.pid as i32), None).is_ok()
+        && (r.pid_started.is_none() || process_started(r.pid) == r.pid_started)
 }
 
 /// The nodes running now, by key, from `root`'s `running/` folder (files of dead processes skipped).
@@ -120,6 +133,7 @@ impl LiveProgress {
             key: key.to_string(),
             host: hostname(),
             pid: std::process::id(),
+            pid_started: process_started(std::process::id()),
             started_at: t,
             updated_at: t,
             position: 0,
@@ -185,6 +199,7 @@ mod tests {
             key: "k".into(),
             host: "h".into(),
             pid: 1,
+            pid_started: None,
             started_at: 100.0,
             updated_at: 160.0,
             position: 13,
@@ -198,5 +213,28 @@ mod tests {
         assert_eq!(r.eta_s(), None);
         assert_eq!(human(740.0), "12m 20s");
         assert_eq!(human(7325.0), "2h 2m");
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_run() {
+        let me = std::process::id();
+        let started = process_started(me);
+        assert!(started.is_some());
+        let mut r = Running {
+            node: "n".into(),
+            key: "k".into(),
+            host: hostname(),
+            pid: me,
+            pid_started: started,
+            started_at: 0.0,
+            updated_at: 0.0,
+            position: 0,
+            length: 0,
+            first_position: None,
+            message: String::new(),
+        };
+        assert!(alive(&r, &hostname()));
+        r.pid_started = started.map(|t| t + 1);
+        assert!(!alive(&r, &hostname()), "same pid, another start time: another process");
     }
 }

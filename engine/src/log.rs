@@ -104,12 +104,28 @@ impl NodeLog {
         if lines.is_empty() {
             return error.to_string();
         }
-        format!("{error}\n--- end of {what} ---\n{}", lines.join("\n"))
+        format!("{error}\n--- end of {what} ---\n{}", printable(&lines.join("\n")))
     }
+}
+
+/// `text` safe to print on a terminal: control characters other than newline and tab (escape
+/// sequences that clear the screen or set the window title, NUL, DEL) are shown as `\xNN`.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c);
+    if !text.contains(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.chars().map(|c| if bad(c) { format!("\\x{:02x}", c as u32) } else { c.to_string() }).collect())
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(super::printable("ab\0\x1b[2J\x1b]0;pwned\x07\tok\n"), "ab\\x00\\x1b[2J\\x1b]0;pwned\\x07\tok\n");
+        assert!(matches!(super::printable("plain ünïcødé\n"), std::borrow::Cow::Borrowed(_)));
+    }
+
     use super::*;
 
     #[test]

@@ -173,6 +173,16 @@ impl Remote {
             let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) || env("AWS_ALLOW_HTTP").is_some_and(|v| v == "true");
             let s3 = b.with_allow_http(allow_http).build().map_err(|e| remote_err(url, "configure", e))?;
             (Arc::new(s3), prefix.trim_matches('/').to_string())
+        } else if let Some(dir) = url.strip_prefix("file://").filter(|d| !d.starts_with('/')) {
+            return Err(StoreError::Remote {
+                url: url.to_string(),
+                what: "open".into(),
+                message: format!("`{dir}` is not an absolute path (in a file:// URL it would name a host)"),
+                hint: format!(
+                    "write file:///ABSOLUTE/DIR with three slashes, e.g. file://{}",
+                    std::path::absolute(dir).map(|p| p.display().to_string()).unwrap_or_else(|_| format!("/{dir}"))
+                ),
+            });
         } else if let Some(dir) = url.strip_prefix("file://") {
             // A shared folder that is not there (an unmounted share, a typo) is an error, never
             // an empty store created in its place: only the local default store is made on first use.

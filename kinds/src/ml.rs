@@ -115,11 +115,23 @@ pub fn checkpoints(ctx: &RunContext, epochs: usize) -> Result<Option<stages::tra
     if !c.resume {
         for s in crate::checkpoint::saved(&c.dir).into_iter().filter(|s| s.epoch as usize <= epochs) {
             std::fs::remove_file(&s.path).map_err(|e| StageError::io("cannot remove a checkpoint to start over", e))?;
+            let _ = std::fs::remove_file(stages::train::checkpoint::sidecar(&s.path));
         }
         ctx.log(format!("starting over (--no-resume): not resuming from {}", c.dir.display()));
     }
-    let every = std::env::var("PIPE_CHECKPOINT_EVERY_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite() && *v >= 0.0);
-    let every = std::time::Duration::from_secs_f64(every.unwrap_or(CHECKPOINT_EVERY_S));
+    let every = match std::env::var("PIPE_CHECKPOINT_EVERY_S") {
+        Err(_) => CHECKPOINT_EVERY_S,
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => s,
+            _ => {
+                ctx.log(format!(
+                    "warning: PIPE_CHECKPOINT_EVERY_S={v:?} is not a number of seconds >= 0; saving at most every {CHECKPOINT_EVERY_S} s"
+                ));
+                CHECKPOINT_EVERY_S
+            }
+        },
+    };
+    let every = std::time::Duration::from_secs_f64(every);
     Ok(Some(stages::train::Checkpoints::new(&c.dir).with_min_interval(every)))
 }
 

@@ -83,7 +83,12 @@ fn svdd_bytes(m: &SvddModel, dir: &Path, name: &str) -> Vec<u8> {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    // The checkpoints (each has its `.sha256` beside it).
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
     v.sort();
     v
 }
@@ -356,14 +361,28 @@ fn min_interval_saves_only_the_last_epoch_and_bad_checkpoints_are_named_errors()
     let mut other = cfg(4, 1e-6);
     other.lr = 2e-3;
     let e = autoencoder::pretrain_checkpointed(&data, &other, Some(&ck), &Quiet).err().unwrap().to_string();
-    assert!(e.contains("epoch-3.safetensors") && e.contains("other settings") && e.contains("start over"), "{e}");
+    assert!(e.contains("epoch-3.safetensors") && e.contains("other settings") && e.contains("--no-resume"), "{e}");
 
     // A damaged file: named, with how to start over; the earlier checkpoint is not used silently.
     let ck = Checkpoints::new(d.join("damaged"));
     std::fs::create_dir_all(&ck.dir).unwrap();
     std::fs::write(ck.dir.join("epoch-2.partial.safetensors"), b"not a checkpoint").unwrap();
     let e = autoencoder::pretrain_checkpointed(&data, &cfg(3, 1e-6), Some(&ck), &Quiet).err().unwrap().to_string();
-    assert!(e.contains("epoch-2.partial.safetensors") && e.contains("Delete this file") && e.contains("start over"), "{e}");
+    assert!(e.contains("epoch-2.partial.safetensors") && e.contains("--no-resume") && e.contains("starts over"), "{e}");
+
+    // A checkpoint of the right length whose bytes changed on disk (one flipped run of bytes in a
+    // weight): refused by its SHA-256, never resumed into a result that differs from a cold run.
+    let ck = Checkpoints::new(d.join("flipped"));
+    autoencoder::pretrain_checkpointed(&data, &cfg(3, 1e-6), Some(&ck), &Quiet).unwrap();
+    let path = ck.dir.join("epoch-3.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    for b in &mut bytes[8 + header + 100..8 + header + 140] {
+        *b ^= 0x55;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let e = autoencoder::pretrain_checkpointed(&data, &cfg(4, 1e-6), Some(&ck), &Quiet).err().unwrap().to_string();
+    assert!(e.contains("epoch-3.safetensors") && e.contains("bytes changed") && e.contains("--no-resume"), "{e}");
 
     // A Deep SVDD checkpoint is not an autoencoder one.
     let ck = Checkpoints::new(d.join("kind"));

@@ -70,11 +70,12 @@ pub fn node_id(stage: &str, coords: &[(String, Value)]) -> String {
 }
 
 /// How a `--set` value is read (README, "Overrides"), stated once for every error that cites it.
-pub const SET_RULE: &str = "a --set value is a number, true/false or null only when it is exactly that word; a [...] list is \
-read as YAML (quote an item holding `#` or `, `); anything else, and any value given to a string param, is the text exactly as typed";
+pub const SET_RULE: &str = "a --set value is a number only when written in plain decimal (3, -0.5, 1e-3), true, false or null only \
+as those lowercase words; a [...] list is read as YAML (quote an item holding `#` or `, `); anything else, and any value given to \
+a string param, is the text exactly as typed";
 
-/// The one rule for a `--set` value's text (see [`SET_RULE`]): `0.5`, `true`, `null` and `[a, b]`
-/// are YAML; everything else is the string exactly as typed: `#`, `: `, quotes, spaces and
+/// The one rule for a `--set` value's text (see [`SET_RULE`]): a plain decimal number, `true`,
+/// `false`, `null` and `[a, b]` are values; everything else (`007`, `~`, `True`, `.5`) is the string exactly as typed: `#`, `: `, quotes, spaces and
 /// unicode arrive byte for byte, and a `#` is never a comment. Errors: a `[...]` that is not one
 /// YAML list, or one holding a ` #` that YAML would read as a comment.
 pub fn set_value(raw: &str) -> Result<NodeKind, String> {
@@ -88,15 +89,40 @@ pub fn set_value(raw: &str) -> Result<NodeKind, String> {
             _ => Err("it starts with `[` but is not one YAML list".into()),
         };
     }
-    let plain = !raw.is_empty() && !raw.contains(|c: char| c.is_whitespace() || "#:'\"[]{},&*!|>%@`".contains(c));
-    if plain {
-        if let Ok((Node { kind: NodeKind::Scalar(v), .. }, problems)) = super::yaml::parse(raw) {
-            if problems.is_empty() && !matches!(v, Value::Str(_)) {
-                return Ok(NodeKind::Scalar(v));
-            }
+    match raw {
+        "true" => return Ok(NodeKind::Scalar(Value::Bool(true))),
+        "false" => return Ok(NodeKind::Scalar(Value::Bool(false))),
+        "null" => return Ok(NodeKind::Scalar(Value::Null)),
+        _ => {}
+    }
+    if decimal_number(raw) {
+        if let Ok(i) = raw.parse::<i64>() {
+            return Ok(NodeKind::Scalar(Value::Int(i)));
+        }
+        if let Ok(x) = raw.parse::<f64>() {
+            return Ok(NodeKind::Scalar(Value::Float(x)));
         }
     }
     Ok(NodeKind::Scalar(Value::Str(raw.to_string())))
+}
+
+/// Whether `s` is a number written in plain decimal: `3`, `-0.5`, `1e-3`, `2.5E+4`; not `007`,
+/// `+5`, `.5`, `5.`, `0x1f`, `inf` or `.nan` (those stay text, as typed).
+fn decimal_number(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (mantissa, None),
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    let int_ok = digits(int) && (int == "0" || !int.starts_with('0'));
+    let frac_ok = frac.is_none_or(digits);
+    let exp_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    int_ok && frac_ok && exp_ok
 }
 
 /// Whether `prefix` ends inside a quoted YAML flow item (an odd number of unescaped quotes).

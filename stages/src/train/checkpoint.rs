@@ -103,6 +103,21 @@ pub fn latest(dir: &Path, epochs: usize) -> Result<Option<(usize, PathBuf)>> {
     Ok(list(dir)?.into_iter().filter(|(e, _, _)| *e <= epochs).max_by_key(|(e, complete, _)| (*e, *complete)).map(|(e, _, p)| (e, p)))
 }
 
+/// Where a checkpoint's SHA-256 is kept: `<file>.sha256`, one line of hex.
+pub fn sidecar(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".sha256");
+    path.with_file_name(name)
+}
+
+/// The SHA-256 of a file's bytes, lowercase hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn take(t: &mut BTreeMap<String, Tensor>, k: &str) -> Result<Tensor, String> {
     t.remove(k).ok_or_else(|| format!("no tensor `{k}`"))
 }
@@ -144,8 +159,8 @@ impl<'a> Session<'a> {
         let Some((epoch, path)) = latest(&ck.dir, self.epochs)? else { return Ok(None) };
         let extras = self.restore(&path, epoch, state, extras).map_err(|why| {
             Error::Data(format!(
-                "{}: cannot resume training from this checkpoint: {why}. Delete this file to resume from an earlier \
-                 checkpoint, or delete every `epoch-*.safetensors` in {} to start over from epoch 0",
+                "{}: cannot resume training from this checkpoint: {why}. `pipe run --no-resume` starts over from epoch 0; \
+                 deleting this file resumes from an earlier checkpoint in {}",
                 path.display(),
                 ck.dir.display()
             ))
@@ -161,6 +176,12 @@ impl<'a> Session<'a> {
         state: LoopState<'_>,
         extras: impl FnOnce(&mut BTreeMap<String, Tensor>) -> Result<T, String>,
     ) -> Result<T, String> {
+        let want =
+            std::fs::read_to_string(sidecar(path)).map_err(|e| format!("its checksum file {} cannot be read ({e})", sidecar(path).display()))?;
+        let have = sha256_file(path).map_err(|e| e.to_string())?;
+        if want.trim() != have {
+            return Err(format!("its bytes changed since it was written (SHA-256 {have}, recorded {})", want.trim()));
+        }
         let mut t: BTreeMap<String, Tensor> = Tensor::read_safetensors(path).map_err(|e| e.to_string())?.into_iter().collect();
         let int = |t: Tensor, k: &str| match (t.kind(), t.numel()) {
             (Kind::Int64, 1) => Ok(t.int64_value(&[0])),
@@ -265,8 +286,15 @@ impl<'a> Session<'a> {
         std::fs::create_dir_all(&ck.dir).map_err(io_err(&ck.dir))?;
         let path = ck.dir.join(file_name(epoch, complete));
         let tmp = ck.dir.join(format!(".{}.tmp-{}", file_name(epoch, complete), std::process::id()));
+        // The file's SHA-256 goes beside it (first, so a checkpoint is never without one): a
+        // checkpoint whose bytes changed on disk is refused, never resumed into a wrong result.
         let written = Tensor::write_safetensors(&named, &tmp).map_err(Error::from).and_then(|()| {
             std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+            let digest = sha256_file(&tmp).map_err(io_err(&tmp))?;
+            let side = sidecar(&path);
+            let side_tmp = ck.dir.join(format!(".{}.tmp-{}", side.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+            std::fs::write(&side_tmp, format!("{digest}\n")).map_err(io_err(&side_tmp))?;
+            std::fs::rename(&side_tmp, &side).map_err(io_err(&side))?;
             std::fs::rename(&tmp, &path).map_err(io_err(&path))
         });
         if let Err(e) = written {
@@ -280,6 +308,7 @@ impl<'a> Session<'a> {
                     Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(err)),
                     _ => {}
                 }
+                let _ = std::fs::remove_file(sidecar(&p));
             }
         }
         self.last_save = Instant::now();
