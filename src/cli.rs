@@ -535,18 +535,6 @@ fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
     }
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
-    if ok {
-        String::from_utf8_lossy(&buf[..end]).to_string()
-    } else {
-        String::new()
-    }
-}
-
 /// Seconds since the epoch as RFC 3339 UTC, to the second.
 fn rfc3339(secs: f64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0));
@@ -882,7 +870,7 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
         git_commit,
         git_dirty,
         pipe_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: hostname(),
+        host: crate::live::hostname(),
         overrides: p.set.clone(),
         duration_s: t0.elapsed().as_secs_f64(),
         jobs,

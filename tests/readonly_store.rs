@@ -50,7 +50,7 @@ fn a_read_only_remote_serves_pull_status_get_report_and_a_cached_run() {
     let clone = ws.dir.join("clone");
     std::fs::create_dir_all(&clone).unwrap();
     std::fs::write(clone.join("p.yaml"), pipeline).unwrap();
-    let root = nix_is_root();
+    let root = is_root();
     // The binary where `nobody` may run it (the build folder may sit in a private home).
     let bin = ws.dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -101,7 +101,7 @@ fn a_read_only_remote_serves_pull_status_get_report_and_a_cached_run() {
     set_mode_recursive(&remote, 0o755, 0o644);
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }

@@ -86,16 +86,22 @@ pub fn latest(dir: &Path, epochs: u64) -> Option<Saved> {
     saved(dir).into_iter().rev().find(|s| s.epoch <= epochs && s.epoch > 0)
 }
 
-/// What a node whose key missed would resume from: `(epoch, epochs)` when its kind has a horizon,
-/// its `epochs` is a whole number and a checkpoint at or below it exists.
-pub fn resume_point(root: &Path, fp: &Fingerprint, params: &[ParamSpec]) -> Option<(u64, u64)> {
+/// A node's checkpoint folder (`None` when its kind has no horizon param), and, where it may
+/// `resume`, what it would resume from: `(epoch, epochs)` when its `epochs` is a whole number and
+/// a checkpoint at or below it exists.
+pub fn for_node(root: &Path, fp: &Fingerprint, params: &[ParamSpec], resume: bool) -> Option<(Checkpoints, Option<(u64, u64)>)> {
     let h = horizon(params)?;
-    let epochs = match fp.params.get(h)? {
-        Value::Int(n) if *n > 0 => *n as u64,
-        _ => return None,
+    let dir = dir(root, &prefix_key(fp, h));
+    let point = match fp.params.get(h) {
+        Some(Value::Int(n)) if resume && *n > 0 => latest(&dir, *n as u64).map(|s| (s.epoch, *n as u64)),
+        _ => None,
     };
-    let s = latest(&dir(root, &prefix_key(fp, h)), epochs)?;
-    Some((s.epoch, epochs))
+    Some((Checkpoints { dir, resume }, point))
+}
+
+/// What a node whose key missed would resume from (see [`for_node`]).
+pub fn resume_point(root: &Path, fp: &Fingerprint, params: &[ParamSpec]) -> Option<(u64, u64)> {
+    for_node(root, fp, params, true)?.1
 }
 
 /// `pipe gc --records` on checkpoints: removes each folder under `root/checkpoints/` whose prefix

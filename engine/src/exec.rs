@@ -78,8 +78,8 @@ pub struct Job<'a> {
     pub inputs: ResolvedInputs,
     /// Its upstream nodes' outputs by node id (what a runner elsewhere fetches).
     pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
-    /// Whether a training kind may resume from its checkpoints ([`crate::checkpoint`]).
-    pub resume: bool,
+    /// A training kind's checkpoint folder and whether it may resume from it ([`crate::checkpoint`]).
+    pub checkpoints: Option<crate::checkpoint::Checkpoints>,
 }
 
 /// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
@@ -363,7 +363,8 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new(), resume: !ex.options.no_resume };
+    let checkpoints = crate::checkpoint::for_node(ex.store.root(), &fp, &node.kind.params(), !ex.options.no_resume).map(|(c, _)| c);
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new(), checkpoints };
     ex.reporter.event(&Event::Started { node: &node.id });
     Local.run(&ex.env(), job).map_err(|f| f.error)?;
     ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| crate::error::render(&e))?;
@@ -391,8 +392,11 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     ex.reporter.event(&Event::Started { node: &node.id });
     let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
     // Where a training node picks up (the run record keeps it): its latest checkpoint.
-    let resumed_from = if resume { crate::checkpoint::resume_point(ex.store.root(), &fp, &node.kind.params()).map(|(epoch, _)| epoch) } else { None };
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream, resume };
+    let (checkpoints, resumed_from) = match crate::checkpoint::for_node(ex.store.root(), &fp, &node.kind.params(), resume) {
+        Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
+        None => (None, None),
+    };
+    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream, checkpoints };
     match ex.runner.run(&ex.env(), job) {
         Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
             Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs, resumed_from },
@@ -468,7 +472,7 @@ fn prepare(
 
 impl NodeRunner for Local {
     fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
-        let Job { node, fingerprint, key, inputs, resume, .. } = job;
+        let Job { node, fingerprint, key, inputs, checkpoints, .. } = job;
         tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
         let scratch = env.store.scratch(&key).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
         // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
@@ -488,11 +492,7 @@ impl NodeRunner for Local {
             env.cancel.clone(),
         );
         // A training kind's checkpoints: keyed by the fingerprint without its horizon (`epochs`).
-        let params = node.kind.params();
-        ctx.job.checkpoints = crate::checkpoint::horizon(&params).map(|h| crate::checkpoint::Checkpoints {
-            dir: crate::checkpoint::dir(env.store.root(), &crate::checkpoint::prefix_key(&fingerprint, h)),
-            resume,
-        });
+        ctx.job.checkpoints = checkpoints;
         let start = Instant::now();
         let result = node.kind.run(&ctx);
         let log = ctx.take_log();

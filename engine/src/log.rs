@@ -58,11 +58,6 @@ impl NodeLog {
         }
     }
 
-    /// Whether nothing was logged.
-    pub fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.tail.is_empty()
-    }
-
     /// The last lines written to stderr (at most [`STDERR_LINES`]); empty when the stage wrote none.
     pub fn stderr_tail(&self) -> Vec<String> {
         self.stderr.iter().cloned().collect()

@@ -264,8 +264,8 @@ impl Remote {
         if self.read_only.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match self.rt.block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes))) {
-            Ok(_) => Ok(()),
+        match self.put_raw(rel, bytes) {
+            Ok(()) => Ok(()),
             Err(e) if refused(&e) => {
                 if !self.read_only.swap(true, Ordering::Relaxed) {
                     eprintln!(
@@ -279,17 +279,14 @@ impl Remote {
         }
     }
 
-    /// Whether a write was refused for lack of permission (see [`Remote::put_shared`]).
-    pub fn is_read_only(&self) -> bool {
-        self.read_only.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Writes `bytes` at `rel` in one PUT, replacing any object there.
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.rt
-            .block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes)))
-            .map(|_| ())
-            .map_err(|e| remote_err(&self.url, &format!("put {rel}"), e))
+        self.put_raw(rel, bytes).map_err(|e| remote_err(&self.url, &format!("put {rel}"), e))
+    }
+
+    /// One PUT of `bytes` at `rel`, its error as object_store gives it.
+    fn put_raw(&self, rel: &str, bytes: Vec<u8>) -> Result<(), object_store::Error> {
+        self.rt.block_on(self.inner.put(&self.path(rel), PutPayload::from(bytes))).map(|_| ())
     }
 
     /// Uploads a file: one PUT, or a multipart upload in `part_size` parts for a large one (read
