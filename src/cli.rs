@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Extra `sbatch` option for every job, e.g. `--sbatch-arg=--time=2:00:00` (repeatable).
     #[arg(long = "sbatch-arg", allow_hyphen_values = true, value_name = "OPTION")]
     pub sbatch_args: Vec<String>,
+    /// With Slurm: submit a node again, up to N times (default 3), when its job ends without a
+    /// result (time limit, preemption, `scancel`, a lost machine); training resumes from the
+    /// checkpoints the job left in the store.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "3")]
+    pub requeue: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -786,7 +791,22 @@ fn cmd_pull(g: &Ctx<'_>, p: PipelineArgs, overwrite: bool, verbose: bool) -> Res
 
 /// `pipe run`.
 fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> Result<i32, i32> {
-    let RunArgs { force, no_resume, downstream, jobs, threads, fail_fast, dry_run, overwrite, verbose, json, executor, partition, sbatch_args } = run;
+    let RunArgs {
+        force,
+        no_resume,
+        downstream,
+        jobs,
+        threads,
+        fail_fast,
+        dry_run,
+        overwrite,
+        verbose,
+        json,
+        executor,
+        partition,
+        sbatch_args,
+        requeue,
+    } = run;
     let (pipeline, graph) = load(&p, g.registry)?;
     let (graph, rerun) = if targets.is_empty() {
         let rerun = if force { pipeline.nodes.iter().map(|n| n.id.clone()).collect() } else { Vec::new() };
@@ -810,6 +830,10 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
     }
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let slurm = match executor {
+        ExecutorKind::Local if requeue.is_some() => {
+            eprintln!("error: --requeue resubmits Slurm jobs: it needs --executor slurm");
+            return Err(exit::USAGE);
+        }
         ExecutorKind::Local => None,
         ExecutorKind::Slurm => {
             let exe = std::env::current_exe().map_err(|e| {
@@ -817,7 +841,9 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
                 exit::USAGE
             })?;
             let store_arg = if is_url(g.store) { g.store.to_string() } else { absolute(Path::new(g.store)).display().to_string() };
-            let s = crate::slurm::Slurm::new(exe, p.path().to_path_buf(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
+            let mut s =
+                crate::slurm::Slurm::new(exe, p.path().to_path_buf(), p.set.clone(), store_arg, absolute(store.root()), partition, sbatch_args);
+            s.requeue = requeue.unwrap_or(0);
             s.check().map_err(|e| {
                 eprintln!("error: {}", render(&e));
                 exit::USAGE
@@ -850,7 +876,32 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
             None => &crate::exec::Local,
         },
     };
-    ex.run();
+    // The declared report is rewritten while the run goes ([`report_every`]), so it shows the
+    // running nodes' curves so far and what has finished; the last write, below, is the one said.
+    let running = AtomicBool::new(true);
+    let full = GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID_PIPELINE
+    })?;
+    std::thread::scope(|scope| {
+        if let Some(out) = &pipeline.report {
+            let (running, full, store, pipeline, file) = (&running, &full, &store, &pipeline, p.path());
+            let every = report_every();
+            scope.spawn(move || {
+                let mut last = Instant::now();
+                while running.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if last.elapsed() >= every && running.load(Ordering::SeqCst) {
+                        // What cannot be written now is said by the write at the end.
+                        let _ = write_html_report(pipeline, full, store, file, out, overwrite, crate::exec::Foreign::Backup);
+                        last = Instant::now();
+                    }
+                }
+            });
+        }
+        ex.run();
+        running.store(false, Ordering::SeqCst);
+    });
     let nodes = reporter.nodes(&graph);
     if let Some(s) = &slurm {
         s.cancel_all();
@@ -887,10 +938,6 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
     eprintln!("{tally} in {:.1}s; run record {}", record.duration_s, path.display());
     if let Some(out) = &pipeline.report {
         // The whole pipeline's report, also after a run narrowed to targets.
-        let full = GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(|e| {
-            eprintln!("error: {e}");
-            exit::INVALID_PIPELINE
-        })?;
         match write_html_report(&pipeline, &full, &store, p.path(), out, overwrite, crate::exec::Foreign::Backup) {
             Ok(said) => eprintln!("{said}"),
             Err(e) => {
@@ -906,6 +953,13 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
         }
     }
     Ok(status.exit_code())
+}
+
+/// How often `pipe run` rewrites the pipeline's declared report while it runs: every 20 s, or
+/// `PIPE_REPORT_EVERY_S` seconds (at least 0.1).
+fn report_every() -> Duration {
+    let secs = std::env::var("PIPE_REPORT_EVERY_S").ok().and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.1);
+    Duration::from_secs_f64(secs.unwrap_or(20.0))
 }
 
 /// `pipe worker`.
@@ -1437,6 +1491,17 @@ struct GcArgs {
 }
 
 /// `pipe gc`.
+/// The checkpoint prefixes of the results `keys` (those of training kinds).
+fn live_prefixes(store: &Store, registry: &Registry, keys: &std::collections::HashSet<String>) -> std::collections::HashSet<String> {
+    keys.iter()
+        .filter_map(|k| {
+            let fp = store.record(k).ok().flatten()?.fingerprint;
+            let horizon = crate::checkpoint::horizon(&registry.get(&fp.kind)?.params())?;
+            Some(crate::checkpoint::prefix_key(&fp, horizon))
+        })
+        .collect()
+}
+
 fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
     let GcArgs { records, keep_days, dry_run, remote, older_than, skip_invalid } = a;
     let store = open_store(g.store, g.cache)?;
@@ -1452,6 +1517,7 @@ fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
         } else {
             None
         };
+        let prefixes = live.as_ref().map(|keys| live_prefixes(&store, g.registry, keys));
         let stats = store.gc_remote(live.as_ref(), (older_than.max(0.0) * 3600.0) as u64).map_err(|e| {
             eprintln!("error: {}", render(&e));
             exit::STORE
@@ -1464,6 +1530,14 @@ fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
             g.store,
             stats.objects_kept
         );
+        // The remote's checkpoints that no kept result continues and nothing wrote lately.
+        if let (Some(prefixes), Some(r)) = (&prefixes, store.remote()) {
+            let (folders, freed) = crate::checkpoint::collect_remote(r, prefixes, now() - older_than.max(0.0) * 3600.0).map_err(|e| {
+                eprintln!("error: {}", render(&e));
+                exit::STORE
+            })?;
+            println!("removed {folders} checkpoint folders ({:.1} MB) from {}", freed as f64 / 1e6, g.store);
+        }
         return Ok(exit::OK);
     }
     let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})")).map_err(|e| {
@@ -1480,15 +1554,7 @@ fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
         None
     };
     // The checkpoint folders of the results kept (computed before their records may go).
-    let live_prefixes: Option<std::collections::HashSet<String>> = live.as_ref().map(|keys| {
-        keys.iter()
-            .filter_map(|k| {
-                let fp = store.record(k).ok().flatten()?.fingerprint;
-                let horizon = crate::checkpoint::horizon(&g.registry.get(&fp.kind)?.params())?;
-                Some(crate::checkpoint::prefix_key(&fp, horizon))
-            })
-            .collect()
-    });
+    let live_prefixes = live.as_ref().map(|keys| live_prefixes(&store, g.registry, keys));
     let mut stats = store.gc(live.as_ref(), dry_run).map_err(|e| {
         eprintln!("error: {}", render(&e));
         exit::STORE

@@ -104,6 +104,7 @@ pub fn render(r: &Inputs<'_>) -> String {
     body.push_str("</section>");
 
     body.push_str("<section id=loss><h2>Loss curves</h2>");
+    body.push_str(&running_curves(r));
     body.push_str(&loss_curves(&arts));
     body.push_str("</section>");
 
@@ -681,6 +682,36 @@ fn loss_curves(arts: &[Artifact]) -> String {
     out
 }
 
+/// The curves so far of this pipeline's nodes that are running now (their `running/<key>.json`,
+/// [`crate::live`]), one chart each, marked running: a report written during a run shows them.
+fn running_curves(r: &Inputs<'_>) -> String {
+    let keys: BTreeSet<&str> = r.status.iter().filter_map(|s| s.key.as_deref()).collect();
+    let mut out = String::new();
+    for run in crate::live::running(r.store.root()).into_iter().filter(|x| keys.contains(x.key.as_str())) {
+        for (metric, points) in &run.curves {
+            let lines = vec![(String::new(), points.iter().map(|&(x, y)| (x as f64, y)).filter(|(_, y)| y.is_finite()).collect::<Vec<_>>())];
+            let title = format!("{}: {metric}", run.node);
+            let img = match chart(&title, None, &lines) {
+                Ok(svg) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(svg.as_bytes());
+                    format!("<img alt='{} per epoch so far, {}' src='data:image/svg+xml;base64,{b64}'>", esc(metric), esc(&run.node))
+                }
+                Err(e) => format!("<span class=bad>{}</span>", esc(&e)),
+            };
+            let _ = write!(
+                out,
+                "<figure class=running>{img}<figcaption>{} <span class='chip running'>running</span> {}</figcaption></figure>",
+                esc(&title),
+                esc(&run.describe())
+            );
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("<h3>Running now</h3><div class=gallery>{out}</div>")
+}
+
 /// Colours of the loss curves (Okabe & Ito's colour-blind-safe palette).
 const PALETTE: [(u8, u8, u8); 8] =
     [(0, 114, 178), (230, 159, 0), (0, 158, 115), (213, 94, 0), (204, 121, 167), (86, 180, 233), (0, 0, 0), (240, 228, 66)];
@@ -946,7 +977,7 @@ header{padding:20px 0 4px}h1{margin:0;font-size:24px}h2{margin:32px 0 8px;paddin
 .meta,.note,.empty{color:var(--muted)}.bad{color:#b00020}
 nav{position:sticky;top:0;background:var(--bg);padding:8px 0;border-bottom:1px solid var(--line);z-index:2}nav a{margin-right:16px;color:#0b69a3;text-decoration:none}
 .chip{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px;background:#e0e0e0}
-pre.log,pre.error{max-height:24em;overflow:auto;background:#fafafa;border:1px solid #ddd;padding:.5em;font-size:85%;white-space:pre-wrap}.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}
+pre.log,pre.error{max-height:24em;overflow:auto;background:#fafafa;border:1px solid #ddd;padding:.5em;font-size:85%;white-space:pre-wrap}.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}.chip.running{background:#bbdefb}
 .filter{width:320px;max-width:100%;padding:5px 8px;margin:4px 0 8px;border:1px solid var(--line);border-radius:4px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}

@@ -570,3 +570,141 @@ fn jobs_with_their_own_caches_hand_everything_back_through_s3() {
     assert!(stderr.contains("command exited with status 7"), "{stderr}");
     assert_eq!(states(&ws.dir.join("driver"), "failed").len(), 4);
 }
+
+/// Bundled MNIST, an autoencoder with small batches (epochs long enough to stop a job in).
+const TRAINING: &str = "params: {epochs: 6, data_dir: data}
+stages:
+  ingest:
+    kind: ingest
+    matrix: {dataset: [mnist]}
+    params: {normal_class: 0, data_dir: \"${params.data_dir}\", limit_test: 200}
+  pretrain:
+    kind: pretrain_ae
+    inputs: {data: ingest.dataset}
+    params: {epochs: \"${params.epochs}\", batch_size: 4, lr: 0.001, milestones: [4]}
+";
+
+/// The pretrain node's output objects (name -> object file name) and its log, from `pipe show`.
+fn pretrain_show(ws: &Workspace, store: &[&str], set: &[&str]) -> (Vec<(String, String)>, String) {
+    let mut args = store.to_vec();
+    args.extend_from_slice(&["show", "p.yaml", "pretrain[dataset=mnist]", "--json"]);
+    args.extend_from_slice(set);
+    let out = ws.pipe(&args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let last = &v["last_run"];
+    let outputs = last["outputs"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no last run: {v}"))
+        .iter()
+        .map(|(k, o)| (k.clone(), Path::new(o["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().to_string()))
+        .collect();
+    (outputs, last["log"].as_str().unwrap().to_string())
+}
+
+/// The epochs a node's log says it trained (`epoch N/E loss ...` lines).
+fn trained(log: &str) -> Vec<usize> {
+    log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
+}
+
+/// The latest partial checkpoint epoch whole on the S3 side (the file and its `.sha256`).
+fn partial_in_s3(prefix_dir: &Path) -> Option<usize> {
+    let mut best = None;
+    for d in std::fs::read_dir(prefix_dir.join("checkpoints")).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            let Some(n) = name.strip_prefix("epoch-").and_then(|n| n.strip_suffix(".partial.safetensors")).and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if d.path().join(format!("{name}.sha256")).is_file() {
+                best = best.max(Some(n));
+            }
+        }
+    }
+    best
+}
+
+/// Waits (up to 5 minutes) until S3 holds a partial checkpoint at `epoch` or later; returns it.
+fn wait_partial_in_s3(prefix_dir: &Path, epoch: usize) -> usize {
+    let t0 = Instant::now();
+    loop {
+        if let Some(n) = partial_in_s3(prefix_dir).filter(|n| *n >= epoch) {
+            return n;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint at epoch {epoch} reached S3");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
+    let Some(c) = cluster("a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3") else { return };
+    let ws = Workspace::new("slurm-resume");
+    ws.write("p.yaml", TRAINING);
+    let data = format!("params.data_dir={}", Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled").display());
+    let local = |store: &str, extra: &[&str]| {
+        let mut a = vec!["--store", store, "run", "p.yaml", "--threads", "1", "-j", "1", "--set", &data];
+        a.extend_from_slice(extra);
+        ws.ok(&a);
+    };
+    // The reference: a cold 6 epochs here.
+    local("cold", &[]);
+    let (cold, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data]);
+
+    // A job is stopped (as by its time limit: `scancel` sends the same SIGTERM) after saving
+    // epoch 3 or later, and its machine is lost with its node-local cache.
+    let url = c.url("resume");
+    let prefix = c.prefix_dir(&url);
+    let slurm = |cache: &str, extra: &[&str]| {
+        let node_local = format!("--sbatch-arg=--export=ALL,PIPE_WORKER_CACHE={}", ws.dir.join(cache).display());
+        let mut a: Vec<String> = ["--store", &url, "--cache", "driver", "run", "p.yaml", "--executor", "slurm", "--threads", "1", "--set", &data]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(node_local);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = ws.cmd(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        cmd.env("PIPE_CHECKPOINT_EVERY_S", "0").stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let driver = slurm("machine-a", &[]).spawn().unwrap();
+    let saved = wait_partial_in_s3(&prefix, 3);
+    let (job, _) = squeue_job("pipe:pretrain").expect("the training job is in the queue");
+    assert!(Command::new("scancel").arg(&job).status().unwrap().success());
+    let out = driver.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved = partial_in_s3(&prefix).unwrap_or(saved);
+    assert!(saved < 6, "the training finished before it was stopped");
+    std::fs::remove_dir_all(ws.dir.join("machine-a")).unwrap();
+
+    // `pipe status` says where it resumes (from what S3 holds), and the next run, on another
+    // machine, resumes there: the epochs after it trained, the bytes of the cold run.
+    let st = ws.ok(&["--store", &url, "--cache", "driver", "status", "p.yaml", "--set", &data]);
+    assert!(st.contains(&format!("resumes from epoch {saved} of 6")), "{st}");
+    let out = slurm("machine-b", &[]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (resumed, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data]);
+    assert_eq!(trained(&log), (saved + 1..=6).collect::<Vec<_>>(), "{log}");
+    assert!(log.contains(&format!("resumed from epoch {saved} of 6")), "{log}");
+    assert_eq!(resumed, cold, "same weights and history objects as the cold run");
+
+    // `--requeue`: 9 epochs resume from the 6 in S3; the job stopped after epoch 7 or later is
+    // submitted again within the run, which ends with the bytes of a 6 -> 9 resume here.
+    local("cold", &["--set", "pretrain.epochs=9"]);
+    let (cold9, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "pretrain.epochs=9"]);
+    let driver = slurm("machine-c", &["--set", "pretrain.epochs=9", "--requeue", "1"]).spawn().unwrap();
+    let saved = wait_partial_in_s3(&prefix, 7);
+    let (job, _) = squeue_job("pipe:pretrain").expect("the training job is in the queue");
+    assert!(Command::new("scancel").arg(&job).status().unwrap().success());
+    let out = driver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("Slurm job {job} ended")) && stderr.contains("submitting it again (1 of --requeue 1)"), "{stderr}");
+    let (requeued, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data, "--set", "pretrain.epochs=9"]);
+    let first = *trained(&log).first().expect("the last job trained");
+    assert!(
+        first > saved && log.contains(&format!("resumed from epoch {} of 9", first - 1)),
+        "the resubmitted job resumed after epoch {saved}: {log}"
+    );
+    assert_eq!(*trained(&log).last().unwrap(), 9, "{log}");
+    assert_eq!(requeued, cold9, "same bytes as the 6 -> 9 resume here");
+}

@@ -527,3 +527,25 @@ fn a_pipeline_that_declares_its_report_gets_it_after_every_run() {
         assert!(err.contains("bad.yaml:2:9") && err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn the_declared_report_is_rewritten_while_the_run_goes() {
+    let ws = Workspace::new("html-report-live");
+    ws.write(
+        "p.yaml",
+        "name: slow\nreport: out/\nstages:\n  fast:\n    kind: command\n    params: {cmd: \"echo a > ${outputs.a.txt}\", outputs: [a.txt]}\n  slow:\n    kind: command\n    inputs: {a: fast.a.txt}\n    params: {cmd: \"sleep 4; cat ${inputs.a} > ${outputs.b.txt}\", outputs: [b.txt]}\n",
+    );
+    let mut child = ws.cmd(&["run", "p.yaml"]).env("PIPE_REPORT_EVERY_S", "0.5").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let report = ws.dir.join("out/report.html");
+    let t0 = std::time::Instant::now();
+    // Written during the run: the fast node done, the slow one not yet.
+    let done_fast = "<span class='chip fresh'>1 fresh</span>";
+    while !std::fs::read_to_string(&report).is_ok_and(|t| t.contains(done_fast)) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before a report showing its progress was written");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still running when read");
+    assert!(child.wait().unwrap().success());
+    assert!(std::fs::read_to_string(&report).unwrap().contains("Every node is fresh."));
+}

@@ -98,7 +98,7 @@ fn trained(log: &str) -> Vec<usize> {
 
 /// Starts a 6-epoch run, waits until `pipe status` has shown it training and the autoencoder has
 /// saved epoch 3 (or a later one) on the way, then sends `signal`; returns the checkpoints left.
-fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str) -> Vec<String> {
+fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str, cold_log: &str) -> Vec<String> {
     let mut child = r.cmd(&["run", "p.yaml", "--threads", "1", "-j", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let t = Instant::now();
     let mut seen_live = false;
@@ -117,6 +117,7 @@ fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    live_curve_in_report(r, cold_log);
     assert!(std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let status = child.wait().unwrap();
     if signal == "-INT" {
@@ -126,6 +127,33 @@ fn interrupt_during_epoch_4(r: &Run<'_>, signal: &str) -> Vec<String> {
     let left = r.checkpoints();
     assert!(!left.iter().any(|f| f == "epoch-6.safetensors"), "the training finished before it was interrupted: {left:?}");
     left
+}
+
+/// While the autoencoder trains, `pipe report` shows its loss curve so far, marked running, and
+/// the curve's points are the losses of the cold run's same epochs (its log, 6 decimals).
+fn live_curve_in_report(r: &Run<'_>, cold_log: &str) {
+    let html = r.ws.dir.join(format!("{}-live.html", r.store));
+    let out = r.cmd(&["report", "p.yaml", "-o", html.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains("<h3>Running now</h3>") && text.contains(&format!("{AE}: loss <span class='chip running'>running</span>")),
+        "no live curve"
+    );
+    let live: Vec<serde_json::Value> = std::fs::read_dir(r.ws.dir.join(r.store).join("running"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .filter(|v: &serde_json::Value| v["node"] == AE)
+        .collect();
+    let points = live[0]["curves"]["loss"].as_array().unwrap_or_else(|| panic!("no loss curve: {:?}", live[0]));
+    assert!(points.len() >= 2, "{points:?}");
+    for (i, p) in points.iter().enumerate() {
+        let (epoch, loss) = (p[0].as_u64().unwrap(), p[1].as_f64().unwrap());
+        assert_eq!(epoch, i as u64 + 1, "{points:?}");
+        let line = format!("epoch {epoch}/6 loss {loss:.6}");
+        assert!(cold_log.lines().any(|l| l == line), "live `{line}` is not the cold run's epoch {epoch}");
+    }
 }
 
 #[test]
@@ -193,7 +221,7 @@ fn training_resumes_with_the_bytes_of_a_cold_run() {
 
     // (b) kill -9 during epoch 4 of 6, then run again: resumes at the last saved epoch.
     let killed = Run { ws: &ws, store: "killed" };
-    let left = interrupt_during_epoch_4(&killed, "-KILL");
+    let left = interrupt_during_epoch_4(&killed, "-KILL", &cold_ae_log);
     assert!(left.iter().any(|f| f.ends_with(".partial.safetensors")), "{left:?}");
     killed.run(&[]);
     let (ae, log) = killed.show(AE, &[]);
@@ -205,7 +233,7 @@ fn training_resumes_with_the_bytes_of_a_cold_run() {
 
     // (c) Ctrl-C (SIGINT) during epoch 4: pipe stops cleanly, the next run resumes.
     let stopped = Run { ws: &ws, store: "stopped" };
-    interrupt_during_epoch_4(&stopped, "-INT");
+    interrupt_during_epoch_4(&stopped, "-INT", &cold_ae_log);
     stopped.run(&[]);
     let (ae, log) = stopped.show(AE, &[]);
     assert!(trained(&log)[0] >= 4, "{log}");

@@ -363,7 +363,7 @@ pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Finger
         Err(Outcome::Done { state, .. }) => return Ok(state),
         Err(Outcome::Failed { error, .. }) => return Err(error),
     };
-    let checkpoints = crate::checkpoint::for_node(ex.store.root(), &fp, &node.kind.params(), !ex.options.no_resume).map(|(c, _)| c);
+    let checkpoints = crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), !ex.options.no_resume).map(|(c, _)| c);
     let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new(), checkpoints };
     ex.reporter.event(&Event::Started { node: &node.id });
     Local.run(&ex.env(), job).map_err(|f| f.error)?;
@@ -392,7 +392,7 @@ fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
     ex.reporter.event(&Event::Started { node: &node.id });
     let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
     // Where a training node picks up (the run record keeps it): its latest checkpoint.
-    let (checkpoints, resumed_from) = match crate::checkpoint::for_node(ex.store.root(), &fp, &node.kind.params(), resume) {
+    let (checkpoints, resumed_from) = match crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), resume) {
         Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
         None => (None, None),
     };
@@ -491,10 +491,13 @@ impl NodeRunner for Local {
             Arc::new(crate::live::LiveProgress::new(env.reporter.progress(&node.id), env.store.root(), &node.id, &key)),
             env.cancel.clone(),
         );
-        // A training kind's checkpoints: keyed by the fingerprint without its horizon (`epochs`).
+        // A training kind's checkpoints: keyed by the fingerprint without its horizon (`epochs`),
+        // kept in step with the remote store while it trains.
+        let mirror = checkpoints.as_ref().and_then(|c| crate::checkpoint::Mirror::start(env.store, c));
         ctx.job.checkpoints = checkpoints;
         let start = Instant::now();
         let result = node.kind.run(&ctx);
+        drop(mirror);
         let log = ctx.take_log();
         env.reporter.event(&Event::ProgressDone { node: &node.id });
         // Every attempt's whole log is kept (bounded, `crate::log`): a failed one under

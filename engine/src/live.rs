@@ -40,6 +40,10 @@ pub struct Running {
     pub first_position: Option<u64>,
     /// The kind's last message (e.g. `loss 0.01234`).
     pub message: String,
+    /// Metric name -> (step, value) so far, in the order reported ([`Progress::metric`]): the
+    /// running node's curves (a resumed training's start at its first step after the checkpoint).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub curves: std::collections::BTreeMap<String, Vec<(u64, f64)>>,
 }
 
 impl Running {
@@ -140,6 +144,7 @@ impl LiveProgress {
             length: 0,
             first_position: None,
             message: String::new(),
+            curves: Default::default(),
         };
         let live = LiveProgress { inner, path: root.join(Entry::Running(key).rel()), state: Mutex::new((r, None)) };
         live.update(|_| {}, true);
@@ -180,7 +185,28 @@ impl Progress for LiveProgress {
         self.inner.set_message(msg.clone());
         self.update(|r| r.message = msg, false);
     }
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        self.inner.metric(name, step, value);
+        self.update(
+            |r| {
+                let curve = r.curves.entry(name.to_string()).or_default();
+                // A bounded file however long the training: past the cap, every other point goes.
+                if curve.len() >= MAX_POINTS {
+                    let mut i = 0;
+                    curve.retain(|_| {
+                        i += 1;
+                        i % 2 == 1
+                    });
+                }
+                curve.push((step, value));
+            },
+            false,
+        );
+    }
 }
+
+/// Points kept per curve in a running file.
+const MAX_POINTS: usize = 2000;
 
 impl Drop for LiveProgress {
     fn drop(&mut self) {
@@ -206,6 +232,7 @@ mod tests {
             length: 50,
             first_position: Some(10),
             message: "loss 0.5".into(),
+            curves: Default::default(),
         };
         // 3 epochs in 60 s since the resume at 10: 20 s each, 37 to go.
         assert_eq!(r.eta_s(), Some(740.0));
@@ -232,6 +259,7 @@ mod tests {
             length: 0,
             first_position: None,
             message: String::new(),
+            curves: Default::default(),
         };
         assert!(alive(&r, &hostname()));
         r.pid_started = started.map(|t| t + 1);

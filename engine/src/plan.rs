@@ -378,7 +378,7 @@ pub fn status(graph: &Graph, store: &Store, pipeline: &str, workspace: &Path) ->
 /// `reasons`, and where a training node would resume from a checkpoint rather than start over,
 /// `resumes from epoch K of E` (`pipe run --no-resume` starts over).
 fn with_resume(mut reasons: Vec<String>, node: &NodeSpec, fp: &Fingerprint, store: &Store) -> Vec<String> {
-    if let Some((epoch, epochs)) = crate::checkpoint::resume_point(store.root(), fp, &node.kind.params()) {
+    if let Some((epoch, epochs)) = crate::checkpoint::resume_point(store, fp, &node.kind.params()) {
         reasons.push(format!("resumes from epoch {epoch} of {epochs}"));
     }
     reasons

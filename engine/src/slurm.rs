@@ -82,6 +82,10 @@ pub struct Slurm {
     pub sbatch_args: Vec<String>,
     /// Time between checks of a job's state (500 ms from [`Slurm::new`]); one `squeue` call serves all jobs.
     pub poll: Duration,
+    /// How many times a node whose job ended without a result (its time limit, a preemption, a
+    /// lost machine, `scancel`) is submitted again within the run (`pipe run --requeue N`; 0 from
+    /// [`Slurm::new`]). A training node resumes from the checkpoints its last job left in the store.
+    pub requeue: u32,
     queue: Mutex<QueueView>,
     submitted: Mutex<Vec<String>>,
 }
@@ -145,6 +149,7 @@ impl Slurm {
             partition,
             sbatch_args,
             poll: Duration::from_millis(500),
+            requeue: 0,
             queue: Mutex::default(),
             submitted: Mutex::default(),
         }
@@ -273,7 +278,8 @@ impl Slurm {
 }
 
 impl NodeRunner for Slurm {
-    /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record.
+    /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record;
+    /// a job that ends without one is submitted again up to [`Slurm::requeue`] times.
     fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
         let (node, key) = (job.node, job.key.as_str());
         let fail = |error: String| Failure { error, cancelled: false };
@@ -282,18 +288,47 @@ impl NodeRunner for Slurm {
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
-        let since = Instant::now();
-        let job = self.sbatch(&self.script(ex, node, key)).map_err(|e| fail(render(&e)))?;
-        self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
-        tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
         // The node's line on the terminal shows the job and its queue state.
         let bar = ex.reporter.progress(&node.id);
-        bar.set_message(format!("Slurm job {job} submitted"));
-        let result = self.wait(ex, node, key, &job, since, &*bar);
+        let mut resubmitted = 0;
+        let result = loop {
+            let since = Instant::now();
+            let job = match self.sbatch(&self.script(ex, node, key)) {
+                Ok(job) => job,
+                Err(e) => break Err(fail(render(&e))),
+            };
+            self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
+            tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
+            bar.set_message(format!("Slurm job {job} submitted"));
+            let ended = self.wait(ex, node, key, &job, since, &*bar);
+            self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
+            match ended {
+                Ok(rec) => break Ok(rec),
+                Err(Ended::WithoutResult(f)) if resubmitted < self.requeue && !ex.cancel.load(Ordering::SeqCst) => {
+                    resubmitted += 1;
+                    let first = f.error.lines().next().unwrap_or_default().to_string();
+                    let message = format!(
+                        "{first}; submitting it again ({resubmitted} of --requeue {}), from its last checkpoint where it saved one",
+                        self.requeue
+                    );
+                    tracing::warn!(node = %node.id, %job, "{message}");
+                    ex.reporter.event(&crate::report::Event::Warning { node: &node.id, message: &message });
+                }
+                Err(Ended::WithoutResult(f) | Ended::Failed(f)) => break Err(f),
+            }
+        };
         ex.reporter.event(&crate::report::Event::ProgressDone { node: &node.id });
-        self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
         result
     }
+}
+
+/// How a job ended without giving its node a record.
+enum Ended {
+    /// The node failed (its failure marker), or the run was cancelled: final.
+    Failed(Failure),
+    /// The job left the queue without a record or a failure marker (time limit, preemption,
+    /// `scancel`, a lost machine): worth submitting again.
+    WithoutResult(Failure),
 }
 
 impl Slurm {
@@ -307,14 +342,14 @@ impl Slurm {
         job: &str,
         since: Instant,
         bar: &dyn crate::stage::Progress,
-    ) -> Result<NodeRecord, Failure> {
-        let fail = |error: String| Failure { error, cancelled: false };
+    ) -> Result<NodeRecord, Ended> {
+        let fail = |error: String| Ended::Failed(Failure { error, cancelled: false });
         let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
         let mut shown = String::new();
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
                 Self::scancel(job);
-                return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
+                return Err(Ended::Failed(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true }));
             }
             std::thread::sleep(self.poll);
             let state = self.state(job, since).map_err(|e| fail(render(&e)))?;
@@ -345,10 +380,13 @@ impl Slurm {
             } else {
                 format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15))
             };
-            return Err(fail(format!(
-                "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
-                state.as_deref().unwrap_or("gone from the queue")
-            )));
+            return Err(Ended::WithoutResult(Failure {
+                error: format!(
+                    "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it (a training node from its last checkpoint; `--requeue N` submits it again within the run){log}",
+                    state.as_deref().unwrap_or("gone from the queue")
+                ),
+                cancelled: false,
+            }));
         }
     }
 }

@@ -308,6 +308,9 @@ pub trait Progress: Send + Sync {
     fn set_position(&self, pos: u64);
     /// A short status shown beside the bar (e.g. the last loss).
     fn set_message(&self, msg: String);
+    /// A value of the metric `name` (e.g. `loss`) at step `step` (an epoch): kept, while the node
+    /// runs, for the live curves of `pipe report` ([`crate::live`]). Ignored by default.
+    fn metric(&self, _name: &str, _step: u64, _value: f64) {}
 }
 
 /// A progress sink that shows nothing (tests, non-terminal runs).

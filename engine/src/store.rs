@@ -476,7 +476,7 @@ pub enum Verify {
 /// module docs for its layout.
 pub struct Store {
     root: PathBuf,
-    remote: Option<Remote>,
+    remote: Option<std::sync::Arc<Remote>>,
     /// Objects found corrupt on the remote: uploaded again even though one of that size is there.
     remote_corrupt: std::sync::Mutex<HashSet<String>>,
 }
@@ -554,8 +554,14 @@ impl Store {
 
     /// Puts `remote` behind this (now cache) directory.
     pub fn with_remote(mut self, remote: Remote) -> Store {
-        self.remote = Some(remote);
+        self.remote = Some(std::sync::Arc::new(remote));
         self
+    }
+
+    /// The remote, shared, for work that outlives a borrow of the store (a checkpoint
+    /// [`crate::checkpoint::Mirror`]'s thread).
+    pub fn remote_shared(&self) -> Option<std::sync::Arc<Remote>> {
+        self.remote.clone()
     }
 
     /// The local directory (the cache, when there is a remote).
@@ -565,7 +571,7 @@ impl Store {
 
     /// The remote behind the local directory, if any.
     pub fn remote(&self) -> Option<&Remote> {
-        self.remote.as_ref()
+        self.remote.as_deref()
     }
 
     /// Where the artifacts live, for messages.

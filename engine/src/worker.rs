@@ -111,6 +111,15 @@ pub enum Reply {
         /// The status text.
         text: String,
     },
+    /// [`Progress::metric`] of the running node.
+    Metric {
+        /// The metric's name (`loss`).
+        name: String,
+        /// The step (epoch).
+        step: u64,
+        /// Its value.
+        value: f64,
+    },
     /// The node's log (sent once, before `done` / `failed`).
     Log {
         /// The lines, newline-separated.
@@ -352,6 +361,9 @@ impl Progress for Forward {
     fn set_message(&self, text: String) {
         self.send(Reply::Message { text });
     }
+    fn metric(&self, name: &str, step: u64, value: f64) {
+        self.send(Reply::Metric { name: name.to_string(), step, value });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -529,6 +541,7 @@ impl Pool {
                 Reply::Length { len } => ctx.progress.set_length(len),
                 Reply::Position { pos } => ctx.progress.set_position(pos),
                 Reply::Message { text } => ctx.progress.set_message(text),
+                Reply::Metric { name, step, value } => ctx.progress.metric(&name, step, value),
                 Reply::Log { text } => {
                     for line in text.lines() {
                         ctx.log(line);

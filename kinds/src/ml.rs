@@ -91,6 +91,7 @@ impl stages::Monitor for Bridge<'_> {
         self.0.progress.set_length(epochs as u64);
         self.0.progress.set_position(epoch as u64);
         self.0.progress.set_message(format!("loss {loss:.5}"));
+        self.0.progress.metric("loss", epoch as u64, loss);
         self.0.log(format!("epoch {epoch}/{epochs} loss {loss:.6}"));
         tracing::debug!(node = %self.0.node, epoch, loss, "epoch");
     }

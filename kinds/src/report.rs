@@ -95,9 +95,10 @@ impl StageKind for Report {
     /// 2: the header no longer names one results file. 3: a note, paired differences over seeds
     /// and the hybrid's loss terms. 4: rows are named by the loss weights their models trained with
     /// (from the histories), never assumed mu1 = 1. 5: the paired section says how many of its
-    /// intervals would exclude 0 by chance.
+    /// intervals would exclude 0 by chance. 6: one factor at a time (a hybrid against the baseline
+    /// under its own threshold method), t and Wilcoxon p, Holm-adjusted verdicts (the `stats` crate).
     fn version(&self) -> u32 {
-        5
+        6
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec::optional(
