@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeSpec;
-use crate::error::{render, Hint};
-use crate::exec::{Failure, Job, NodeRunner, RunEnv};
+use crate::error::Hint;
+use crate::exec::{Job, NodeEnd, NodeFailure, NodeRunner, RunEnv};
 use crate::hash::Fingerprint;
-use crate::store::{NodeRecord, ObjectRef};
+use crate::store::{FailureKind, FailureRecord, NodeRecord, ObjectRef};
 
 /// What a job needs besides the pipeline file: the outputs of the node's upstream nodes.
 #[derive(Serialize, Deserialize)]
@@ -48,8 +48,11 @@ pub struct Task {
 pub struct TaskFailure {
     /// The node's id.
     pub node: String,
-    /// What went wrong.
+    /// What went wrong, as the job's terminal showed it.
     pub error: String,
+    /// The same, typed (absent from markers of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureRecord>,
 }
 
 /// Where the hand-over of `key` lies in the store ([`crate::store::Entry::Task`]).
@@ -274,16 +277,24 @@ impl Slurm {
 
 impl NodeRunner for Slurm {
     /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record.
-    fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
+    fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> NodeEnd {
+        let resumed_from = job.resumes_from;
+        self.submit(ex, job).map_or_else(|end| *end, |record| NodeEnd::Ran { record, resumed_from })
+    }
+}
+
+impl Slurm {
+    /// [`NodeRunner::run`]: the node's record, else how it ended.
+    fn submit(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Box<NodeEnd>> {
         let (node, key) = (job.node, job.key.as_str());
-        let fail = |error: String| Failure { error, cancelled: false };
-        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
+        let fail = |e: SlurmError| Box::new(NodeEnd::failed(key, NodeFailure::Runner(Box::new(e))));
+        let store_err = |e: crate::store::StoreError| Box::new(NodeEnd::failed(key, e));
         let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: job.fingerprint.clone(), upstream: job.upstream.clone() };
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
         let since = Instant::now();
-        let job = self.sbatch(&self.script(ex, node, key)).map_err(|e| fail(render(&e)))?;
+        let job = self.sbatch(&self.script(ex, node, key)).map_err(fail)?;
         self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
         tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
         // The node's line on the terminal shows the job and its queue state.
@@ -294,9 +305,7 @@ impl NodeRunner for Slurm {
         self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
         result
     }
-}
 
-impl Slurm {
     /// Polls until job `job` (node `node`, key `key`) has a result: its record, its failure
     /// marker, or leaving the queue without either.
     fn wait(
@@ -307,17 +316,17 @@ impl Slurm {
         job: &str,
         since: Instant,
         bar: &dyn crate::stage::Progress,
-    ) -> Result<NodeRecord, Failure> {
-        let fail = |error: String| Failure { error, cancelled: false };
-        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
+    ) -> Result<NodeRecord, Box<NodeEnd>> {
+        let fail = |failure: NodeFailure| Box::new(NodeEnd::failed(key, failure));
+        let store_err = |e: crate::store::StoreError| fail(e.into());
         let mut shown = String::new();
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
                 Self::scancel(job);
-                return Err(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true });
+                return Err(Box::new(NodeEnd::Cancelled { key: Some(key.into()), reason: format!("interrupted: Slurm job {job} cancelled") }));
             }
             std::thread::sleep(self.poll);
-            let state = self.state(job, since).map_err(|e| fail(render(&e)))?;
+            let state = self.state(job, since).map_err(|e| fail(NodeFailure::Runner(Box::new(e))))?;
             if let Some(s) = state.as_deref().filter(|s| *s != shown) {
                 shown = s.to_string();
                 bar.set_message(format!("Slurm job {job} {}", s.to_lowercase()));
@@ -332,9 +341,13 @@ impl Slurm {
                 return Ok(rec);
             }
             if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
-                let why =
-                    serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
-                return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(job).display())));
+                let failure = match serde_json::from_slice::<TaskFailure>(&bytes) {
+                    Ok(TaskFailure { failure: Some(f), .. }) => f,
+                    Ok(TaskFailure { error, .. }) => FailureRecord { kind: FailureKind::Runner, message: error, hint: None },
+                    Err(e) => FailureRecord { kind: FailureKind::Runner, message: format!("unreadable failure marker: {e}"), hint: None },
+                };
+                let at = format!("Slurm job {job}, log {}", self.log_path(job).display());
+                return Err(fail(NodeFailure::Reported { failure, at }));
             }
             if state.as_deref() == Some("COMPLETING") {
                 continue;
@@ -345,10 +358,10 @@ impl Slurm {
             } else {
                 format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15))
             };
-            return Err(fail(format!(
+            return Err(fail(NodeFailure::runner(format!(
                 "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it{log}",
                 state.as_deref().unwrap_or("gone from the queue")
-            )));
+            ))));
         }
     }
 }
