@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, LoadError, Pipeline};
 use crate::error::{render, Hint};
-use crate::exec::{Executor, RunOptions};
+use crate::exec::{Executor, NodeEnd, RunOptions};
 use crate::exit;
 use crate::graph::{Graph, GraphBuilder, RenderFormat};
 use crate::plan::{self, Freshness};
@@ -966,25 +966,25 @@ fn report_every() -> Duration {
 fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
     let (_, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
-    let failed = |error: String| {
+    let failed = |error: String, failure: Option<crate::store::FailureRecord>| {
         eprintln!("error: {node}: {error}");
-        let marker = crate::slurm::TaskFailure { node: node.clone(), error };
+        let marker = crate::slurm::TaskFailure { node: node.clone(), error, failure };
         if let Err(e) = store.put_meta(&crate::slurm::failure_rel(&key), &serde_json::to_vec_pretty(&marker).expect("serialises")) {
             eprintln!("error: could not record the failure: {e}");
         }
         exit::NODES_FAILED
     };
     let Some(i) = graph.find(&node) else {
-        return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.path().display())));
+        return Err(failed(format!("no such node in {} (was the file edited since submission?)", p.path().display()), None));
     };
     let task: crate::slurm::Task = match store.get_meta(&crate::slurm::task_rel(&key)) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}")))?,
-        Ok(None) => return Err(failed(format!("no task {} in {}", crate::slurm::task_rel(&key), store.describe()))),
-        Err(e) => return Err(failed(e.to_string())),
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| failed(format!("task file unreadable: {e}"), None))?,
+        Ok(None) => return Err(failed(format!("no task {} in {}", crate::slurm::task_rel(&key), store.describe()), None)),
+        Err(e) => return Err(failed(e.to_string(), None)),
     };
     let mut outputs = vec![None; graph.len()];
     for (id, outs) in task.upstream {
-        let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"))) };
+        let Some(j) = graph.find(&id) else { return Err(failed(format!("upstream node {id} is not in the pipeline"), None)) };
         outputs[j.index()] = Some(outs);
     }
     let ns = ref_namespace(p.path());
@@ -1000,20 +1000,26 @@ fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: 
     };
     let t0 = Instant::now();
     if task.key != key || task.fingerprint.key() != key {
-        return Err(failed(format!("task {} does not describe key {key}", crate::slurm::task_rel(&key))));
+        return Err(failed(format!("task {} does not describe key {key}", crate::slurm::task_rel(&key)), None));
     }
+    let done = |state: RunState| {
+        println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
+        Ok(exit::OK)
+    };
     match crate::exec::run_node(&ex, i.index(), outputs, &task.fingerprint) {
-        Ok(state) => {
-            println!("{node}: {state} in {:.1}s (key {key})", t0.elapsed().as_secs_f64());
-            Ok(exit::OK)
-        }
+        NodeEnd::Ran { .. } => done(RunState::Ran),
+        NodeEnd::Cached(_) => done(RunState::Cached),
         // Cancelled (`scancel`, a time limit): no failure marker; the driver reports the job as
         // ended without a result, and the next `pipe run` reruns it.
-        Err(e) if g.cancel.load(Ordering::SeqCst) => {
-            eprintln!("interrupted: {node}: {e}");
+        NodeEnd::Cancelled { reason, .. } => {
+            eprintln!("interrupted: {node}: {reason}");
             Err(exit::INTERRUPTED)
         }
-        Err(e) => Err(failed(e)),
+        NodeEnd::Failed { failure, .. } if g.cancel.load(Ordering::SeqCst) => {
+            eprintln!("interrupted: {node}: {}", failure.text());
+            Err(exit::INTERRUPTED)
+        }
+        NodeEnd::Failed { failure, .. } => Err(failed(failure.text(), Some(failure.record()))),
     }
 }
 

@@ -23,7 +23,7 @@ use polars::prelude::*;
 
 use crate::graph::Graph;
 use crate::plan::{Freshness, NodeStatus};
-use crate::store::{Attempt, RunRecord, Store, Tally};
+use crate::store::{Attempt, FailureKind, RunRecord, Store, Tally};
 use crate::value::Value;
 
 /// Everything the report shows, gathered by the command.
@@ -872,17 +872,26 @@ fn stage_graph(r: &Inputs<'_>) -> String {
 }
 
 /// Every node that is not fresh, with why; nodes that only wait on upstream ones are counted.
-/// Each failed attempt: its node, when, its error and, folded, its whole log (`logs/<key>.json`).
+/// Each failed attempt: its node, the kind of failure (counted per kind first), when, its error
+/// and, folded, its whole log (`logs/<key>.json`).
 fn failures(failed: &[(String, Attempt)]) -> String {
     if failed.is_empty() {
         return "<p class=empty>No node's last attempt failed.</p>".into();
     }
-    let mut out = String::new();
+    // Attempts kept by earlier versions have no kind.
+    let kind = |a: &Attempt| a.kind.unwrap_or(FailureKind::Other);
+    let mut per_kind: BTreeMap<FailureKind, usize> = BTreeMap::new();
+    for (_, a) in failed {
+        *per_kind.entry(kind(a)).or_default() += 1;
+    }
+    let counts: Vec<String> = per_kind.iter().map(|(k, n)| format!("<span class='chip failed'>{k}</span>{n}")).collect();
+    let mut out = format!("<p class=note>Per kind of failure: {}</p>", counts.join(" "));
     for (i, (node, a)) in failed.iter().enumerate() {
         let lines = a.log.lines().count();
         let _ = write!(
             out,
-            "<div class=failure id='fail-{i}'><h3>{}</h3><p class=meta>key {} &middot; {:.1} s</p><pre class=error>{}</pre>             <details><summary>its log ({lines} line{})</summary><pre class=log>{}</pre></details></div>",
+            "<div class=failure id='fail-{i}'><h3><span class='chip failed'>{}</span>{}</h3><p class=meta>key {} &middot; {:.1} s</p><pre class=error>{}</pre>             <details><summary>its log ({lines} line{})</summary><pre class=log>{}</pre></details></div>",
+            kind(a),
             esc(node),
             esc(&a.key[..12.min(a.key.len())]),
             a.duration_s,

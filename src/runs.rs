@@ -7,15 +7,16 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::store::{NodeRecord, RunRecord, Store, Tally};
+use crate::store::{failures_by_kind, NodeRecord, RunNode, RunRecord, Store, Tally};
 use crate::value::Value;
 
-/// One line per run, oldest first: id, start, status, counts, duration, commit, file, overrides.
+/// One line per run, oldest first: id, start, status, counts, duration, commit, file, overrides,
+/// and the failed nodes per kind of failure.
 pub fn table(runs: &[RunRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8}  {:<9} file [overrides]",
+        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8}  {:<9} file [overrides] (failed per kind)",
         "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit"
     );
     for r in runs {
@@ -29,11 +30,29 @@ pub fn table(runs: &[RunRecord]) -> String {
         let sets = if r.overrides.is_empty() { String::new() } else { format!(" [{}]", r.overrides.join(" ")) };
         let _ = writeln!(
             out,
-            "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>7.1}s  {:<9} {}{sets}",
-            r.run_id, started, r.status, tally.ran, tally.cached, tally.failed, r.duration_s, commit, r.file
+            "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>7.1}s  {:<9} {}{sets}{}",
+            r.run_id,
+            started,
+            r.status,
+            tally.ran,
+            tally.cached,
+            tally.failed,
+            r.duration_s,
+            commit,
+            r.file,
+            failed_per_kind(&r.nodes)
         );
     }
     out
+}
+
+/// ` (stage 2, input 1)`: a run's failed nodes per kind of failure; empty when none failed.
+fn failed_per_kind(nodes: &[RunNode]) -> String {
+    let by = failures_by_kind(nodes);
+    if by.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", by.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>().join(", "))
 }
 
 /// A run by id, id prefix, or position from the end (`-1` the last, `-2` the one before).
@@ -266,4 +285,34 @@ fn texts(c: &Column) -> Vec<String> {
 fn floats(t: &DataFrame, name: &str) -> Option<Vec<Option<f64>>> {
     let c = t.column(name).ok()?.cast(&DataType::Float64).ok()?;
     Some(c.f64().ok()?.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FailureKind, FailureRecord, RunState};
+
+    #[test]
+    fn failures_are_counted_per_kind() {
+        let node = |state, kind: Option<FailureKind>| RunNode {
+            node: "n".into(),
+            stage: "s".into(),
+            state,
+            duration_s: 0.0,
+            key: None,
+            error: Some("e".into()),
+            resumed_from: None,
+            failure: kind.map(|kind| FailureRecord { kind, message: "e".into(), hint: None }),
+        };
+        let nodes = [
+            node(RunState::Failed, Some(FailureKind::Stage)),
+            node(RunState::Failed, Some(FailureKind::Input)),
+            node(RunState::Failed, Some(FailureKind::Stage)),
+            // A record of an earlier version: failed, no kind.
+            node(RunState::Failed, None),
+            node(RunState::Skipped, None),
+        ];
+        assert_eq!(failed_per_kind(&nodes), " (input 1, stage 2, other 1)");
+        assert_eq!(failed_per_kind(&nodes[4..]), "");
+    }
 }

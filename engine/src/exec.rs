@@ -3,11 +3,16 @@
 //! running inside the scheduler's pool would let rayon's work stealing nest other nodes on its
 //! stack while it waits.)
 //!
+//! Every node takes one path ([`process`]): [`prepare`] resolves its inputs and looks its key up,
+//! breaking out with the node's [`NodeEnd`] on a hit, a failure or an interrupt, else handing a
+//! [`Job`] to a [`NodeRunner`] (here, [`Local`]; or Slurm), which ends it.
+//!
 //! A node becomes ready when all its dependencies completed. A failure stops only its
 //! dependents (or everything with `fail_fast`); cancellation (Ctrl-C) starts nothing new and
 //! keeps every completed node, so the next run resumes.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,6 +21,7 @@ use std::time::Instant;
 
 use crate::config::NodeSpec;
 use crate::error::{render, Hint};
+pub use crate::failure::{InputError, KeyMismatch, NodeFailure, StageFailure, StoreFailure};
 use crate::graph::Graph;
 use crate::hash::Fingerprint;
 use crate::plan::{decide_resolved, resolve_inputs, Blocked, Decided, Outputs, ResolvedInputs, Verdict, Why};
@@ -43,12 +49,51 @@ pub struct RunOptions {
     pub no_resume: bool,
 }
 
-/// Why a node dispatched elsewhere did not complete.
-pub struct Failure {
-    /// What went wrong, for the terminal and the run record (with the end of the stage's log when there is one).
-    pub error: String,
-    /// The run was interrupted (Ctrl-C), as opposed to the node failing.
-    pub cancelled: bool,
+/// How a node ended: what the scheduler, the run record and the terminal are told.
+#[derive(Debug)]
+pub enum NodeEnd {
+    /// It ran (here, or as a Slurm job); the store holds its outputs and record.
+    Ran {
+        /// Its record.
+        record: NodeRecord,
+        /// The epoch its training resumed from (a checkpoint), when it did not start over.
+        resumed_from: Option<u64>,
+    },
+    /// The store held its result.
+    Cached(NodeRecord),
+    /// It did not complete.
+    Failed {
+        /// Its key, when its inputs could be resolved.
+        key: Option<String>,
+        /// Why.
+        failure: NodeFailure,
+    },
+    /// The run was interrupted before or while it ran (Ctrl-C, `scancel`).
+    Cancelled {
+        /// Its key, when its inputs could be resolved.
+        key: Option<String>,
+        /// What stopped it (with the end of its log when it had started).
+        reason: String,
+    },
+}
+
+impl NodeEnd {
+    /// The failure of the node with key `key`.
+    pub fn failed(key: &str, failure: impl Into<NodeFailure>) -> NodeEnd {
+        NodeEnd::Failed { key: Some(key.to_string()), failure: failure.into() }
+    }
+
+    /// The node's entry in the run record, having taken `duration_s`: the one place a failure is
+    /// rendered for the record's `error` (and kept typed in its `failure`).
+    pub fn entry(&self, node: &NodeSpec, duration_s: f64) -> RunNode {
+        let (state, key, error, failure, resumed_from) = match self {
+            NodeEnd::Ran { record, resumed_from } => (RunState::Ran, Some(&record.key), None, None, *resumed_from),
+            NodeEnd::Cached(record) => (RunState::Cached, Some(&record.key), None, None, None),
+            NodeEnd::Failed { key, failure } => (RunState::Failed, key.as_ref(), Some(failure.text()), Some(failure.record()), None),
+            NodeEnd::Cancelled { key, reason } => (RunState::Cancelled, key.as_ref(), Some(reason.clone()), None, None),
+        };
+        RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: key.cloned(), error, resumed_from, failure }
+    }
 }
 
 /// What a [`NodeRunner`] may use of the run: the store, the workspace, the thread budget, the
@@ -80,14 +125,16 @@ pub struct Job<'a> {
     pub upstream: BTreeMap<String, BTreeMap<String, ObjectRef>>,
     /// A training kind's checkpoint folder and whether it may resume from it ([`crate::checkpoint`]).
     pub checkpoints: Option<crate::checkpoint::Checkpoints>,
+    /// The epoch of the checkpoint it resumes from, when there is one (the run record keeps it).
+    pub resumes_from: Option<u64>,
 }
 
 /// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
 /// node). The scheduler decides what runs; a runner only runs it.
 pub trait NodeRunner: Sync {
-    /// Runs `job`; returns its record once the store holds it (outputs, then the record).
-    /// Blocks until then.
-    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure>;
+    /// Runs `job` and blocks until it ends: [`NodeEnd::Ran`] once the store holds its outputs,
+    /// then its record; else [`NodeEnd::Failed`] or [`NodeEnd::Cancelled`].
+    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> NodeEnd;
     /// Whether a cache hit's objects must be here (fetched and verified), as a local run reads
     /// them; a runner whose jobs fetch their own inputs says no.
     fn fetches_hits(&self) -> bool {
@@ -126,9 +173,8 @@ impl Executor<'_> {
     }
 }
 
-enum Outcome {
-    Done { state: RunState, key: String, outputs: BTreeMap<String, ObjectRef>, resumed_from: Option<u64> },
-    Failed { key: Option<String>, error: String, cancelled: bool },
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Shared<'a> {
@@ -152,13 +198,13 @@ struct Queue {
 
 impl Shared<'_> {
     fn push(&self, i: usize) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).ready.push(i);
+        lock(&self.queue).ready.push(i);
         self.wake.notify_one();
     }
 
     /// The next ready node, or None when nothing is ready or running (the run is over).
     fn next(&self) -> Option<usize> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue);
         loop {
             if let Some(i) = q.ready.pop() {
                 q.running += 1;
@@ -173,10 +219,17 @@ impl Shared<'_> {
     }
 
     fn finished(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.running -= 1;
-        drop(q);
+        lock(&self.queue).running -= 1;
         self.wake.notify_all();
+    }
+
+    /// Node `i` completed (its outputs are known): dependents whose last dependency it was are ready.
+    fn release(&self, i: usize) {
+        for d in self.ex.graph.dependents(self.ex.graph.index_of(i)) {
+            if self.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.push(d.index());
+            }
+        }
     }
 }
 
@@ -223,66 +276,56 @@ impl<'a> Executor<'a> {
             }
             let node = self.graph.node(i);
             let blocked = self.graph.dependencies(i).into_iter().find(|d| matches!(state_of[d.index()], Some(RunState::Failed | RunState::Skipped)));
-            let (state, error) = match blocked {
-                Some(d) => (RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
-                None => (RunState::Cancelled, "not started: run interrupted".to_string()),
-            };
-            let rn = RunNode {
-                node: node.id.clone(),
-                stage: node.stage.clone(),
-                state,
-                duration_s: 0.0,
-                key: None,
-                error: Some(error),
-                resumed_from: None,
+            let rn = match blocked {
+                Some(d) => RunNode::not_run(&node.id, &node.stage, RunState::Skipped, format!("upstream {} did not complete", self.graph.node(d).id)),
+                None => RunNode::not_run(&node.id, &node.stage, RunState::Cancelled, "not started: run interrupted".into()),
             };
             self.reporter.event(&Event::Finished { node: &rn });
-            state_of[i.index()] = Some(state);
+            state_of[i.index()] = Some(rn.state);
         }
     }
 }
 
+/// The scheduler's side of one ready node: [`process`] it, then hand its outputs downstream,
+/// publish them and report its end.
 fn visit(sh: &Shared<'_>, i: usize) {
     let ex = sh.ex;
-    if ex.cancel.load(Ordering::SeqCst) || sh.results.lock().unwrap_or_else(|e| e.into_inner())[i].is_some() {
+    if ex.cancel.load(Ordering::SeqCst) || lock(&sh.results)[i].is_some() {
         return;
     }
     let node = ex.graph.node(ex.graph.index_of(i));
     let start = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| process(ex, i, &sh.outputs))).unwrap_or_else(|p| {
+    let end = catch_unwind(AssertUnwindSafe(|| process(ex, i, &sh.outputs, None))).unwrap_or_else(|p| {
         let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-        Outcome::Failed { key: None, error: format!("stage panicked: {msg}"), cancelled: false }
-    });
-    let duration_s = start.elapsed().as_secs_f64();
-    match outcome {
-        Outcome::Done { state, key, outputs, resumed_from } => {
-            let published = publish(ex, node, &outputs);
-            sh.outputs.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outputs);
-            // A failed publish fails the node (its result is stored; dependents still run).
-            let (state, error) = match published {
-                Ok(()) => (state, None),
-                Err(e) => (RunState::Failed, Some(render(&e))),
-            };
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: Some(key), error, resumed_from };
-            ex.reporter.event(&Event::Finished { node: &rn });
-            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
-            for d in ex.graph.dependents(ex.graph.index_of(i)) {
-                if sh.pending[d.index()].fetch_sub(1, Ordering::SeqCst) == 1 {
-                    sh.push(d.index());
-                }
-            }
+        NodeEnd::Failed {
+            key: None,
+            failure: StageFailure { error: StageError::Failed(format!("stage panicked: {msg}")), log: String::new() }.into(),
         }
-        Outcome::Failed { key, error, cancelled } => {
+    });
+    let mut rn = end.entry(node, start.elapsed().as_secs_f64());
+    match end {
+        NodeEnd::Ran { record, .. } | NodeEnd::Cached(record) => {
+            // A failed publish fails the node (its result is stored; dependents still run).
+            if let Err(e) = publish(ex, node, &record.outputs) {
+                let failure = NodeFailure::Publish(e);
+                (rn.state, rn.error, rn.failure) = (RunState::Failed, Some(failure.text()), Some(failure.record()));
+            }
+            lock(&sh.outputs)[i] = Some(record.outputs);
+            ex.reporter.event(&Event::Finished { node: &rn });
+            lock(&sh.results)[i] = Some(rn.state);
+            sh.release(i);
+        }
+        NodeEnd::Failed { .. } => {
             if ex.options.fail_fast {
                 ex.cancel.store(true, Ordering::SeqCst);
             }
-            let state = if cancelled { RunState::Cancelled } else { RunState::Failed };
-            let rn = RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key, error: Some(error), resumed_from: None };
             ex.reporter.event(&Event::Finished { node: &rn });
-            sh.results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(state);
-            if !cancelled {
-                release_after_failure(sh, i);
-            }
+            lock(&sh.results)[i] = Some(rn.state);
+            release_after_failure(sh, i);
+        }
+        NodeEnd::Cancelled { .. } => {
+            ex.reporter.event(&Event::Finished { node: &rn });
+            lock(&sh.results)[i] = Some(rn.state);
         }
     }
 }
@@ -292,7 +335,7 @@ fn visit(sh: &Shared<'_>, i: usize) {
 /// down the graph.
 fn release_after_failure(sh: &Shared<'_>, i: usize) {
     let ex = sh.ex;
-    let failed_id = ex.graph.node(ex.graph.index_of(i)).id.clone();
+    let failed_id = &ex.graph.node(ex.graph.index_of(i)).id;
     for d in ex.graph.dependents(ex.graph.index_of(i)) {
         let dn = ex.graph.node(d);
         let partial_only = dn
@@ -307,23 +350,14 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
             continue;
         }
         let newly = {
-            let mut results = sh.results.lock().unwrap_or_else(|e| e.into_inner());
-            if results[d.index()].is_some() {
-                false
-            } else {
-                let rn = RunNode {
-                    node: dn.id.clone(),
-                    stage: dn.stage.clone(),
-                    state: RunState::Skipped,
-                    duration_s: 0.0,
-                    key: None,
-                    error: Some(format!("upstream {failed_id} did not complete")),
-                    resumed_from: None,
-                };
+            let mut results = lock(&sh.results);
+            let newly = results[d.index()].is_none();
+            if newly {
+                let rn = RunNode::not_run(&dn.id, &dn.stage, RunState::Skipped, format!("upstream {failed_id} did not complete"));
                 ex.reporter.event(&Event::Finished { node: &rn });
                 results[d.index()] = Some(RunState::Skipped);
-                true
             }
+            newly
         };
         if newly {
             release_after_failure(sh, d.index());
@@ -331,103 +365,67 @@ fn release_after_failure(sh: &Shared<'_>, i: usize) {
     }
 }
 
-/// Runs node `i` in this process, given its upstream outputs (a cluster job's side of
-/// [`NodeRunner`]). `expected` (the submitter's fingerprint) guards against the pipeline or the
-/// environment differing from where it was submitted. Returns `ran` or `cached`.
-pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> Result<RunState, String> {
-    let node = ex.graph.node(ex.graph.index_of(i));
-    // Inputs come from the shared store: fetch (and verify) them into this machine's cache.
+/// Runs node `i` given its upstream outputs, on the path every node takes ([`process`]): a Slurm
+/// job's side of [`crate::slurm::Slurm`] (its executor's runner is [`Local`]). The upstream
+/// objects are first fetched (and verified) into this machine's cache. `expected` (the
+/// submitter's fingerprint) guards against the pipeline or the environment differing from where
+/// it was submitted. Outputs are not published: the submitter does that.
+pub fn run_node(ex: &Executor<'_>, i: usize, outputs: Outputs, expected: &Fingerprint) -> NodeEnd {
     for obj in outputs.iter().flatten().flat_map(|o| o.values()) {
-        match ex.store.verify(obj) {
-            crate::store::Verify::Ok => {}
-            crate::store::Verify::Missing => {
-                return Err(format!(
-                    "input object {} is missing from {} (removed by gc?); run `pipe run` again to recompute it",
-                    obj.short(),
-                    ex.store.describe()
-                ))
-            }
+        let failure: NodeFailure = match ex.store.verify(obj) {
+            crate::store::Verify::Ok => continue,
+            crate::store::Verify::Missing => InputError::Missing { object: obj.short().to_string(), store: ex.store.describe() }.into(),
             crate::store::Verify::Corrupt { actual } => {
-                return Err(format!(
-                    "input object {} is corrupt in {} (hash {actual}); run `pipe run` again to recompute it",
-                    obj.short(),
-                    ex.store.describe()
-                ))
+                InputError::Corrupt { object: obj.short().to_string(), store: ex.store.describe(), actual }.into()
             }
-            crate::store::Verify::Unavailable(e) => return Err(e),
-        }
+            crate::store::Verify::Unavailable(e) => StoreFailure::Unavailable(e).into(),
+        };
+        return NodeEnd::Failed { key: None, failure };
     }
-    let outputs = Mutex::new(outputs);
-    let (inputs, fp, key) = match prepare(ex, node, &outputs, Some(expected)) {
-        Ok(p) => p,
-        Err(Outcome::Done { state, .. }) => return Ok(state),
-        Err(Outcome::Failed { error, .. }) => return Err(error),
-    };
-    let checkpoints = crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), !ex.options.no_resume).map(|(c, _)| c);
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream: BTreeMap::new(), checkpoints };
-    ex.reporter.event(&Event::Started { node: &node.id });
-    Local.run(&ex.env(), job).map_err(|f| f.error)?;
-    ex.store.set_ref(ex.pipeline, &node.id, &key).map_err(|e| crate::error::render(&e))?;
-    Ok(RunState::Ran)
+    process(ex, i, &Mutex::new(outputs), Some(expected))
 }
 
-fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>) -> Outcome {
-    let node = ex.graph.node(ex.graph.index_of(i));
-    let (inputs, fp, key) = match prepare(ex, node, outputs, None) {
-        Ok(p) => p,
-        Err(done_or_failed) => return done_or_failed,
+/// One node from its inputs to its end: [`prepare`]; on a miss, the executor's runner; then its ref.
+fn process(ex: &Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expected: Option<&Fingerprint>) -> NodeEnd {
+    let job = match prepare(ex, i, outputs, expected) {
+        ControlFlow::Continue(job) => job,
+        ControlFlow::Break(end) => return end,
     };
-    if ex.options.pull_only {
-        let error = format!("not in {} (key {}); `pipe run` computes it", ex.store.describe(), &key[..12]);
-        return Outcome::Failed { key: Some(key), error, cancelled: false };
-    }
-    let upstream: BTreeMap<String, BTreeMap<String, ObjectRef>> = {
-        let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
-        ex.graph
-            .dependencies(ex.graph.index_of(i))
-            .into_iter()
-            .filter_map(|d| Some((ex.graph.node(d).id.clone(), outs[d.index()].clone()?)))
-            .collect()
-    };
+    let (node, key) = (job.node, job.key.clone());
     ex.reporter.event(&Event::Started { node: &node.id });
-    let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
-    // Where a training node picks up (the run record keeps it): its latest checkpoint.
-    let (checkpoints, resumed_from) = match crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), resume) {
-        Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
-        None => (None, None),
-    };
-    let job = Job { node, fingerprint: fp, key: key.clone(), inputs, upstream, checkpoints };
     match ex.runner.run(&ex.env(), job) {
-        Ok(rec) => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
-            Ok(()) => Outcome::Done { state: RunState::Ran, key, outputs: rec.outputs, resumed_from },
-            Err(e) => Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false },
+        NodeEnd::Ran { record, resumed_from } => match ex.store.set_ref(ex.pipeline, &node.id, &key) {
+            Ok(()) => NodeEnd::Ran { record, resumed_from },
+            Err(e) => NodeEnd::failed(&key, e),
         },
-        Err(f) => Outcome::Failed { key: Some(key), error: f.error, cancelled: f.cancelled },
+        end => end,
     }
 }
 
-/// Resolves inputs and looks the key up: Ok when the node must run, Err(outcome) for a cache hit
-/// or a failure. With `expected`, a fingerprint other than the submitter's is a failure.
-fn prepare(
-    ex: &Executor<'_>,
-    node: &NodeSpec,
-    outputs: &Mutex<Outputs>,
-    expected: Option<&Fingerprint>,
-) -> Result<(ResolvedInputs, Fingerprint, String), Outcome> {
-    // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
-    let inputs = {
-        let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
-        resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace)
+/// Resolves node `i`'s inputs and looks its key up (buck2's prepared action): a cache hit (its
+/// ref set), a failure or an interrupt breaks out with the node's end; a miss continues with the
+/// job to run. With `expected`, a fingerprint other than the submitter's is a failure; with
+/// `pull_only`, so is a miss.
+fn prepare<'a>(ex: &'a Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expected: Option<&Fingerprint>) -> ControlFlow<NodeEnd, Job<'a>> {
+    let at = ex.graph.index_of(i);
+    let node = ex.graph.node(at);
+    let (inputs, upstream) = {
+        let outs = lock(outputs);
+        let upstream: BTreeMap<String, BTreeMap<String, ObjectRef>> =
+            ex.graph.dependencies(at).into_iter().filter_map(|d| Some((ex.graph.node(d).id.clone(), outs[d.index()].clone()?))).collect();
+        (resolve_inputs(ex.graph, node, &outs, ex.store, &ex.workspace), upstream)
     };
+    let unresolved = |e| ControlFlow::Break(NodeEnd::Failed { key: None, failure: InputError::Unresolved(e).into() });
     let inputs = match inputs {
         Ok(r) => r,
-        Err(error) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
+        Err(e) => return unresolved(e),
     };
+    // A Slurm driver needs only to know that a hit's objects exist: the jobs fetch their inputs.
     let Decided { inputs, fingerprint: fp, key, verdict } =
         match decide_resolved(node, inputs, ex.store, ex.pipeline, ex.runner.fetches_hits(), false) {
             Ok(d) => d,
-            Err(Blocked::Input(error)) => return Err(Outcome::Failed { key: None, error, cancelled: false }),
-            Err(Blocked::Store { key, error }) => return Err(Outcome::Failed { key: Some(key), error, cancelled: false }),
+            Err(Blocked::Input(e)) => return unresolved(e),
+            Err(Blocked::Store { key, error }) => return ControlFlow::Break(NodeEnd::failed(&key, StoreFailure::Unavailable(error))),
         };
     if let Some(expected) = expected.filter(|e| **e != fp) {
         let mismatch = KeyMismatch {
@@ -437,16 +435,15 @@ fn prepare(
             why: fp.diff(expected, &inputs.sources).join("; "),
             environment: fp.environment != expected.environment,
         };
-        let error = render(&mismatch);
-        return Err(Outcome::Failed { key: Some(key), error, cancelled: false });
+        return ControlFlow::Break(NodeEnd::failed(&key, mismatch));
     }
     match verdict {
         Verdict::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
         Verdict::Hit(rec) => {
-            if let Err(e) = ex.store.set_ref(ex.pipeline, &node.id, &key) {
-                return Err(Outcome::Failed { key: Some(key), error: crate::error::render(&e), cancelled: false });
-            }
-            return Err(Outcome::Done { state: RunState::Cached, key, outputs: rec.outputs, resumed_from: None });
+            return ControlFlow::Break(match ex.store.set_ref(ex.pipeline, &node.id, &key) {
+                Ok(()) => NodeEnd::Cached(rec),
+                Err(e) => NodeEnd::failed(&key, e),
+            });
         }
         Verdict::Run(Why::Damaged { object, corrupt, output }) => {
             let what = if corrupt { "is corrupt" } else { "is missing" };
@@ -465,16 +462,28 @@ fn prepare(
         Verdict::Run(_) => {}
     }
     if ex.cancel.load(Ordering::SeqCst) {
-        return Err(Outcome::Failed { key: Some(key), error: "interrupted before start".into(), cancelled: true });
+        return ControlFlow::Break(NodeEnd::Cancelled { key: Some(key), reason: "interrupted before start".into() });
     }
-    Ok((inputs, fp, key))
+    if ex.options.pull_only {
+        return ControlFlow::Break(NodeEnd::failed(&key, StoreFailure::NotStored { store: ex.store.describe(), key: key.clone() }));
+    }
+    let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
+    // Where a training node picks up (the run record keeps it): its latest checkpoint.
+    let (checkpoints, resumes_from) = match crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), resume) {
+        Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
+        None => (None, None),
+    };
+    ControlFlow::Continue(Job { node, fingerprint: fp, key, inputs, upstream, checkpoints, resumes_from })
 }
 
 impl NodeRunner for Local {
-    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
-        let Job { node, fingerprint, key, inputs, checkpoints, .. } = job;
+    fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> NodeEnd {
+        let Job { node, fingerprint, key, inputs, checkpoints, resumes_from, .. } = job;
         tracing::info!(node = %node.id, key = %key, stage = %node.stage, "running");
-        let scratch = env.store.scratch(&key).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
+        let scratch = match env.store.scratch(&key) {
+            Ok(s) => s,
+            Err(e) => return NodeEnd::failed(&key, e),
+        };
         // Upstream identity only for kinds whose key holds it (see `StageKind::reads_input_identity`).
         let (input_nodes, input_coords) = if node.kind.reads_input_identity() { (inputs.sources.clone(), inputs.coords) } else { Default::default() };
         let mut ctx = RunContext::new(
@@ -500,56 +509,40 @@ impl NodeRunner for Local {
         drop(mirror);
         let log = ctx.take_log();
         env.reporter.event(&Event::ProgressDone { node: &node.id });
-        // Every attempt's whole log is kept (bounded, `crate::log`): a failed one under
-        // `logs/<key>.json` for `pipe show`, a successful one in its record.
-        let fail = |error: String, cancelled: bool| {
-            let _ = std::fs::remove_dir_all(&scratch);
-            let message = log.failure_message(&error);
-            let attempt = Attempt {
-                node: node.id.clone(),
-                stage: node.stage.clone(),
-                key: key.clone(),
-                finished_at: now(),
-                duration_s: start.elapsed().as_secs_f64(),
-                error: error.clone(),
-                stderr_tail: log.stderr_tail(),
-                log: log.text(),
-                cancelled,
-            };
-            if let Err(e) = env.store.write_attempt(&attempt) {
-                tracing::warn!(node = %node.id, "cannot keep the failed attempt's log: {}", crate::error::render(&e));
-            }
-            Failure { error: message, cancelled }
+        let tail = log.failure_message("");
+        // `None`: interrupted.
+        let stored = match result {
+            Err(StageError::Cancelled) => Err(None),
+            Err(error) => Err(Some(StageFailure { error, log: tail }.into())),
+            Ok(()) => store_outputs(env.store, node, &scratch, tail).map_err(Some),
         };
-        match result {
-            Err(StageError::Cancelled) => return Err(fail("interrupted".into(), true)),
-            Err(e) => return Err(fail(render(&e), false)),
-            Ok(()) => {}
-        }
-        let mut objects = BTreeMap::new();
-        for o in &node.outputs {
-            let path = scratch.join(&o.file);
-            if path.is_dir() {
-                return Err(fail(
-                    format!(
-                        "declared output `{}` ({}) is a directory; an output is one file: pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`",
-                        o.name, o.file, o.name
-                    ),
-                    false,
-                ));
-            }
-            if !path.is_file() {
-                let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };
-                return Err(fail(format!("stage's declared output `{}` ({}) {what}", o.name, o.file), false));
-            }
-            match env.store.put_file(&path) {
-                Ok(obj) => {
-                    objects.insert(o.name.clone(), obj);
-                }
-                Err(e) => return Err(fail(crate::error::render(&e), false)),
-            }
-        }
         let _ = std::fs::remove_dir_all(&scratch);
+        let objects = match stored {
+            Ok(objects) => objects,
+            Err(failure) => {
+                // Every attempt's whole log is kept (bounded, `crate::log`): a failed one under
+                // `logs/<key>.json` for `pipe show`, a successful one in its record.
+                let attempt = Attempt {
+                    node: node.id.clone(),
+                    stage: node.stage.clone(),
+                    key: key.clone(),
+                    finished_at: now(),
+                    duration_s: start.elapsed().as_secs_f64(),
+                    error: failure.as_ref().map_or_else(|| "interrupted".into(), |f| render(f)),
+                    stderr_tail: log.stderr_tail(),
+                    log: log.text(),
+                    cancelled: failure.is_none(),
+                    kind: failure.as_ref().map(NodeFailure::kind),
+                };
+                if let Err(e) = env.store.write_attempt(&attempt) {
+                    tracing::warn!(node = %node.id, "cannot keep the failed attempt's log: {}", render(&e));
+                }
+                return match failure {
+                    Some(failure) => NodeEnd::Failed { key: Some(key), failure },
+                    None => NodeEnd::Cancelled { key: Some(key), reason: log.failure_message("interrupted") },
+                };
+            }
+        };
         let record = NodeRecord {
             key,
             node: node.id.clone(),
@@ -561,9 +554,34 @@ impl NodeRunner for Local {
             finished_at: now(),
             log: log.text(),
         };
-        env.store.write_record(&record).map_err(|e| Failure { error: crate::error::render(&e), cancelled: false })?;
-        Ok(record)
+        match env.store.write_record(&record) {
+            Ok(()) => NodeEnd::Ran { record, resumed_from: resumes_from },
+            Err(e) => NodeEnd::failed(&record.key, e),
+        }
     }
+}
+
+/// Moves `node`'s declared outputs from `scratch` into the store. Errors: an output missing or not
+/// one file (the stage's fault: `log` is the end of its log), or the store's.
+fn store_outputs(store: &Store, node: &NodeSpec, scratch: &Path, log: String) -> Result<BTreeMap<String, ObjectRef>, NodeFailure> {
+    let mut objects = BTreeMap::new();
+    for o in &node.outputs {
+        let path = scratch.join(&o.file);
+        let error = if path.is_dir() {
+            StageError::Refused {
+                message: format!("declared output `{}` ({}) is a directory; an output is one file", o.name, o.file),
+                hint: format!("pack it, e.g. `tar -cf ${{outputs.{}}} -C DIR .`", o.name),
+            }
+        } else if !path.is_file() {
+            let what = if std::fs::symlink_metadata(&path).is_ok() { "is a dangling symlink or not a regular file" } else { "was not written" };
+            StageError::Failed(format!("stage's declared output `{}` ({}) {what}", o.name, o.file))
+        } else {
+            objects.insert(o.name.clone(), store.put_file(&path)?);
+            continue;
+        };
+        return Err(StageFailure { error, log }.into());
+    }
+    Ok(objects)
 }
 
 /// Why an output could not be published at `path` (relative to the workspace).
@@ -627,38 +645,6 @@ impl Hint for PublishError {
             PublishFailure::Write(_) => Some("check that its folder can be created and written".into()),
             PublishFailure::Backup(_) | PublishFailure::Unavailable(_) | PublishFailure::Read(_) => None,
         }
-    }
-}
-
-/// A Slurm job's node whose key here differs from the key `pipe run` submitted it under: the job
-/// refuses to run (it would store a result under a key nobody asked for).
-#[derive(Debug)]
-pub struct KeyMismatch {
-    /// The node's id.
-    pub node: String,
-    /// The key computed in the job.
-    pub here: String,
-    /// The key the submitter computed.
-    pub submitted: String,
-    /// What differs, per fingerprint part.
-    pub why: String,
-    /// Whether the stage's declared environment (device, driver, data files) differs.
-    pub environment: bool,
-}
-
-impl std::fmt::Display for KeyMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} has key {} here, not the submitted {} ({})", self.node, self.here, self.submitted, self.why)
-    }
-}
-
-impl Hint for KeyMismatch {
-    fn hint(&self) -> Option<String> {
-        Some(if self.environment {
-            "this machine differs from the one that ran `pipe run` in what the stage declares as its environment: pin it in the pipeline (e.g. `device: cuda` instead of `auto`) or submit from a machine like the nodes".into()
-        } else {
-            "the pipeline file, a param or an input file changed since `pipe run` submitted it: run it again".into()
-        })
     }
 }
 
@@ -733,4 +719,326 @@ pub fn publish_file(
     write_atomic(dest, &bytes).map_err(|e| at(PublishFailure::Write(e)))?;
     store.set_published(dest, hash);
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler against a fake runner: each test asserts exactly which nodes ran (the
+    //! runner's own witness) and how every node ended (the run record the events fold into).
+
+    use std::collections::{BTreeSet, HashSet};
+
+    use super::*;
+    use crate::config::InputRef;
+    use crate::graph::GraphBuilder;
+    use crate::report::{Recorder, Silent};
+    use crate::stage::{InputDecl, OutputSpec, ParamSpec, Params};
+    use crate::store::{FailureKind, Tally};
+    use crate::value::Value;
+
+    struct Fake;
+    impl crate::stage::StageKind for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            Vec::new()
+        }
+        fn inputs(&self) -> InputDecl {
+            InputDecl::Any
+        }
+        fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
+            Ok(vec![OutputSpec::new("out", "out.txt")])
+        }
+        fn run(&self, _: &RunContext) -> Result<(), StageError> {
+            unreachable!("the fake runner runs nodes")
+        }
+    }
+
+    /// A node `id` reading, per input name, the `out` of the nodes at these indices; `partial`
+    /// names its `allow_missing` gathers.
+    fn node(id: &str, inputs: &[(&str, &[usize])], partial: &[&str]) -> NodeSpec {
+        NodeSpec {
+            id: id.into(),
+            stage: id.split('[').next().unwrap_or(id).into(),
+            kind: Arc::new(Fake),
+            coords: Vec::new(),
+            // Distinct keys: the id is a param.
+            params: Params(BTreeMap::from([("id".to_string(), Value::Str(id.into()))])),
+            inputs: inputs
+                .iter()
+                .map(|(name, ups)| (name.to_string(), ups.iter().map(|&u| InputRef::Node { node: u, output: "out".into() }).collect()))
+                .collect(),
+            partial_inputs: partial.iter().map(|p| p.to_string()).collect(),
+            outputs: vec![OutputSpec::new("out", "out.txt")],
+            publish: Vec::new(),
+        }
+    }
+
+    /// Runs nodes as told: fails those in `fail`, ends those in `interrupt` as a Ctrl-C during their
+    /// run would (the flag set, the node cancelled); stores every other node's output and record.
+    /// `ran` is its witness: each node it was handed, with the upstream ids it read.
+    #[derive(Default)]
+    struct FakeRunner {
+        fail: HashSet<&'static str>,
+        interrupt: HashSet<&'static str>,
+        ran: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl NodeRunner for FakeRunner {
+        fn run(&self, env: &RunEnv<'_>, job: Job<'_>) -> NodeEnd {
+            let id = job.node.id.as_str();
+            let read: Vec<String> = job.inputs.sources.values().flatten().cloned().collect();
+            lock(&self.ran).push((id.to_string(), read));
+            if self.interrupt.contains(id) {
+                env.cancel.store(true, Ordering::SeqCst);
+                return NodeEnd::Cancelled { key: Some(job.key), reason: "interrupted".into() };
+            }
+            if self.fail.contains(id) {
+                return NodeEnd::failed(&job.key, StageFailure { error: StageError::Failed(format!("{id} failed")), log: String::new() });
+            }
+            let dir = env.store.scratch(&job.key).unwrap();
+            std::fs::write(dir.join("out.txt"), id).unwrap();
+            let out = env.store.put_file(&dir.join("out.txt")).unwrap();
+            let record = NodeRecord {
+                key: job.key,
+                node: id.into(),
+                stage: job.node.stage.clone(),
+                fingerprint: job.fingerprint,
+                input_sources: job.inputs.sources,
+                outputs: BTreeMap::from([("out".to_string(), out)]),
+                duration_s: 0.0,
+                finished_at: now(),
+                log: String::new(),
+            };
+            env.store.write_record(&record).unwrap();
+            NodeEnd::Ran { record, resumed_from: job.resumes_from }
+        }
+    }
+
+    struct Run {
+        nodes: Vec<RunNode>,
+        ran: Vec<(String, Vec<String>)>,
+        cancelled: bool,
+    }
+
+    impl Run {
+        fn ids(&self, state: RunState) -> BTreeSet<&str> {
+            self.nodes.iter().filter(|n| n.state == state).map(|n| n.node.as_str()).collect()
+        }
+        fn ran(&self) -> BTreeSet<&str> {
+            self.ran.iter().map(|(id, _)| id.as_str()).collect()
+        }
+        fn entry(&self, id: &str) -> &RunNode {
+            self.nodes.iter().find(|n| n.node == id).expect("every node has an entry")
+        }
+    }
+
+    fn store(name: &str) -> (PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("pipe-exec-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(dir.join("store")).unwrap();
+        (dir, store)
+    }
+
+    fn run(store: &Store, dir: &Path, nodes: &[NodeSpec], runner: FakeRunner, jobs: usize, fail_fast: bool) -> Run {
+        let graph = GraphBuilder::from_nodes(nodes.to_vec()).seal().unwrap();
+        let recorder = Recorder::new(&Silent);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let ex = Executor {
+            graph: &graph,
+            store,
+            pipeline: "test",
+            workspace: dir.to_path_buf(),
+            options: RunOptions { jobs, threads: 1, fail_fast, overwrite: false, rerun: Default::default(), pull_only: false, no_resume: false },
+            reporter: &recorder,
+            cancel: cancel.clone(),
+            runner: &runner,
+        };
+        ex.run();
+        Run { nodes: recorder.nodes(&graph), ran: runner.ran.into_inner().unwrap(), cancelled: cancel.load(Ordering::SeqCst) }
+    }
+
+    fn set<'a>(ids: &[&'a str]) -> BTreeSet<&'a str> {
+        ids.iter().copied().collect()
+    }
+
+    /// a -> b -> c, a -> d, e -> f, and g gathers b and e (not partially).
+    fn diamond() -> Vec<NodeSpec> {
+        vec![
+            node("a", &[], &[]),
+            node("b", &[("x", &[0])], &[]),
+            node("c", &[("x", &[1])], &[]),
+            node("d", &[("x", &[0])], &[]),
+            node("e", &[], &[]),
+            node("f", &[("x", &[4])], &[]),
+            node("g", &[("rows", &[1, 4])], &[]),
+        ]
+    }
+
+    #[test]
+    fn a_failure_skips_exactly_its_dependents() {
+        let (dir, store) = store("skip");
+        let r = run(&store, &dir, &diamond(), FakeRunner { fail: HashSet::from(["a"]), ..Default::default() }, 2, false);
+        assert_eq!(r.ran(), set(&["a", "e", "f"]));
+        assert_eq!(r.ids(RunState::Failed), set(&["a"]));
+        assert_eq!(r.ids(RunState::Skipped), set(&["b", "c", "d", "g"]));
+        assert_eq!(r.ids(RunState::Ran), set(&["e", "f"]));
+        assert!(!r.cancelled);
+        assert_eq!(r.entry("c").error.as_deref(), Some("upstream b did not complete"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_partial_gather_runs_without_what_failed_or_was_skipped() {
+        let (dir, store) = store("partial");
+        // x1 fails; y2 is skipped (after x2); the partial gather g reads x0 and y0 only; h, which
+        // reads x1 through a plain input as well, is skipped; k after g runs.
+        let nodes = vec![
+            node("x0", &[], &[]),
+            node("x1", &[], &[]),
+            node("x2", &[], &[]),
+            node("y0", &[("x", &[0])], &[]),
+            node("y2", &[("x", &[2])], &[]),
+            node("g", &[("rows", &[0, 1, 3, 4])], &["rows"]),
+            node("h", &[("rows", &[0, 1]), ("one", &[1])], &["rows"]),
+            node("k", &[("x", &[5])], &[]),
+        ];
+        let runner = FakeRunner { fail: HashSet::from(["x1", "x2"]), ..Default::default() };
+        let r = run(&store, &dir, &nodes, runner, 1, false);
+        assert_eq!(r.ids(RunState::Failed), set(&["x1", "x2"]));
+        assert_eq!(r.ids(RunState::Skipped), set(&["y2", "h"]));
+        assert_eq!(r.ids(RunState::Ran), set(&["x0", "y0", "g", "k"]));
+        let g = &r.ran.iter().find(|(id, _)| id == "g").unwrap().1;
+        assert_eq!(g, &["x0", "y0"], "the gather reads what completed");
+        // Its record says it completed (a gather that tolerates failures is not failed by them).
+        assert_eq!(r.entry("g").failure, None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn fail_fast_starts_nothing_after_the_first_failure() {
+        let (dir, store) = store("fail-fast");
+        // One job: a (first in file order) fails first; b, c and e are never started.
+        let nodes = vec![node("a", &[], &[]), node("b", &[], &[]), node("c", &[("x", &[0])], &[]), node("e", &[("x", &[1])], &[])];
+        let r = run(&store, &dir, &nodes, FakeRunner { fail: HashSet::from(["a"]), ..Default::default() }, 1, true);
+        assert_eq!(r.ran(), set(&["a"]));
+        assert_eq!(r.ids(RunState::Failed), set(&["a"]));
+        assert_eq!(r.ids(RunState::Skipped), set(&["c"]));
+        assert_eq!(r.ids(RunState::Cancelled), set(&["b", "e"]));
+        assert!(r.cancelled, "fail-fast sets the cancel flag");
+        // A failure, not an interrupt (`pipe run` does not count fail-fast's cancel as one): exit code 4.
+        assert_eq!(Tally::of(&r.nodes).status(false).exit_code(), crate::exit::NODES_FAILED);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn cancel_ends_what_runs_and_starts_nothing_new() {
+        let (dir, store) = store("cancel");
+        // a completes; Ctrl-C arrives while b (after a, taken next: depth first) runs; c (after
+        // b), e and d (after e) are never started.
+        let nodes = vec![
+            node("a", &[], &[]),
+            node("b", &[("x", &[0])], &[]),
+            node("c", &[("x", &[1])], &[]),
+            node("e", &[], &[]),
+            node("d", &[("x", &[3])], &[]),
+        ];
+        let r = run(&store, &dir, &nodes, FakeRunner { interrupt: HashSet::from(["b"]), ..Default::default() }, 1, false);
+        assert_eq!(r.ran(), set(&["a", "b"]));
+        assert_eq!(r.ids(RunState::Ran), set(&["a"]));
+        assert_eq!(r.ids(RunState::Cancelled), set(&["b", "c", "d", "e"]));
+        assert_eq!(r.entry("b").error.as_deref(), Some("interrupted"));
+        assert_eq!(r.entry("e").error.as_deref(), Some("not started: run interrupted"));
+        assert!(r.entry("b").key.is_some() && r.entry("e").key.is_none());
+        assert_eq!(Tally::of(&r.nodes).status(r.cancelled).exit_code(), crate::exit::INTERRUPTED);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_cache_hit_breaks_out_before_the_runner() {
+        let (dir, store) = store("hit");
+        let first = run(&store, &dir, &diamond(), FakeRunner { fail: HashSet::from(["d"]), ..Default::default() }, 2, false);
+        assert_eq!(first.ids(RunState::Ran), set(&["a", "b", "c", "e", "f", "g"]));
+        // Again: only the failed node runs; everything else comes from the store.
+        let again = run(&store, &dir, &diamond(), FakeRunner::default(), 2, false);
+        assert_eq!(again.ran(), set(&["d"]));
+        assert_eq!(again.ids(RunState::Cached), set(&["a", "b", "c", "e", "f", "g"]));
+        assert_eq!(again.ids(RunState::Ran), set(&["d"]));
+        assert_eq!(again.entry("a").key, first.entry("a").key);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_run_record_folds_each_nodes_end() {
+        let (dir, store) = store("fold");
+        let r = run(&store, &dir, &diamond(), FakeRunner { fail: HashSet::from(["e"]), ..Default::default() }, 3, false);
+        // One entry per node, in the graph's order.
+        let order: Vec<&str> = r.nodes.iter().map(|n| n.node.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c", "d", "e", "f", "g"]);
+        let tally = Tally::of(&r.nodes);
+        assert_eq!(tally.to_string(), "4 ran, 0 cached, 1 failed, 2 skipped, 0 cancelled");
+        assert_eq!(tally.status(r.cancelled).exit_code(), crate::exit::NODES_FAILED);
+        let e = r.entry("e");
+        let failure = e.failure.as_ref().expect("a failure is recorded typed");
+        assert_eq!((failure.kind, failure.message.as_str(), failure.hint.as_deref()), (FailureKind::Stage, "e failed", None));
+        assert_eq!(e.error.as_deref(), Some("e failed"), "the rendered error is kept beside it");
+        assert!(e.key.is_some());
+        assert_eq!(crate::store::failures_by_kind(&r.nodes), BTreeMap::from([(FailureKind::Stage, 1)]));
+        for id in ["f", "g"] {
+            assert_eq!((r.entry(id).state, r.entry(id).failure.as_ref()), (RunState::Skipped, None));
+        }
+        assert_eq!(r.entry("a").error, None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_recorder_records_a_node_no_event_reached_as_cancelled() {
+        let graph = GraphBuilder::from_nodes(vec![node("a", &[], &[]), node("b", &[("x", &[0])], &[])]).seal().unwrap();
+        let recorder = Recorder::new(&Silent);
+        let a = RunNode::not_run("a", "a", RunState::Skipped, "upstream z did not complete".into());
+        recorder.event(&Event::Finished { node: &a });
+        let nodes = recorder.nodes(&graph);
+        assert_eq!(nodes[0], a);
+        assert_eq!((nodes[1].state, nodes[1].error.as_deref()), (RunState::Cancelled, Some("not started")));
+    }
+
+    #[test]
+    fn a_pull_fails_a_miss_as_a_store_failure() {
+        let (dir, store) = store("pull");
+        let graph = GraphBuilder::from_nodes(vec![node("a", &[], &[])]).seal().unwrap();
+        let runner = FakeRunner::default();
+        let ex = Executor {
+            graph: &graph,
+            store: &store,
+            pipeline: "test",
+            workspace: dir.clone(),
+            options: RunOptions {
+                jobs: 1,
+                threads: 1,
+                fail_fast: false,
+                overwrite: false,
+                rerun: Default::default(),
+                pull_only: true,
+                no_resume: false,
+            },
+            reporter: &Silent,
+            cancel: Arc::new(AtomicBool::new(false)),
+            runner: &runner,
+        };
+        let outputs = Mutex::new(vec![None]);
+        match prepare(&ex, 0, &outputs, None) {
+            ControlFlow::Break(NodeEnd::Failed { key: Some(_), failure }) => {
+                assert_eq!(failure.kind(), FailureKind::Store);
+                assert!(failure.text().ends_with("\n  = hint: `pipe run` computes it"), "{}", failure.text());
+            }
+            ControlFlow::Break(other) => panic!("a miss in a pull breaks out failed, not {other:?}"),
+            ControlFlow::Continue(_) => panic!("a miss in a pull does not run"),
+        }
+        assert!(lock(&runner.ran).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

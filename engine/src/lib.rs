@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod exit;
+pub mod failure;
 pub mod graph;
 pub mod hash;
 pub mod live;

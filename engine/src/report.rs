@@ -77,15 +77,7 @@ impl<'a> Recorder<'a> {
             .iter()
             .map(|&i| {
                 let n = graph.node(i);
-                done.remove(&n.id).unwrap_or_else(|| RunNode {
-                    node: n.id.clone(),
-                    stage: n.stage.clone(),
-                    state: RunState::Cancelled,
-                    duration_s: 0.0,
-                    key: None,
-                    error: Some("not started".into()),
-                    resumed_from: None,
-                })
+                done.remove(&n.id).unwrap_or_else(|| RunNode::not_run(&n.id, &n.stage, RunState::Cancelled, "not started".into()))
             })
             .collect()
     }

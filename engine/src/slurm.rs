@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeSpec;
-use crate::error::{render, Hint};
-use crate::exec::{Failure, Job, NodeRunner, RunEnv};
+use crate::error::Hint;
+use crate::exec::{Job, NodeEnd, NodeFailure, NodeRunner, RunEnv};
 use crate::hash::Fingerprint;
-use crate::store::{NodeRecord, ObjectRef};
+use crate::store::{FailureKind, FailureRecord, NodeRecord, ObjectRef};
 
 /// What a job needs besides the pipeline file: the outputs of the node's upstream nodes.
 #[derive(Serialize, Deserialize)]
@@ -48,8 +48,11 @@ pub struct Task {
 pub struct TaskFailure {
     /// The node's id.
     pub node: String,
-    /// What went wrong.
+    /// What went wrong, as the job's terminal showed it.
     pub error: String,
+    /// The same, typed (absent from markers of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureRecord>,
 }
 
 /// Where the hand-over of `key` lies in the store ([`crate::store::Entry::Task`]).
@@ -280,10 +283,27 @@ impl Slurm {
 impl NodeRunner for Slurm {
     /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record;
     /// a job that ends without one is submitted again up to [`Slurm::requeue`] times.
-    fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Failure> {
+    fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> NodeEnd {
+        let resumed_from = job.resumes_from;
+        self.submit(ex, job).map_or_else(|end| *end, |record| NodeEnd::Ran { record, resumed_from })
+    }
+}
+
+/// How a job ended without giving its node a record.
+enum Ended {
+    /// The node failed (its failure marker), or the run was cancelled: final.
+    Final(Box<NodeEnd>),
+    /// The job left the queue without a record or a failure marker (time limit, preemption,
+    /// `scancel`, a lost machine): worth submitting again.
+    WithoutResult(Box<NodeEnd>),
+}
+
+impl Slurm {
+    /// [`NodeRunner::run`]: the node's record, else how it ended.
+    fn submit(&self, ex: &RunEnv<'_>, job: Job<'_>) -> Result<NodeRecord, Box<NodeEnd>> {
         let (node, key) = (job.node, job.key.as_str());
-        let fail = |error: String| Failure { error, cancelled: false };
-        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
+        let fail = |e: SlurmError| Box::new(NodeEnd::failed(key, NodeFailure::Runner(Box::new(e))));
+        let store_err = |e: crate::store::StoreError| Box::new(NodeEnd::failed(key, e));
         let task = Task { node: node.id.clone(), key: key.to_string(), fingerprint: job.fingerprint.clone(), upstream: job.upstream.clone() };
         ex.store.remove_meta(&failure_rel(key));
         ex.store.put_meta(&task_rel(key), &serde_json::to_vec_pretty(&task).expect("tasks serialise")).map_err(store_err)?;
@@ -295,7 +315,7 @@ impl NodeRunner for Slurm {
             let since = Instant::now();
             let job = match self.sbatch(&self.script(ex, node, key)) {
                 Ok(job) => job,
-                Err(e) => break Err(fail(render(&e))),
+                Err(e) => break Err(fail(e)),
             };
             self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
             tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
@@ -304,9 +324,13 @@ impl NodeRunner for Slurm {
             self.submitted.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| *j != job);
             match ended {
                 Ok(rec) => break Ok(rec),
-                Err(Ended::WithoutResult(f)) if resubmitted < self.requeue && !ex.cancel.load(Ordering::SeqCst) => {
+                Err(Ended::WithoutResult(end)) if resubmitted < self.requeue && !ex.cancel.load(Ordering::SeqCst) => {
                     resubmitted += 1;
-                    let first = f.error.lines().next().unwrap_or_default().to_string();
+                    let why = match &*end {
+                        NodeEnd::Failed { failure, .. } => failure.to_string(),
+                        _ => format!("Slurm job {job} ended without a result"),
+                    };
+                    let first = why.lines().next().unwrap_or_default().to_string();
                     let message = format!(
                         "{first}; submitting it again ({resubmitted} of --requeue {}), from its last checkpoint where it saved one",
                         self.requeue
@@ -314,24 +338,13 @@ impl NodeRunner for Slurm {
                     tracing::warn!(node = %node.id, %job, "{message}");
                     ex.reporter.event(&crate::report::Event::Warning { node: &node.id, message: &message });
                 }
-                Err(Ended::WithoutResult(f) | Ended::Failed(f)) => break Err(f),
+                Err(Ended::WithoutResult(end) | Ended::Final(end)) => break Err(end),
             }
         };
         ex.reporter.event(&crate::report::Event::ProgressDone { node: &node.id });
         result
     }
-}
 
-/// How a job ended without giving its node a record.
-enum Ended {
-    /// The node failed (its failure marker), or the run was cancelled: final.
-    Failed(Failure),
-    /// The job left the queue without a record or a failure marker (time limit, preemption,
-    /// `scancel`, a lost machine): worth submitting again.
-    WithoutResult(Failure),
-}
-
-impl Slurm {
     /// Polls until job `job` (node `node`, key `key`) has a result: its record, its failure
     /// marker, or leaving the queue without either.
     fn wait(
@@ -343,16 +356,19 @@ impl Slurm {
         since: Instant,
         bar: &dyn crate::stage::Progress,
     ) -> Result<NodeRecord, Ended> {
-        let fail = |error: String| Ended::Failed(Failure { error, cancelled: false });
-        let store_err = |e: crate::store::StoreError| fail(crate::error::render(&e));
+        let fail = |failure: NodeFailure| Ended::Final(Box::new(NodeEnd::failed(key, failure)));
+        let store_err = |e: crate::store::StoreError| fail(e.into());
         let mut shown = String::new();
         loop {
             if ex.cancel.load(Ordering::SeqCst) {
                 Self::scancel(job);
-                return Err(Ended::Failed(Failure { error: format!("interrupted: Slurm job {job} cancelled"), cancelled: true }));
+                return Err(Ended::Final(Box::new(NodeEnd::Cancelled {
+                    key: Some(key.into()),
+                    reason: format!("interrupted: Slurm job {job} cancelled"),
+                })));
             }
             std::thread::sleep(self.poll);
-            let state = self.state(job, since).map_err(|e| fail(render(&e)))?;
+            let state = self.state(job, since).map_err(|e| fail(NodeFailure::Runner(Box::new(e))))?;
             if let Some(s) = state.as_deref().filter(|s| *s != shown) {
                 shown = s.to_string();
                 bar.set_message(format!("Slurm job {job} {}", s.to_lowercase()));
@@ -367,9 +383,13 @@ impl Slurm {
                 return Ok(rec);
             }
             if let Some(bytes) = ex.store.get_meta(&failure_rel(key)).map_err(store_err)? {
-                let why =
-                    serde_json::from_slice::<TaskFailure>(&bytes).map(|f| f.error).unwrap_or_else(|e| format!("unreadable failure marker: {e}"));
-                return Err(fail(format!("{why}\n(Slurm job {job}, log {})", self.log_path(job).display())));
+                let failure = match serde_json::from_slice::<TaskFailure>(&bytes) {
+                    Ok(TaskFailure { failure: Some(f), .. }) => f,
+                    Ok(TaskFailure { error, .. }) => FailureRecord { kind: FailureKind::Runner, message: error, hint: None },
+                    Err(e) => FailureRecord { kind: FailureKind::Runner, message: format!("unreadable failure marker: {e}"), hint: None },
+                };
+                let at = format!("Slurm job {job}, log {}", self.log_path(job).display());
+                return Err(fail(NodeFailure::Reported { failure, at }));
             }
             if state.as_deref() == Some("COMPLETING") {
                 continue;
@@ -380,13 +400,13 @@ impl Slurm {
             } else {
                 format!("\n--- last lines of {} ---\n{}", self.log_path(job).display(), tail(&log, 15))
             };
-            return Err(Ended::WithoutResult(Failure {
-                error: format!(
+            return Err(Ended::WithoutResult(Box::new(NodeEnd::failed(
+                key,
+                NodeFailure::runner(format!(
                     "Slurm job {job} ended ({}) without a result: cancelled (scancel), out of time or memory, or its node failed; the next `pipe run` reruns it (a training node from its last checkpoint; `--requeue N` submits it again within the run){log}",
                     state.as_deref().unwrap_or("gone from the queue")
-                ),
-                cancelled: false,
-            }));
+                )),
+            ))));
         }
     }
 }

@@ -205,6 +205,9 @@ pub struct Attempt {
     pub log: String,
     /// The run was interrupted rather than the node failing.
     pub cancelled: bool,
+    /// Where the failure arose (absent in attempts kept by earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FailureKind>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -292,11 +295,99 @@ pub struct RunNode {
     pub duration_s: f64,
     /// Its cache key, when its inputs could be resolved.
     pub key: Option<String>,
-    /// Why it failed, was skipped or was cancelled; `None` when it completed.
+    /// Why it failed, was skipped or was cancelled, as the terminal showed it; `None` when it
+    /// completed.
     pub error: Option<String>,
     /// The epoch a training node resumed from (its checkpoint), when it did not start over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<u64>,
+    /// How it failed, typed (`None` unless it failed, and in records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureRecord>,
+}
+
+impl RunNode {
+    /// The entry of node `node` (stage `stage`) that did not run: skipped or cancelled, and why.
+    pub fn not_run(node: &str, stage: &str, state: RunState, why: String) -> RunNode {
+        RunNode { node: node.into(), stage: stage.into(), state, duration_s: 0.0, key: None, error: Some(why), resumed_from: None, failure: None }
+    }
+}
+
+/// A node's failure as the run record keeps it: its kind, what went wrong, and how to get past it
+/// (the two halves of [`crate::error::render`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailureRecord {
+    /// Where it went wrong.
+    pub kind: FailureKind,
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it, when pipe knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for FailureRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl crate::error::Hint for FailureRecord {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+/// Where a node's failure arose (`kind` in the run record: `input`, `store`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// An input could not be used (a workspace file, an upstream output missing or corrupt).
+    Input,
+    /// The store could not be read or written, or does not hold the result (`pipe pull`).
+    Store,
+    /// The stage's own error, or its outputs not as it declares them.
+    Stage,
+    /// A stored output could not be published into the workspace.
+    Publish,
+    /// A Slurm job computed another key than the one it was submitted under.
+    KeyMismatch,
+    /// What ran the node failed or died (Slurm, a job that ended without a result).
+    Runner,
+    /// A kind a later version of pipe recorded.
+    #[serde(other)]
+    Other,
+}
+
+impl FailureKind {
+    /// The name the run record uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Input => "input",
+            FailureKind::Store => "store",
+            FailureKind::Stage => "stage",
+            FailureKind::Publish => "publish",
+            FailureKind::KeyMismatch => "key_mismatch",
+            FailureKind::Runner => "runner",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Failed nodes per kind of failure, in [`FailureKind`] order; a failure recorded by an earlier
+/// version (no kind) counts under [`FailureKind::Other`].
+pub fn failures_by_kind(nodes: &[RunNode]) -> BTreeMap<FailureKind, usize> {
+    let mut by = BTreeMap::new();
+    for n in nodes.iter().filter(|n| n.state == RunState::Failed) {
+        *by.entry(n.failure.as_ref().map_or(FailureKind::Other, |f| f.kind)).or_default() += 1;
+    }
+    by
 }
 
 /// What happened to a node in a run (`state` in the run record's JSON: `ran`, `cached`, ...).
@@ -1224,12 +1315,44 @@ mod tests {
 
     #[test]
     fn a_run_folds_into_its_status_summary_and_exit_code() {
-        let node = |state| RunNode { node: "n".into(), stage: "s".into(), state, duration_s: 0.0, key: None, error: None, resumed_from: None };
+        let node = |state| RunNode {
+            node: "n".into(),
+            stage: "s".into(),
+            state,
+            duration_s: 0.0,
+            key: None,
+            error: None,
+            resumed_from: None,
+            failure: None,
+        };
         let t = Tally::of(&[node(RunState::Ran), node(RunState::Cached), node(RunState::Cached), node(RunState::Failed), node(RunState::Skipped)]);
         assert_eq!(t.to_string(), "1 ran, 2 cached, 1 failed, 1 skipped, 0 cancelled");
         assert_eq!((t.status(false), t.status(false).exit_code()), (RunStatus::Failed, 4));
         assert_eq!((t.status(true).as_str(), t.status(true).exit_code()), ("interrupted", 130));
         assert_eq!(Tally::of(&[node(RunState::Cached)]).status(false).exit_code(), 0);
+    }
+
+    /// Run records written before failures were typed (no `failure`) still load; new ones add
+    /// the field beside `error`, which keeps its rendered text, and only where a node failed.
+    #[test]
+    fn run_records_of_the_old_shape_still_load() {
+        let old = r#"{"run_id":"1-2","pipeline":"p","file":"p.yaml","started_at":1.0,"duration_s":2.0,"jobs":1,"status":"failed",
+            "nodes":[{"node":"a","stage":"a","state":"failed","duration_s":0.5,"key":"k","error":"boom"},
+                     {"node":"b","stage":"b","state":"skipped","duration_s":0.0,"key":null,"error":"upstream a did not complete"}]}"#;
+        let r: RunRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.nodes[0].error.as_deref(), &r.nodes[0].failure), (Some("boom"), &None));
+        assert_eq!(failures_by_kind(&r.nodes), BTreeMap::from([(FailureKind::Other, 1)]));
+        let mut a = r.nodes[0].clone();
+        a.failure = Some(FailureRecord { kind: FailureKind::KeyMismatch, message: "boom".into(), hint: Some("run it again".into()) });
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            json,
+            r#"{"node":"a","stage":"a","state":"failed","duration_s":0.5,"key":"k","error":"boom","failure":{"kind":"key_mismatch","message":"boom","hint":"run it again"}}"#
+        );
+        assert!(!serde_json::to_string(&r.nodes[1]).unwrap().contains("failure"));
+        // A kind a later version records reads as `other`, not as an unreadable record.
+        let later: RunNode = serde_json::from_str(&json.replace("key_mismatch", "quota")).unwrap();
+        assert_eq!(later.failure.map(|f| f.kind), Some(FailureKind::Other));
     }
 
     /// Pins the layout: stores written by earlier versions (and remotes shared with them) must be
