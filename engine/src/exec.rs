@@ -512,6 +512,7 @@ impl NodeRunner for Local {
                 stderr_tail: log.stderr_tail(),
                 log: log.text(),
                 cancelled,
+                fingerprint: Some(fingerprint.clone()),
             };
             if let Err(e) = env.store.write_attempt(&attempt) {
                 tracing::warn!(node = %node.id, "cannot keep the failed attempt's log: {}", crate::error::render(&e));

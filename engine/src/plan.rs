@@ -333,6 +333,9 @@ pub struct NodeStatus {
     /// The node is being computed now, by some run ([`crate::live`]): its epoch, loss and time to go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<crate::live::Running>,
+    /// What its key hashes, when it has one (`pipe key` prints it). Not serialised.
+    #[serde(skip)]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// One node's outputs by name.
@@ -403,6 +406,7 @@ fn node_status(
         key: None,
         waiting: false,
         running: None,
+        fingerprint: None,
     };
     let not_fresh: Vec<String> = graph
         .dependencies(graph.index_of(i))
@@ -429,6 +433,5 @@ fn node_status(
         Verdict::Run(Why::NeverRun) => (mk(Freshness::Missing, with_resume(Why::NeverRun.reasons(), node, &d.fingerprint, store)), None),
         Verdict::Run(why) => (mk(Freshness::Stale, with_resume(why.reasons(), node, &d.fingerprint, store)), None),
     };
-    let key = d.key;
-    (NodeStatus { key: Some(key), ..st }, outs)
+    (NodeStatus { key: Some(d.key), fingerprint: Some(d.fingerprint), ..st }, outs)
 }

@@ -205,6 +205,10 @@ pub struct Attempt {
     pub log: String,
     /// The run was interrupted rather than the node failing.
     pub cancelled: bool,
+    /// What the key hashes (`pipe key --run` compares it with the node's now); absent in
+    /// attempts kept by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
