@@ -1497,8 +1497,8 @@ fn cmd_gc(g: &Ctx<'_>, a: GcArgs) -> Result<i32, i32> {
         keys.iter()
             .filter_map(|k| {
                 let fp = store.record(k).ok().flatten()?.fingerprint;
-                let horizon = crate::checkpoint::horizon(&g.registry.get(&fp.kind)?.params())?;
-                Some(crate::checkpoint::prefix_key(&fp, horizon))
+                let params = g.registry.get(&fp.kind)?.params();
+                Some(crate::checkpoint::prefix_key(&fp, crate::checkpoint::horizon(&params)?))
             })
             .collect()
     });

@@ -69,8 +69,8 @@ pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: 
 /// value the node's last run recorded (refs of `pipeline`, here or on the remote), as a lock file
 /// would: a cache filled elsewhere then still serves this machine.
 pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs, store: &Store, pipeline: &str) -> Fingerprint {
-    let locations: Vec<&'static str> = node.kind.params().into_iter().filter(|p| p.location).map(|p| p.name).collect();
-    let params = node.params.0.iter().filter(|(k, _)| !locations.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let locations: Vec<String> = node.kind.params().into_iter().filter(|p| p.location).map(|p| p.name).collect();
+    let params = node.params.0.iter().filter(|(k, _)| !locations.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut environment = node.kind.environment(&node.params);
     if environment.values().any(|v| v == UNKNOWN) {
         let previous = store.get_ref(pipeline, &node.id).and_then(|k| store.record(&k).ok().flatten());
