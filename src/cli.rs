@@ -119,7 +119,7 @@ pub enum Cmd {
     Push,
     /// Run one node of a pipeline (what a Slurm job of `pipe run --executor slurm` runs).
     #[command(hide = true)]
-    Worker {
+    RunNode {
         #[command(flatten)]
         p: PipelineArgs,
         /// The node to run (its id, as `pipe status -v` prints it).
@@ -737,7 +737,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     let (p, targets) = match &mut cli.command {
         Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets, .. } => (Some(p), targets),
         Cmd::Key(k) => (Some(&mut k.p), &mut k.nodes),
-        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } | Cmd::Report { p, .. } => (Some(p), &mut none),
+        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::RunNode { p, .. } | Cmd::Report { p, .. } => (Some(p), &mut none),
         _ => (None, &mut none),
     };
     if let Some(p) = p {
@@ -748,7 +748,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Push => cmd_push(&g),
         Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
         Cmd::Run { p, targets, run } => cmd_run(&g, p, targets, run),
-        Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
+        Cmd::RunNode { p, node, key, threads } => cmd_run_node(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
         Cmd::Report { p, output, overwrite } => cmd_report(&g, p, output, overwrite),
         Cmd::Get { file, set, node, output, dest } => cmd_get(&g, file, set, node, output, dest),
@@ -921,8 +921,8 @@ fn cmd_run(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, run: RunArgs) -> 
     Ok(status.exit_code())
 }
 
-/// `pipe worker`.
-fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
+/// `pipe run-node`: one node, in a Slurm job.
+fn cmd_run_node(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
     let (_, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
     let failed = |error: String| {
