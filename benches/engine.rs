@@ -25,7 +25,7 @@ impl StageKind for Touch {
         vec![ParamSpec::required("i", ParamType::Int, ""), ParamSpec::required("j", ParamType::Int, "")]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("up", false)])
+        InputDecl::named(&[("up", false)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("out", "out.txt")])

@@ -124,7 +124,7 @@ pub enum Cmd {
     Push,
     /// Run one node of a pipeline (what a Slurm job of `pipe run --executor slurm` runs).
     #[command(hide = true)]
-    Worker {
+    RunNode {
         #[command(flatten)]
         p: PipelineArgs,
         /// The node to run (its id, as `pipe status -v` prints it).
@@ -166,6 +166,10 @@ pub enum Cmd {
         #[arg(long)]
         stages: bool,
     },
+    /// A node's fingerprint: what its cache key hashes (kind, version, params, inputs' content,
+    /// environment). With a second node, or with `--run -2` (the node in an earlier run), only
+    /// the fields that differ, with both values.
+    Key(crate::commands::key::KeyArgs),
     /// Show a node's params, inputs, outputs and last record.
     Show {
         #[command(flatten)]
@@ -321,7 +325,14 @@ impl Cmd {
     pub fn prints_only(&self) -> bool {
         matches!(
             self,
-            Cmd::Status { .. } | Cmd::Dag { .. } | Cmd::Show { .. } | Cmd::Query { .. } | Cmd::Runs { .. } | Cmd::Diff { .. } | Cmd::Compare { .. }
+            Cmd::Status { .. }
+                | Cmd::Dag { .. }
+                | Cmd::Show { .. }
+                | Cmd::Key(_)
+                | Cmd::Query { .. }
+                | Cmd::Runs { .. }
+                | Cmd::Diff { .. }
+                | Cmd::Compare { .. }
         )
     }
 }
@@ -417,7 +428,7 @@ fn select(nodes: &[crate::config::NodeSpec], targets: &[String], downstream: boo
 
 /// The one node `targets` name: an exact node id first (ids may hold characters a pattern reads
 /// differently), else the patterns' single match; several matches are listed (exit 2).
-fn one_node(nodes: &[crate::config::NodeSpec], graph: &Graph, targets: &[String]) -> Result<String, i32> {
+pub(crate) fn one_node(nodes: &[crate::config::NodeSpec], graph: &Graph, targets: &[String]) -> Result<String, i32> {
     if let ([t], Some(_)) = (targets, targets.first().and_then(|t| graph.find(t))) {
         return Ok(t.clone());
     }
@@ -435,7 +446,7 @@ fn one_node(nodes: &[crate::config::NodeSpec], graph: &Graph, targets: &[String]
     Err(exit::USAGE)
 }
 
-fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32> {
+pub(crate) fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), i32> {
     let sets = parse_sets(&p.set).map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
@@ -562,7 +573,7 @@ fn mistyped_url(store: &str) -> Option<&str> {
 }
 
 /// The store named by --store (and --cache in front of a remote one).
-fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
+pub(crate) fn open_store(cli_store: &str, cache: &Path) -> Result<Store, i32> {
     if let Some(scheme) = mistyped_url(cli_store) {
         eprintln!(
             "error: --store {cli_store}: `{scheme}:` reads as a URL, but a store URL is s3://BUCKET/PREFIX or file:///ABSOLUTE/DIR\n  = hint: for a local folder whose name holds `:`, write it as ./{cli_store}"
@@ -592,7 +603,7 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
@@ -717,10 +728,10 @@ pub fn main(cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> i32 {
 }
 
 /// What every command may use: the store arguments, the stage kinds, the interrupt flag.
-struct Ctx<'a> {
-    store: &'a str,
-    cache: &'a Path,
-    registry: &'a Registry,
+pub(crate) struct Ctx<'a> {
+    pub(crate) store: &'a str,
+    pub(crate) cache: &'a Path,
+    pub(crate) registry: &'a Registry,
     cancel: &'a Arc<AtomicBool>,
     /// `pipe pull`: restore cached results only.
     pull_only: bool,
@@ -730,7 +741,8 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
     let mut none = Vec::new();
     let (p, targets) = match &mut cli.command {
         Cmd::Run { p, targets, .. } | Cmd::Status { p, targets, .. } | Cmd::Show { p, targets, .. } => (Some(p), targets),
-        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::Worker { p, .. } | Cmd::Report { p, .. } => (Some(p), &mut none),
+        Cmd::Key(k) => (Some(&mut k.p), &mut k.nodes),
+        Cmd::Pull { p, .. } | Cmd::Dag { p, .. } | Cmd::RunNode { p, .. } | Cmd::Report { p, .. } => (Some(p), &mut none),
         _ => (None, &mut none),
     };
     if let Some(p) = p {
@@ -741,7 +753,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Push => cmd_push(&g),
         Cmd::Pull { p, overwrite, verbose } => cmd_pull(&g, p, overwrite, verbose),
         Cmd::Run { p, targets, run } => cmd_run(&g, p, targets, run),
-        Cmd::Worker { p, node, key, threads } => cmd_worker(&g, p, node, key, threads),
+        Cmd::RunNode { p, node, key, threads } => cmd_run_node(&g, p, node, key, threads),
         Cmd::Completion { shell } => cmd_completion(shell),
         Cmd::Report { p, output, overwrite } => cmd_report(&g, p, output, overwrite),
         Cmd::Get { file, set, node, output, dest } => cmd_get(&g, file, set, node, output, dest),
@@ -750,6 +762,7 @@ fn run(mut cli: Cli, registry: &Registry, cancel: Arc<AtomicBool>) -> Result<i32
         Cmd::Status { p, targets, json, check, verbose } => cmd_status(&g, p, targets, json, check, verbose),
         Cmd::Dag { p, format, stages } => cmd_dag(&g, p, format, stages),
         Cmd::Show { p, targets, json } => cmd_show(&g, p, targets, json),
+        Cmd::Key(args) => crate::commands::key::run(&g, args),
         Cmd::Query { sql, results, format } => cmd_query(sql, results, format),
         Cmd::Compare { table, metric, baseline, replicate, within, lower_is_better, json } => {
             cmd_compare(&table, metric, &baseline, replicate, within, lower_is_better, json)
@@ -962,8 +975,8 @@ fn report_every() -> Duration {
     Duration::from_secs_f64(secs.unwrap_or(20.0))
 }
 
-/// `pipe worker`.
-fn cmd_worker(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
+/// `pipe run-node`: one node, in a Slurm job.
+fn cmd_run_node(g: &Ctx<'_>, p: PipelineArgs, node: String, key: String, threads: usize) -> Result<i32, i32> {
     let (_, graph) = load(&p, g.registry)?;
     let store = open_store(g.store, g.cache)?;
     let failed = |error: String, failure: Option<crate::store::FailureRecord>| {
@@ -1502,8 +1515,8 @@ fn live_prefixes(store: &Store, registry: &Registry, keys: &std::collections::Ha
     keys.iter()
         .filter_map(|k| {
             let fp = store.record(k).ok().flatten()?.fingerprint;
-            let horizon = crate::checkpoint::horizon(&registry.get(&fp.kind)?.params())?;
-            Some(crate::checkpoint::prefix_key(&fp, horizon))
+            let params = registry.get(&fp.kind)?.params();
+            Some(crate::checkpoint::prefix_key(&fp, crate::checkpoint::horizon(&params)?))
         })
         .collect()
 }

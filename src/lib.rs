@@ -6,6 +6,7 @@
 //! [`cli`] is the command line.
 
 pub mod cli;
+pub mod commands;
 pub mod compare;
 pub mod html_report;
 pub mod query;

@@ -556,7 +556,7 @@ fn jobs_with_their_own_caches_hand_everything_back_through_s3() {
     let url = c.url("own-cache");
     // Every job uses a cache the driver never reads (as on node-local disks): records, failure
     // markers and objects can only reach the driver through S3.
-    let node_local = format!("--sbatch-arg=--export=ALL,PIPE_WORKER_CACHE={}", ws.dir.join("node-local").display());
+    let node_local = format!("--sbatch-arg=--export=ALL,PIPE_JOB_CACHE={}", ws.dir.join("node-local").display());
     ws.ok(&["--store", &url, "--cache", "driver", "run", "grid.yaml", "--executor", "slurm", &node_local]);
     assert_eq!(states(&ws.dir.join("driver"), "ran").len(), 11);
     assert!(objects(&ws.dir.join("driver")).is_empty(), "the driver downloads nothing it does not publish");
@@ -655,7 +655,7 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     let url = c.url("resume");
     let prefix = c.prefix_dir(&url);
     let slurm = |cache: &str, extra: &[&str]| {
-        let node_local = format!("--sbatch-arg=--export=ALL,PIPE_WORKER_CACHE={}", ws.dir.join(cache).display());
+        let node_local = format!("--sbatch-arg=--export=ALL,PIPE_JOB_CACHE={}", ws.dir.join(cache).display());
         let mut a: Vec<String> = ["--store", &url, "--cache", "driver", "run", "p.yaml", "--executor", "slurm", "--threads", "1", "--set", &data]
             .iter()
             .map(|s| s.to_string())

@@ -20,7 +20,7 @@ impl StageKind for Train {
             ParamSpec::optional("lr", ParamType::Float, Value::Float(1e-4), "Adam learning rate"),
             ParamSpec::optional(
                 "objective",
-                ParamType::Choice(&["one-class", "soft-boundary"]),
+                ParamType::choice(&["one-class", "soft-boundary"]),
                 Value::Str("one-class".into()),
                 "Deep SVDD objective",
             ),
@@ -28,7 +28,7 @@ impl StageKind for Train {
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("data", true)])
+        InputDecl::named(&[("data", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("model", "model.bin")])

@@ -44,8 +44,8 @@ pub struct Checkpoints {
 }
 
 /// The horizon param of a kind (`epochs`), if it has one.
-pub fn horizon(params: &[ParamSpec]) -> Option<&'static str> {
-    params.iter().find(|p| p.horizon).map(|p| p.name)
+pub fn horizon(params: &[ParamSpec]) -> Option<&str> {
+    params.iter().find(|p| p.horizon).map(|p| p.name.as_str())
 }
 
 /// The prefix key: the key of `fp` without the horizon param `horizon`.

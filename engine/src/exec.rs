@@ -1,4 +1,4 @@
-//! The local scheduler: `jobs` worker threads take ready nodes from a queue, restore cache hits
+//! The local scheduler: `jobs` scheduler threads take ready nodes from a queue, restore cache hits
 //! and run the rest. (Plain threads, not a rayon pool: stages use rayon themselves, and a node
 //! running inside the scheduler's pool would let rayon's work stealing nest other nodes on its
 //! stack while it waits.)
@@ -265,7 +265,7 @@ impl<'a> Executor<'a> {
                             sh.finished();
                         }
                     })
-                    .expect("worker thread starts");
+                    .expect("a scheduler thread starts");
             }
         });
         // Nodes never reached: after a failure upstream, skipped; after an interrupt, cancelled.
@@ -533,6 +533,7 @@ impl NodeRunner for Local {
                     log: log.text(),
                     cancelled: failure.is_none(),
                     kind: failure.as_ref().map(NodeFailure::kind),
+                    fingerprint: Some(fingerprint.clone()),
                 };
                 if let Err(e) = env.store.write_attempt(&attempt) {
                     tracing::warn!(node = %node.id, "cannot keep the failed attempt's log: {}", render(&e));

@@ -12,7 +12,8 @@ pub const INVALID_PIPELINE: i32 = 3;
 pub const NODES_FAILED: i32 = 4;
 /// The artifact store could not be read or written (permissions, disk full).
 pub const STORE: i32 = 5;
-/// `pipe status --check`: some node is not fresh.
+/// `pipe status --check`: some node is not fresh; `pipe key`: a node has no key yet (its inputs
+/// are not computed).
 pub const STALE: i32 = 6;
 /// A node or query named on the command line does not exist, or `pipe query` failed.
 pub const NOT_FOUND: i32 = 7;

@@ -69,8 +69,8 @@ pub fn resolve_inputs(graph: &Graph, node: &NodeSpec, outputs: &Outputs, store: 
 /// value the node's last run recorded (refs of `pipeline`, here or on the remote), as a lock file
 /// would: a cache filled elsewhere then still serves this machine.
 pub fn fingerprint(node: &NodeSpec, inputs: &ResolvedInputs, store: &Store, pipeline: &str) -> Fingerprint {
-    let locations: Vec<&'static str> = node.kind.params().into_iter().filter(|p| p.location).map(|p| p.name).collect();
-    let params = node.params.0.iter().filter(|(k, _)| !locations.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let locations: Vec<String> = node.kind.params().into_iter().filter(|p| p.location).map(|p| p.name).collect();
+    let params = node.params.0.iter().filter(|(k, _)| !locations.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut environment = node.kind.environment(&node.params);
     if environment.values().any(|v| v == UNKNOWN) {
         let previous = store.get_ref(pipeline, &node.id).and_then(|k| store.record(&k).ok().flatten());
@@ -333,6 +333,9 @@ pub struct NodeStatus {
     /// The node is being computed now, by some run ([`crate::live`]): its epoch, loss and time to go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<crate::live::Running>,
+    /// What its key hashes, when it has one (`pipe key` prints it). Not serialised.
+    #[serde(skip)]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// One node's outputs by name.
@@ -403,6 +406,7 @@ fn node_status(
         key: None,
         waiting: false,
         running: None,
+        fingerprint: None,
     };
     let not_fresh: Vec<String> = graph
         .dependencies(graph.index_of(i))
@@ -429,6 +433,5 @@ fn node_status(
         Verdict::Run(Why::NeverRun) => (mk(Freshness::Missing, with_resume(Why::NeverRun.reasons(), node, &d.fingerprint, store)), None),
         Verdict::Run(why) => (mk(Freshness::Stale, with_resume(why.reasons(), node, &d.fingerprint, store)), None),
     };
-    let key = d.key;
-    (NodeStatus { key: Some(key), ..st }, outs)
+    (NodeStatus { key: Some(d.key), fingerprint: Some(d.fingerprint), ..st }, outs)
 }

@@ -1,4 +1,4 @@
-//! The Slurm executor: each node to run becomes one `sbatch` job that runs `pipe worker` on a
+//! The Slurm executor: each node to run becomes one `sbatch` job that runs `pipe run-node` on a
 //! cluster node, against the shared store.
 //!
 //! Design: the driver (`pipe run --executor slurm`) keeps the local scheduler and submits a node
@@ -65,7 +65,7 @@ pub fn failure_rel(key: &str) -> String {
     crate::store::Entry::TaskFailure(key).rel()
 }
 
-/// A [`NodeRunner`] that runs each cache miss as one `sbatch` job running `pipe worker` against the
+/// A [`NodeRunner`] that runs each cache miss as one `sbatch` job running `pipe run-node` against the
 /// shared store (see the module docs).
 pub struct Slurm {
     /// The `pipe` binary the jobs run (it must be reachable from the cluster nodes).
@@ -77,7 +77,7 @@ pub struct Slurm {
     /// `--store` and `--cache` as the jobs must see them (absolute).
     pub store_arg: String,
     /// The jobs' cache folder; job logs go to its `slurm/<job id>.out`. With a remote store a job's
-    /// `PIPE_WORKER_CACHE` overrides it.
+    /// `PIPE_JOB_CACHE` overrides it.
     pub cache: PathBuf,
     /// The Slurm partition to submit to; Slurm's default when `None`.
     pub partition: Option<String>,
@@ -127,6 +127,22 @@ fn active(state: &str) -> bool {
             | "SIGNALING"
             | "STAGE_OUT"
             | "STOPPED"
+    )
+}
+
+/// The job script's line setting `$cache` (`cache` quoted for the shell). With a remote store a
+/// job may keep its own cache (node-local disk): PIPE_JOB_CACHE in the job's environment;
+/// everything it hands back then goes through the remote. PIPE_WORKER_CACHE, its old name, is
+/// still read, with a warning in the job's log.
+fn cache_line(cache: &str, remote: bool) -> String {
+    if !remote {
+        return format!("cache={cache}\n");
+    }
+    format!(
+        "if [ -n \"${{PIPE_JOB_CACHE:-}}\" ]; then cache=$PIPE_JOB_CACHE\n\
+         elif [ -n \"${{PIPE_WORKER_CACHE:-}}\" ]; then cache=$PIPE_WORKER_CACHE; \
+         echo 'warning: PIPE_WORKER_CACHE is deprecated; set PIPE_JOB_CACHE instead' >&2\n\
+         else cache={cache}; fi\n"
     )
 }
 
@@ -183,7 +199,7 @@ impl Slurm {
             sh_quote(&self.store_arg),
             "--cache".into(),
             "\"$cache\"".into(),
-            "worker".into(),
+            "run-node".into(),
             sh_quote(&self.file.to_string_lossy()),
             "--node".into(),
             sh_quote(&node.id),
@@ -196,14 +212,7 @@ impl Slurm {
             cmd.push("--set".into());
             cmd.push(sh_quote(set));
         }
-        // With a remote store a job may keep its own cache (node-local disk): PIPE_WORKER_CACHE in
-        // the job's environment; everything it hands back then goes through the remote.
-        let cache = sh_quote(&self.cache.to_string_lossy());
-        if self.store_arg.contains("://") {
-            s += &format!("cache=${{PIPE_WORKER_CACHE:-{cache}}}\n");
-        } else {
-            s += &format!("cache={cache}\n");
-        }
+        s += &cache_line(&sh_quote(&self.cache.to_string_lossy()), self.store_arg.contains("://"));
         s += &format!("exec {}\n", cmd.join(" "));
         s
     }
@@ -281,7 +290,7 @@ impl Slurm {
 }
 
 impl NodeRunner for Slurm {
-    /// Submits one `sbatch` job running `pipe worker` for the node and waits for its record;
+    /// Submits one `sbatch` job running `pipe run-node` for the node and waits for its record;
     /// a job that ends without one is submitted again up to [`Slurm::requeue`] times.
     fn run(&self, ex: &RunEnv<'_>, job: Job<'_>) -> NodeEnd {
         let resumed_from = job.resumes_from;
@@ -469,5 +478,30 @@ mod tests {
     fn quoting_survives_node_ids() {
         assert_eq!(sh_quote("train[dataset=mnist,mu2=0.5]"), "'train[dataset=mnist,mu2=0.5]'");
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+
+    /// The job's cache: PIPE_JOB_CACHE, else the deprecated PIPE_WORKER_CACHE (said in the job's
+    /// log), else the driver's; a local store's jobs always use the driver's.
+    #[test]
+    fn a_job_cache_comes_from_pipe_job_cache_or_its_old_name_with_a_warning() {
+        let run = |remote: bool, env: &[(&str, &str)]| {
+            let script = format!("{}echo \"$cache\"", cache_line(&sh_quote("/shared/c d"), remote));
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .env_remove("PIPE_JOB_CACHE")
+                .env_remove("PIPE_WORKER_CACHE")
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            (String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+        };
+        assert_eq!(run(true, &[]), ("/shared/c d".into(), String::new()));
+        assert_eq!(run(true, &[("PIPE_JOB_CACHE", "/local/j"), ("PIPE_WORKER_CACHE", "/local/w")]), ("/local/j".into(), String::new()));
+        assert_eq!(
+            run(true, &[("PIPE_WORKER_CACHE", "/local/w")]),
+            ("/local/w".into(), "warning: PIPE_WORKER_CACHE is deprecated; set PIPE_JOB_CACHE instead".into())
+        );
+        assert_eq!(run(false, &[("PIPE_JOB_CACHE", "/local/j")]), ("/shared/c d".into(), String::new()));
     }
 }

@@ -25,7 +25,7 @@ pub enum ParamType {
     /// Any string.
     Str,
     /// One of a fixed set of strings.
-    Choice(&'static [&'static str]),
+    Choice(Vec<String>),
     /// A list whose items all have the given type.
     List(Box<ParamType>),
 }
@@ -44,6 +44,10 @@ impl std::fmt::Display for ParamType {
 }
 
 impl ParamType {
+    /// One of `options`.
+    pub fn choice(options: &[&str]) -> Self {
+        ParamType::Choice(options.iter().map(|o| o.to_string()).collect())
+    }
     /// Checks `v` against the type, returning the canonical value (ints widened to floats).
     pub fn check(&self, v: &Value) -> Result<Value, String> {
         let mismatch = || format!("expected {self}, found {} `{v}`", v.type_name());
@@ -52,7 +56,7 @@ impl ParamType {
             (ParamType::Float, Value::Float(f)) if !f.is_finite() => Err(format!("expected a finite float, found `{v}`")),
             (ParamType::Float, Value::Float(_)) => Ok(v.clone()),
             (ParamType::Float, Value::Int(i)) => Ok(Value::Float(*i as f64)),
-            (ParamType::Choice(options), Value::Str(s)) if options.contains(&s.as_str()) => Ok(v.clone()),
+            (ParamType::Choice(options), Value::Str(s)) if options.contains(s) => Ok(v.clone()),
             (ParamType::Choice(options), Value::Str(s)) => Err(format!("`{s}` is not one of: {}", options.join(", "))),
             (ParamType::List(t), Value::List(items)) => items
                 .iter()
@@ -69,13 +73,13 @@ impl ParamType {
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
     /// The name pipelines set (`params: {name: value}`).
-    pub name: &'static str,
+    pub name: String,
     /// The type values are checked against when the pipeline is validated.
     pub ty: ParamType,
     /// `None` means the param is required.
     pub default: Option<Value>,
     /// One line for `pipe show` and error messages.
-    pub help: &'static str,
+    pub help: String,
     /// Says WHERE something is, not what it is (a data folder): left out of the cache key, so a
     /// cache filled on one machine serves another that keeps the same data elsewhere. The kind
     /// must key the content itself (e.g. through its environment).
@@ -135,16 +139,24 @@ impl Range {
 
 impl ParamSpec {
     /// A param every node must set.
-    pub fn required(name: &'static str, ty: ParamType, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: None, help, location: false, horizon: false, range: None }
+    pub fn required(name: &str, ty: ParamType, help: &str) -> Self {
+        ParamSpec { name: name.into(), ty, default: None, help: help.into(), location: false, horizon: false, range: None }
     }
     /// A param with a default.
-    pub fn optional(name: &'static str, ty: ParamType, default: Value, help: &'static str) -> Self {
-        ParamSpec { name, ty, default: Some(default), help, location: false, horizon: false, range: None }
+    pub fn optional(name: &str, ty: ParamType, default: Value, help: &str) -> Self {
+        ParamSpec { name: name.into(), ty, default: Some(default), help: help.into(), location: false, horizon: false, range: None }
     }
     /// An optional string param naming a place (see [`ParamSpec::location`]); default empty.
-    pub fn location(name: &'static str, help: &'static str) -> Self {
-        ParamSpec { name, ty: ParamType::Str, default: Some(Value::Str(String::new())), help, location: true, horizon: false, range: None }
+    pub fn location(name: &str, help: &str) -> Self {
+        ParamSpec {
+            name: name.into(),
+            ty: ParamType::Str,
+            default: Some(Value::Str(String::new())),
+            help: help.into(),
+            location: true,
+            horizon: false,
+            range: None,
+        }
     }
     /// Marks the param as the training horizon (see [`ParamSpec::horizon`]).
     pub fn horizon(mut self) -> Self {
@@ -177,9 +189,16 @@ impl ParamSpec {
 #[derive(Clone, Debug)]
 pub enum InputDecl {
     /// Exactly these names; each entry says whether it is required.
-    Named(Vec<(&'static str, bool)>),
+    Named(Vec<(String, bool)>),
     /// Any names (the generic `command` kind).
     Any,
+}
+
+impl InputDecl {
+    /// Exactly these inputs, each with whether it is required.
+    pub fn named(inputs: &[(&str, bool)]) -> Self {
+        InputDecl::Named(inputs.iter().map(|(n, r)| (n.to_string(), *r)).collect())
+    }
 }
 
 /// One file a stage produces: `name` is what pipelines reference (`stage.name`), `file` the file name.
@@ -323,7 +342,7 @@ impl Progress for NoProgress {
 
 /// What a node's run is given, as data: it crosses to a worker process unchanged
 /// ([`crate::worker`]). A [`RunContext`] reads as one (`ctx.params`, `ctx.inputs`, ...).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeJob {
     /// The node's id, for logs and messages only: it is not in the key, so no output may hold it.
     pub node: String,
@@ -460,7 +479,7 @@ pub const UNKNOWN: &str = "unknown on this machine";
 /// A stage kind as the engine sees it.
 pub trait StageKind: Send + Sync {
     /// The name pipelines use (`kind: NAME`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// Bump when the kind's code changes the meaning of its outputs: invalidates its cache entries.
     fn version(&self) -> u32;
     /// Every param the kind accepts; an unknown one in a pipeline is an error.
@@ -495,13 +514,13 @@ pub trait StageKind: Send + Sync {
 }
 
 type Loader = Arc<dyn Fn() -> Result<Vec<Arc<dyn StageKind>>, String> + Send + Sync>;
-type Loaded = Result<BTreeMap<&'static str, Arc<dyn StageKind>>, String>;
+type Loaded = Result<BTreeMap<String, Arc<dyn StageKind>>, String>;
 
 /// The kinds a pipeline may use, by name: kinds registered in this process, plus kinds described
 /// on first use by a loader (the out-of-process worker's, see [`crate::worker::registry`]).
 #[derive(Default, Clone)]
 pub struct Registry {
-    kinds: BTreeMap<&'static str, Arc<dyn StageKind>>,
+    kinds: BTreeMap<String, Arc<dyn StageKind>>,
     lazy: Option<(Loader, Arc<std::sync::OnceLock<Loaded>>)>,
 }
 
@@ -512,7 +531,7 @@ impl Registry {
     }
     /// Adds a kind in this process (replacing one of the same name).
     pub fn register(&mut self, kind: impl StageKind + 'static) -> &mut Self {
-        self.kinds.insert(kind.name(), Arc::new(kind));
+        self.kinds.insert(kind.name().to_string(), Arc::new(kind));
         self
     }
     /// Adds the kinds `load` returns, loaded on first lookup (commands that read no pipeline
@@ -523,17 +542,17 @@ impl Registry {
     }
     fn loaded(&self) -> Option<&Loaded> {
         let (load, cell) = self.lazy.as_ref()?;
-        Some(cell.get_or_init(|| load().map(|ks| ks.into_iter().map(|k| (k.name(), k)).collect())))
+        Some(cell.get_or_init(|| load().map(|ks| ks.into_iter().map(|k| (k.name().to_string(), k)).collect())))
     }
     /// The kind named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn StageKind>> {
         self.kinds.get(name).or_else(|| self.loaded()?.as_ref().ok()?.get(name))
     }
     /// Every kind's name, sorted.
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = self.kinds.keys().copied().collect();
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
         if let Some(Ok(more)) = self.loaded() {
-            names.extend(more.keys().copied().filter(|n| !self.kinds.contains_key(n)));
+            names.extend(more.keys().map(String::as_str).filter(|n| !self.kinds.contains_key(*n)));
         }
         names.sort_unstable();
         names

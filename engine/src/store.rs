@@ -208,6 +208,10 @@ pub struct Attempt {
     /// Where the failure arose (absent in attempts kept by earlier versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
+    /// What the key hashes (`pipe key --run` compares it with the node's now); absent in
+    /// attempts kept by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -36,7 +36,7 @@ impl StageKind for Log {
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("in", false)])
+        InputDecl::named(&[("in", false)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("out", "out.txt")])

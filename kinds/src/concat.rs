@@ -126,7 +126,7 @@ impl StageKind for Concat {
         vec![]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("tables", true)])
+        InputDecl::named(&[("tables", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("table", "table.parquet")])

@@ -25,7 +25,7 @@ impl StageKind for Evaluate {
         vec![]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("scores", true), ("threshold", true)])
+        InputDecl::named(&[("scores", true), ("threshold", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("metrics", "metrics.parquet"), OutputSpec::new("roc", "roc.parquet")])

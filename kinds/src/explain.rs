@@ -56,15 +56,15 @@ impl StageKind for Explain {
                 .at_most(limits::IMAGES_SHOWN),
             ParamSpec::optional(
                 "cam",
-                ParamType::Choice(&["hirescam", "gradcam"]),
+                ParamType::choice(&["hirescam", "gradcam"]),
                 Value::Str("hirescam".into()),
                 "hirescam (gradient x activation per location) or gradcam (channel-averaged gradient weights)",
             ),
-            ParamSpec::optional("device", ParamType::Choice(ml::DEVICES), Value::Str("auto".into()), "cpu, cuda or auto"),
+            ParamSpec::optional("device", ParamType::choice(ml::DEVICES), Value::Str("auto".into()), "cpu, cuda or auto"),
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("model", true), ("data", true), ("scores", true), ("fit", false)])
+        InputDecl::named(&[("model", true), ("data", true), ("scores", true), ("fit", false)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("heatmaps", "gradcam.safetensors"), OutputSpec::new("overlay", "gradcam.png")])

@@ -31,13 +31,13 @@ impl StageKind for FitThreshold {
         vec![
             ParamSpec::optional(
                 "method",
-                ParamType::Choice(&["radius", "gaussian", "mahalanobis"]),
+                ParamType::choice(&["radius", "gaussian", "mahalanobis"]),
                 Value::Str("radius".into()),
                 "radius (Deep SVDD score), gaussian (mean + k std) or mahalanobis (latent Gaussian)",
             ),
             ParamSpec::optional(
                 "cutoff",
-                ParamType::Choice(&["quantile", "chi2", "boundary"]),
+                ParamType::choice(&["quantile", "chi2", "boundary"]),
                 Value::Str("quantile".into()),
                 "quantile of training scores; chi2 quantile (mahalanobis); boundary = soft-boundary R (radius)",
             ),
@@ -45,7 +45,7 @@ impl StageKind for FitThreshold {
             ParamSpec::optional("k", ParamType::Float, Value::Float(2.0), "gaussian: threshold = mean + k * std"),
             ParamSpec::optional(
                 "shrinkage",
-                ParamType::Choice(&["ledoit-wolf", "ridge"]),
+                ParamType::choice(&["ledoit-wolf", "ridge"]),
                 Value::Str("ledoit-wolf".into()),
                 "mahalanobis covariance shrinkage",
             ),
@@ -53,7 +53,7 @@ impl StageKind for FitThreshold {
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("scores", true)])
+        InputDecl::named(&[("scores", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![

@@ -32,9 +32,9 @@ impl StageKind for Ingest {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("dataset", ParamType::Choice(DatasetKind::NAMES), "mnist, fashion-mnist or cifar10"),
+            ParamSpec::required("dataset", ParamType::choice(DatasetKind::NAMES), "mnist, fashion-mnist or cifar10"),
             ParamSpec::required("normal_class", ParamType::Int, "the class treated as normal (0..=9)").at_least(0.0).at_most(9.0),
-            ParamSpec::optional("preprocessing", ParamType::Choice(Preprocess::NAMES), Value::Str("auto".into()),
+            ParamSpec::optional("preprocessing", ParamType::choice(Preprocess::NAMES), Value::Str("auto".into()),
                 "gcn-l1-minmax (Ruff et al.), unit (pixels / 255), or auto (each dataset's published protocol)"),
             ParamSpec::location("data_dir",
                 "folder holding the dataset (default: PIPE_DATA_DIR, ~/.cache/pipe/data, /usr/share/datasets, ../shared/data); not in the key: the data's checksums are"),
@@ -48,7 +48,7 @@ impl StageKind for Ingest {
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![])
+        InputDecl::named(&[])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("dataset", "dataset.safetensors")])

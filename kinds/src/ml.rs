@@ -24,7 +24,7 @@ pub fn train_params(epochs: i64) -> Vec<ParamSpec> {
         ParamSpec::optional("weight_decay", ParamType::Float, Value::Float(0.5e-6), "Adam L2 weight decay").at_least(0.0),
         ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "seed of weight init and shuffling"),
         ParamSpec::optional("leaky_slope", ParamType::Float, Value::Float(0.01), "leaky ReLU negative slope (code 0.01, paper 0.1)"),
-        ParamSpec::optional("device", ParamType::Choice(DEVICES), Value::Str("auto".into()), "cpu, cuda, or auto (cuda when present)"),
+        ParamSpec::optional("device", ParamType::choice(DEVICES), Value::Str("auto".into()), "cpu, cuda, or auto (cuda when present)"),
     ]
 }
 

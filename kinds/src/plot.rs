@@ -71,13 +71,13 @@ impl StageKind for Plot {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("dataset", ParamType::Choice(stages::data::DatasetKind::NAMES), "dataset the figures show"),
+            ParamSpec::required("dataset", ParamType::choice(stages::data::DatasetKind::NAMES), "dataset the figures show"),
             ParamSpec::optional("hybrid_mu2", ParamType::Float, Value::Null,
                 "the hybrid shown beside baseline and adaptive, declared before the run (default: the published study's per dataset: MNIST 1.0, Fashion-MNIST 0.5, CIFAR-10 2.0)"),
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("metrics", true), ("roc", true), ("embedding", true), ("gradcam", true)])
+        InputDecl::named(&[("metrics", true), ("roc", true), ("embedding", true), ("gradcam", true)])
     }
     fn outputs(&self, p: &Params) -> Result<Vec<OutputSpec>, String> {
         let t = dataset_title(p.get("dataset").and_then(Value::as_str).unwrap_or("dataset"));

@@ -19,7 +19,7 @@ impl StageKind for PretrainAe {
         ml::train_params(150)
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("data", true)])
+        InputDecl::named(&[("data", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("model", "ae.safetensors"), OutputSpec::new("history", "history.parquet")])

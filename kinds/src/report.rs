@@ -109,7 +109,7 @@ impl StageKind for Report {
         )]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("results", true), ("histories", false)])
+        InputDecl::named(&[("results", true), ("histories", false)])
     }
     /// Reads the grid coordinates (dataset, mu2) of the gathered training histories.
     fn reads_input_identity(&self) -> bool {

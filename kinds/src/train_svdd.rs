@@ -23,7 +23,7 @@ impl StageKind for TrainSvdd {
         let mut p = vec![
             ParamSpec::optional(
                 "objective",
-                ParamType::Choice(&["one-class", "soft-boundary"]),
+                ParamType::choice(&["one-class", "soft-boundary"]),
                 Value::Str("one-class".into()),
                 "Deep SVDD objective",
             ),
@@ -47,7 +47,7 @@ impl StageKind for TrainSvdd {
         p
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("data", true), ("ae", false)])
+        InputDecl::named(&[("data", true), ("ae", false)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![

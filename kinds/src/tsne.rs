@@ -31,7 +31,7 @@ impl StageKind for Tsne {
         ]
     }
     fn inputs(&self) -> InputDecl {
-        InputDecl::Named(vec![("scores", true)])
+        InputDecl::named(&[("scores", true)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
         Ok(vec![OutputSpec::new("embedding", "tsne.parquet")])

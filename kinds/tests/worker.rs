@@ -185,7 +185,8 @@ fn a_worker_that_dies_fails_its_node_with_a_message_and_the_next_node_gets_a_fre
         Err(StageError::Failed(e)) => e,
         other => panic!("expected a failure, got {other:?}"),
     };
-    assert!(err.contains("stage worker stopped while running test-node"), "{err}");
+    // The worker (its executable and pid) and what it was doing are named.
+    assert!(err.contains("stopped during `run of test-node") && err.contains("pipe-worker (pid "), "{err}");
     assert!(err.contains("signal: 9"), "{err}");
     assert!(seconds < 30.0, "took {seconds} s");
     let again = ingest(&remote, &tmp.join("ingest-again"));

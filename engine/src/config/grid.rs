@@ -777,7 +777,7 @@ fn short(s: &str) -> String {
 fn outputs_hint(specs: &[crate::stage::ParamSpec]) -> String {
     match specs.iter().find(|p| p.name == "outputs") {
         Some(_) => format!("list plain file names under `outputs`, e.g. `outputs: [model.bin, scores.csv]`: no `/`, not starting with `.`, each once, at most {MAX_NAME_BYTES} bytes"),
-        None => format!("check the stage's params: {}", specs.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")),
+        None => format!("check the stage's params: {}", specs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -903,7 +903,7 @@ fn check_overrides(s: &StageSpec, axes: &[(String, Vec<Value>)], d: &mut Diagnos
 /// Checks that do not depend on matrix coordinates: param names, input names, required inputs.
 fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) {
     let specs = kind.params();
-    let names: Vec<&str> = specs.iter().map(|p| p.name).collect();
+    let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
     for e in s.params.iter().chain(s.overrides.iter().flat_map(|o| &o.params)) {
         if !names.contains(&e.key.as_str()) {
             let hint = did_you_mean(&e.key, names.iter().copied()).unwrap_or_else(|| format!("params of `{}`: {}", kind.name(), names.join(", ")));
@@ -911,7 +911,7 @@ fn check_stage_static(s: &StageSpec, kind: &dyn StageKind, d: &mut Diagnostics) 
         }
     }
     if let InputDecl::Named(decl) = kind.inputs() {
-        let allowed: Vec<&str> = decl.iter().map(|(n, _)| *n).collect();
+        let allowed: Vec<&str> = decl.iter().map(|(n, _)| n.as_str()).collect();
         for i in &s.inputs {
             if !allowed.contains(&i.name.as_str()) {
                 let hint = did_you_mean(&i.name, allowed.iter().copied()).unwrap_or_else(|| {
@@ -997,7 +997,7 @@ fn expand_node(
             // `param: "${matrix.AXIS}"` to pass one on.)
             None => coords
                 .iter()
-                .find(|(k, _)| k == p.name && s.matrix.iter().any(|a| a.name == *k))
+                .find(|(k, _)| **k == p.name && s.matrix.iter().any(|a| a.name == *k))
                 .map(|(_, v)| (v.clone(), s.pos))
                 .or(p.default.clone().map(|v| (v, s.pos))),
         };
@@ -1028,7 +1028,7 @@ fn expand_node(
             Err(m) => err(d, pos, format!("param `{}` of stage `{}`: {m}", p.name, s.name), Some(format!("`{}`: {}", p.name, p.help))),
         }
     }
-    for p in specs.iter().filter(|p| p.default.is_none() && !params.contains_key(p.name)) {
+    for p in specs.iter().filter(|p| p.default.is_none() && !params.contains_key(&p.name)) {
         let given = s.params.iter().any(|e| e.key == p.name)
             || s.overrides.iter().filter(|o| override_applies(o, &coords)).any(|o| o.params.iter().any(|e| e.key == p.name));
         if !given {
