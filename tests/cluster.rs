@@ -678,7 +678,8 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
 
     // `pipe status` says where it resumes (from what S3 holds), and the next run, on another
     // machine, resumes there: the epochs after it trained, the bytes of the cold run.
-    let st = ws.ok(&["--store", &url, "--cache", "driver", "status", "p.yaml", "--set", &data]);
+    let st = ws.pipe(&["--store", &url, "--cache", "driver", "status", "p.yaml", "-v", "--set", &data]);
+    let st = String::from_utf8_lossy(&st.stdout);
     assert!(st.contains(&format!("resumes from epoch {saved} of 6")), "{st}");
     let out = slurm("machine-b", &[]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -687,11 +688,11 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     assert!(log.contains(&format!("resumed from epoch {saved} of 6")), "{log}");
     assert_eq!(resumed, cold, "same weights and history objects as the cold run");
 
-    // `--requeue`: 9 epochs resume from the 6 in S3; the job stopped after epoch 7 or later is
-    // submitted again within the run, which ends with the bytes of a 6 -> 9 resume here.
-    local("cold", &["--set", "pretrain.epochs=9"]);
-    let (cold9, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "pretrain.epochs=9"]);
-    let driver = slurm("machine-c", &["--set", "pretrain.epochs=9", "--requeue", "1"]).spawn().unwrap();
+    // `--requeue`: 12 epochs resume from the 6 in S3; the job stopped after epoch 7 or later is
+    // submitted again within the run, which ends with the bytes of a 6 -> 12 resume here.
+    local("cold", &["--set", "pretrain.epochs=12"]);
+    let (cold12, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "pretrain.epochs=12"]);
+    let driver = slurm("machine-c", &["--set", "pretrain.epochs=12", "--requeue", "1"]).spawn().unwrap();
     let saved = wait_partial_in_s3(&prefix, 7);
     let (job, _) = squeue_job("pipe:pretrain").expect("the training job is in the queue");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
@@ -699,12 +700,12 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("Slurm job {job} ended")) && stderr.contains("submitting it again (1 of --requeue 1)"), "{stderr}");
-    let (requeued, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data, "--set", "pretrain.epochs=9"]);
+    let (requeued, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data, "--set", "pretrain.epochs=12"]);
     let first = *trained(&log).first().expect("the last job trained");
     assert!(
-        first > saved && log.contains(&format!("resumed from epoch {} of 9", first - 1)),
+        first > saved && log.contains(&format!("resumed from epoch {} of 12", first - 1)),
         "the resubmitted job resumed after epoch {saved}: {log}"
     );
-    assert_eq!(*trained(&log).last().unwrap(), 9, "{log}");
-    assert_eq!(requeued, cold9, "same bytes as the 6 -> 9 resume here");
+    assert_eq!(*trained(&log).last().unwrap(), 12, "{log}");
+    assert_eq!(requeued, cold12, "same bytes as the 6 -> 12 resume here");
 }

@@ -51,7 +51,13 @@ impl NodeFailure {
 
     /// The run record's typed entry: kind, message and hint.
     pub fn record(&self) -> FailureRecord {
-        FailureRecord { kind: self.kind(), message: self.to_string(), hint: self.hint() }
+        // A stage's failure keeps the end of its log (its stderr), as the terminal shows it: a
+        // failure a Slurm job hands back through the store is read by the driver from this.
+        let message = match self {
+            NodeFailure::Stage(s) => format!("{self}{}", s.log),
+            _ => self.to_string(),
+        };
+        FailureRecord { kind: self.kind(), message, hint: self.hint() }
     }
 
     /// As the terminal shows it (and the run record's `error` keeps it): the message, the hint,
@@ -282,13 +288,18 @@ mod tests {
         assert_eq!(stage.text(), "mu2 must be positive\n  = hint: set mu2 > 0\n--- end of stderr ---\nboom");
         assert_eq!(
             stage.record(),
-            FailureRecord { kind: FailureKind::Stage, message: "mu2 must be positive".into(), hint: Some("set mu2 > 0".into()) }
+            FailureRecord {
+                kind: FailureKind::Stage,
+                message: "mu2 must be positive\n--- end of stderr ---\nboom".into(),
+                hint: Some("set mu2 > 0".into())
+            }
         );
         let pull = NodeFailure::from(StoreFailure::NotStored { key: "ab".repeat(32), store: "store /s".into() });
         assert_eq!(pull.text(), "not in store /s (key abababababab)\n  = hint: `pipe run` computes it");
         let reported = NodeFailure::Reported { failure: stage.record(), at: "Slurm job 7, log /c/slurm/7.out".into() };
         assert_eq!(reported.kind(), FailureKind::Stage);
-        assert_eq!(reported.text(), "mu2 must be positive\n(Slurm job 7, log /c/slurm/7.out)\n  = hint: set mu2 > 0");
+        // The job's stderr reaches the driver's terminal with the failure.
+        assert_eq!(reported.text(), "mu2 must be positive\n--- end of stderr ---\nboom\n(Slurm job 7, log /c/slurm/7.out)\n  = hint: set mu2 > 0");
         assert_eq!(NodeFailure::runner("job 7 ended".into()).record().hint, None);
     }
 }
