@@ -193,6 +193,15 @@ fn wait_running(name: &str) -> String {
     }
 }
 
+/// The job named `name` whose working directory is `dir` (tests run at once may share names).
+fn squeue_job_in(name: &str, dir: &Path) -> Option<String> {
+    let out = Command::new("squeue").args(["-h", "-o", "%i|%j|%Z"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        (f.len() == 3 && f[1] == name && Path::new(f[2]) == dir).then(|| f[0].to_string())
+    })
+}
+
 fn squeue_job(name: &str) -> Option<(String, String)> {
     let out = Command::new("squeue").args(["-h", "-o", "%i|%j|%T"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
@@ -668,7 +677,7 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     };
     let driver = slurm("machine-a", &[]).spawn().unwrap();
     let saved = wait_partial_in_s3(&prefix, 3);
-    let (job, _) = squeue_job("pipe:pretrain").expect("the training job is in the queue");
+    let job = squeue_job_in("pipe:pretrain", &ws.dir).expect("the training job is in the queue");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
     let out = driver.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
@@ -694,7 +703,7 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     let (cold12, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "pretrain.epochs=12"]);
     let driver = slurm("machine-c", &["--set", "pretrain.epochs=12", "--requeue", "1"]).spawn().unwrap();
     let saved = wait_partial_in_s3(&prefix, 7);
-    let (job, _) = squeue_job("pipe:pretrain").expect("the training job is in the queue");
+    let job = squeue_job_in("pipe:pretrain", &ws.dir).expect("the training job is in the queue");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
     let out = driver.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
