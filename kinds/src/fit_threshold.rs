@@ -24,8 +24,11 @@ impl StageKind for FitThreshold {
     /// 2: the threshold is cut on held-out rows when the scores have them; `calibration` and
     /// `n_calibration` columns.
     /// 3: the chi-square quantile from statrs (the `chi2` cutoff may differ in its last digits).
+    /// 4: a `quantile` cutoff is the conformal order statistic, the ceil((n + 1) level)-th smallest
+    /// calibration score (was numpy's interpolated quantile), so the held-out false-positive rate
+    /// is at most 1 - level where scores are exchangeable; too few rows for it is an error.
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![

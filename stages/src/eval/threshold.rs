@@ -23,7 +23,7 @@ pub enum Shrinkage {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cutoff {
-    /// The `level` quantile of the training scores.
+    /// The `level` split-conformal quantile of the fitting scores ([`conformal_quantile`]).
     Quantile(f64),
     /// The `level` quantile of chi-square with d degrees of freedom (Mahalanobis only).
     ChiSquare(f64),
@@ -40,13 +40,25 @@ pub struct Fitted {
     pub shrinkage: f64,
 }
 
-/// Linear-interpolated quantile (numpy's default).
-pub fn quantile(values: &[f64], q: f64) -> f64 {
+/// The split-conformal threshold at `level` of `n` calibration scores: their k-th smallest, with
+/// k = ceil((n + 1) level) (Vovk et al. 2005; Lei et al. 2018, "Distribution-free predictive
+/// inference for regression", JASA 113(523), section 2.2; Angelopoulos & Bates 2021, section 1.1).
+/// Where a new normal score is exchangeable with the calibration scores, it exceeds this with
+/// probability at most 1 - level: the guarantee numpy's linearly interpolated quantile does not
+/// give. Errors where n < level / (1 - level): too few rows for any finite threshold to keep it.
+pub fn conformal_quantile(values: &[f64], level: f64) -> Result<f64> {
+    let n = values.len();
+    // (n + 1) level rounded up, with a tolerance for levels like 0.95 not exact in binary.
+    let k = ((n + 1) as f64 * level - 1e-9).ceil().max(1.0) as usize;
+    if k > n {
+        let need = (level / (1.0 - level) - 1e-9).ceil() as usize;
+        return Err(Error::Data(format!(
+            "{n} calibration scores are too few for a threshold at level {level}: the conformal guarantee needs at least {need}; lower `level` or hold out more normal images (`holdout` of ingest)"
+        )));
+    }
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    Ok(v[k - 1])
 }
 
 /// Ledoit-Wolf shrinkage of the empirical covariance of `x` [n, d] (f64); returns (cov, intensity).
@@ -115,7 +127,7 @@ fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Ten
                     let var = train_scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0);
                     mean + k * var.sqrt()
                 }
-                (_, Cutoff::Quantile(l)) => quantile(train_scores, level_ok(l)?),
+                (_, Cutoff::Quantile(l)) => conformal_quantile(train_scores, level_ok(l)?)?,
                 (_, Cutoff::Boundary) => 0.0,
                 (_, Cutoff::ChiSquare(_)) => return Err(Error::Data("cutoff `chi2` applies to method `mahalanobis` only; use `quantile`".into())),
             };
@@ -140,7 +152,7 @@ fn fit_inner(method: Method, cutoff: Cutoff, train_scores: &[f64], train_z: &Ten
                 .map_err(|e| Error::Data(format!("the latent covariance is singular ({e}); use shrinkage `ledoit-wolf` or a larger `ridge`")))?;
             let scores: Vec<f64> = Vec::<f64>::try_from(mahalanobis(&cal_z.to_kind(Kind::Double), &mean, &precision))?;
             let threshold = match cutoff {
-                Cutoff::Quantile(l) => quantile(&scores, level_ok(l)?),
+                Cutoff::Quantile(l) => conformal_quantile(&scores, level_ok(l)?)?,
                 Cutoff::ChiSquare(l) => chi2_quantile(level_ok(l)?, d as f64),
                 Cutoff::Boundary => return Err(Error::Data("cutoff `boundary` applies to method `radius` only".into())),
             };
@@ -177,9 +189,19 @@ mod tests {
     }
 
     #[test]
-    fn quantile_interpolates() {
-        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0);
-        assert_eq!(quantile(&[0.0, 10.0], 0.95), 9.5);
+    fn the_conformal_threshold_is_the_ceil_n_plus_1_level_order_statistic() {
+        let v: Vec<f64> = (1..=99).rev().map(f64::from).collect(); // 99 .. 1, unsorted
+                                                                   // k = ceil(100 * 0.95) = 95: the 95th smallest (numpy's interpolation would give 94.1).
+        assert_eq!(conformal_quantile(&v, 0.95).unwrap(), 95.0);
+        // 19 rows at 0.95: k = ceil(19) = 19, the largest; 18 rows: k = 19 > 18, refused.
+        assert_eq!(conformal_quantile(&v[..19], 0.95).unwrap(), 99.0);
+        let e = conformal_quantile(&v[..18], 0.95).unwrap_err().to_string();
+        assert!(e.contains("18 calibration scores are too few") && e.contains("at least 19"), "{e}");
+        // 540 rows at 0.95: k = ceil(541 x 0.95) = ceil(513.95) = 514.
+        let w: Vec<f64> = (0..540).map(f64::from).collect();
+        assert_eq!(conformal_quantile(&w, 0.95).unwrap(), 513.0);
+        // n = 1 at level 0.5: k = ceil(1) = 1.
+        assert_eq!(conformal_quantile(&[7.0], 0.5).unwrap(), 7.0);
     }
 
     #[test]
