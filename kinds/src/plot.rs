@@ -61,9 +61,10 @@ impl StageKind for Plot {
     /// floor, sampled bilinearly at display resolution, with a colour bar. 7: ROC curves apart
     /// when they coincide (dash patterns, markers); Grad-CAM images captioned with their true
     /// class and each model's score. 8: viridis as matplotlib defines it (colorous), not five
-    /// anchors joined by straight lines.
+    /// anchors joined by straight lines. 9: the ROC of each variant over every seed (the
+    /// vertically averaged curve, the seeds' range as a band, AUC mean ± std), not seed 0 alone.
     fn version(&self) -> u32 {
-        8
+        9
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {
@@ -123,17 +124,45 @@ impl StageKind for Plot {
         let adaptive = run.iter().find(|e| e.0.mu2 == 0.0 && e.0.method == "mahalanobis");
         let mut curves = Vec::new();
         let mut chosen: Vec<Model> = Vec::new();
+        // The ROC of each variant over EVERY seed of the class (the mean curve, the seeds' range as
+        // a band), so the figure says what the seed-averaged headline says; one seed, its curve.
+        let mut seeds_shown = std::collections::BTreeSet::new();
         for (name, e) in [("baseline Deep SVDD", baseline), ("hybrid", hybrid), ("adaptive (Mahalanobis)", adaptive)] {
             let Some(e) = e else { continue };
-            let df = stages::table::read_parquet(&e.2).map_err(to_stage)?;
-            let fpr: Vec<f64> = df.column("fpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
-            let tpr: Vec<f64> = df.column("tpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
-            let label =
-                if name == "hybrid" { format!("hybrid mu2={} (declared; AUC {:.4})", e.0.mu2, e.1) } else { format!("{name} (AUC {:.4})", e.1) };
-            curves.push(Curve { label, points: fpr.into_iter().zip(tpr).collect() });
+            let mut per_seed: Vec<&(Model, f64, std::path::PathBuf)> =
+                evals.iter().filter(|x| x.0.class == class && x.0.mu2 == e.0.mu2 && x.0.method == e.0.method).collect();
+            per_seed.sort_by_key(|x| x.0.seed);
+            let mut rocs = Vec::new();
+            for x in &per_seed {
+                let df = stages::table::read_parquet(&x.2).map_err(to_stage)?;
+                let fpr: Vec<f64> = df.column("fpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
+                let tpr: Vec<f64> = df.column("tpr").map_err(pe)?.f64().map_err(pe)?.into_iter().flatten().collect();
+                rocs.push(fpr.into_iter().zip(tpr).collect::<Vec<(f64, f64)>>());
+                seeds_shown.insert(x.0.seed);
+            }
+            let aucs: Vec<f64> = per_seed.iter().map(|x| x.1).collect();
+            let n = aucs.len() as f64;
+            let mean = aucs.iter().sum::<f64>() / n;
+            let auc = if aucs.len() > 1 {
+                let sd = (aucs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+                format!("AUC {mean:.4} ± {sd:.4}, {} seeds", aucs.len())
+            } else {
+                format!("AUC {mean:.4}")
+            };
+            let label = if name == "hybrid" { format!("hybrid mu2={} (declared; {auc})", e.0.mu2) } else { format!("{name} ({auc})") };
+            let curve = if rocs.len() > 1 {
+                let (points, band) = stages::plot::mean_roc(&rocs);
+                Curve { label, points, band }
+            } else {
+                Curve { label, points: rocs.pop().unwrap_or_default(), band: Vec::new() }
+            };
+            curves.push(curve);
             chosen.push(e.0.clone());
         }
-        let roc_title = format!("{title}: ROC, normal class {class} (seed {seed})");
+        let roc_title = match seeds_shown.len() {
+            0 | 1 => format!("{title}: ROC, normal class {class} (seed {seed})"),
+            k => format!("{title}: ROC, normal class {class} (mean of {k} seeds; band: their range)"),
+        };
         png(&ctx.output("roc"), (900, 760), |r| roc(r, &roc_title, &curves)).map_err(to_stage)?;
         svg(&ctx.output("roc_svg"), (900, 760), |r| roc(r, &roc_title, &curves)).map_err(to_stage)?;
 

@@ -71,6 +71,30 @@ pub fn write_png(path: &Path, size: (u32, u32), rgb: &[u8]) -> Result<()> {
 pub struct Curve {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    /// Where the curve is a mean over seeds: (FPR, lowest TPR, highest TPR) of the seeds, drawn
+    /// as a shaded band behind it.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// FPRs at which seeds' ROC curves are averaged: 0 to 1 in steps of 0.005.
+const GRID: usize = 200;
+
+/// The vertical average of ROC curves (each as points by increasing FPR; Fawcett 2006, "An
+/// introduction to ROC analysis", Pattern Recognition Letters 27(8), section 8.1): at each FPR of a
+/// fixed grid, the mean of the seeds' TPRs ([`tpr_at`]), with their lowest and highest as a band.
+pub fn mean_roc(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+    let (mut mean, mut band) = (Vec::new(), Vec::new());
+    if curves.is_empty() {
+        return (mean, band);
+    }
+    for i in 0..=GRID {
+        let x = i as f64 / GRID as f64;
+        let tprs: Vec<f64> = curves.iter().map(|c| tpr_at(c, x)).collect();
+        let m = tprs.iter().sum::<f64>() / tprs.len() as f64;
+        mean.push((x, m));
+        band.push((x, tprs.iter().copied().fold(f64::INFINITY, f64::min), tprs.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+    }
+    (mean, band)
 }
 
 pub fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curves: &[Curve]) -> Result<()> {
@@ -98,6 +122,12 @@ pub fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, curve
     // Curves that coincide (several variants often share a ROC) stay apart: each has its own
     // colour, dash pattern and marker shape, the markers at FPRs staggered per curve.
     let n = curves.len().max(1);
+    // Bands first, under every line.
+    for (i, c) in curves.iter().enumerate().filter(|(_, c)| !c.band.is_empty()) {
+        let color = PALETTE[i % PALETTE.len()];
+        let outline: Vec<(f64, f64)> = c.band.iter().map(|b| (b.0, b.1)).chain(c.band.iter().rev().map(|b| (b.0, b.2))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(perr)?;
+    }
     for (i, c) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let style = color.stroke_width(3);
@@ -377,5 +407,25 @@ mod shared_scale_tests {
         assert_eq!(tpr_at(&roc, 0.1), 0.5);
         assert_eq!(tpr_at(&roc, 0.2), 0.9);
         assert_eq!(tpr_at(&roc, 1.0), 1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_roc_curves_are_averaged_vertically_with_their_range() {
+        // A perfect ranking and one whose positives all come last.
+        let perfect = vec![(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)];
+        let worst = vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)];
+        let (mean, band) = mean_roc(&[perfect.clone(), worst]);
+        assert_eq!(mean.len(), 201);
+        assert_eq!(mean[100], (0.5, 0.5));
+        assert_eq!(band[100], (0.5, 0.0, 1.0));
+        assert_eq!(mean[200], (1.0, 1.0), "both reach TPR 1 at FPR 1");
+        // One curve: its own TPR at each grid FPR, no spread.
+        let (one, band) = mean_roc(&[perfect]);
+        assert!(one.iter().all(|p| p.1 == 1.0) && band.iter().all(|b| b.1 == b.2));
     }
 }
