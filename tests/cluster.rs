@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{sorted, Workspace};
+use common::{sorted, trained, training_pipeline, Workspace};
 
 struct Cluster {
     bucket: String,
@@ -580,19 +580,6 @@ fn jobs_with_their_own_caches_hand_everything_back_through_s3() {
     assert_eq!(states(&ws.dir.join("driver"), "failed").len(), 4);
 }
 
-/// Bundled MNIST, an autoencoder with small batches (epochs long enough to stop a job in).
-const TRAINING: &str = "params: {epochs: 6, data_dir: data}
-stages:
-  ingest:
-    kind: ingest
-    matrix: {dataset: [mnist]}
-    params: {normal_class: 0, data_dir: \"${params.data_dir}\", limit_test: 200}
-  pretrain:
-    kind: pretrain_ae
-    inputs: {data: ingest.dataset}
-    params: {epochs: \"${params.epochs}\", batch_size: 4, lr: 0.001, milestones: [4]}
-";
-
 /// The pretrain node's output objects (name -> object file name) and its log, from `pipe show`.
 fn pretrain_show(ws: &Workspace, store: &[&str], set: &[&str]) -> (Vec<(String, String)>, String) {
     let mut args = store.to_vec();
@@ -608,11 +595,6 @@ fn pretrain_show(ws: &Workspace, store: &[&str], set: &[&str]) -> (Vec<(String, 
         .map(|(k, o)| (k.clone(), Path::new(o["path"].as_str().unwrap()).file_name().unwrap().to_string_lossy().to_string()))
         .collect();
     (outputs, last["log"].as_str().unwrap().to_string())
-}
-
-/// The epochs a node's log says it trained (`epoch N/E loss ...` lines).
-fn trained(log: &str) -> Vec<usize> {
-    log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
 }
 
 /// The latest partial checkpoint epoch whole on the S3 side (the file and its `.sha256`).
@@ -648,7 +630,7 @@ fn wait_partial_in_s3(prefix_dir: &Path, epoch: usize) -> usize {
 fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     let Some(c) = cluster("a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3") else { return };
     let ws = Workspace::new("slurm-resume");
-    ws.write("p.yaml", TRAINING);
+    ws.write("p.yaml", &training_pipeline(false));
     let data = format!("params.data_dir={}", Path::new(env!("CARGO_MANIFEST_DIR")).join("data/bundled").display());
     let local = |store: &str, extra: &[&str]| {
         let mut a = vec!["--store", store, "run", "p.yaml", "--threads", "1", "-j", "1", "--set", &data];
@@ -699,9 +681,9 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
 
     // `--requeue`: 12 epochs resume from the 6 in S3; the job stopped after epoch 7 or later is
     // submitted again within the run, which ends with the bytes of a 6 -> 12 resume here.
-    local("cold", &["--set", "pretrain.epochs=12"]);
-    let (cold12, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "pretrain.epochs=12"]);
-    let driver = slurm("machine-c", &["--set", "pretrain.epochs=12", "--requeue", "1"]).spawn().unwrap();
+    local("cold", &["--set", "params.ae_epochs=12"]);
+    let (cold12, _) = pretrain_show(&ws, &["--store", "cold"], &["--set", &data, "--set", "params.ae_epochs=12"]);
+    let driver = slurm("machine-c", &["--set", "params.ae_epochs=12", "--requeue", "1"]).spawn().unwrap();
     let saved = wait_partial_in_s3(&prefix, 7);
     let job = squeue_job_in("pipe:pretrain", &ws.dir).expect("the training job is in the queue");
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
@@ -709,7 +691,7 @@ fn a_training_job_stopped_on_the_cluster_resumes_from_its_checkpoint_in_s3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("Slurm job {job} ended")) && stderr.contains("submitting it again (1 of --requeue 1)"), "{stderr}");
-    let (requeued, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data, "--set", "pretrain.epochs=12"]);
+    let (requeued, log) = pretrain_show(&ws, &["--store", &url, "--cache", "driver"], &["--set", &data, "--set", "params.ae_epochs=12"]);
     let first = *trained(&log).first().expect("the last job trained");
     assert!(
         first > saved && log.contains(&format!("resumed from epoch {} of 12", first - 1)),

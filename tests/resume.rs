@@ -3,31 +3,13 @@
 //! count), and each training node's own log says which epochs it actually trained.
 
 mod common;
-use common::Workspace;
+use common::{trained, training_pipeline, Workspace};
 
 use std::time::{Duration, Instant};
 
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
-
-/// Bundled MNIST, normal class 0; an autoencoder with small batches (so an epoch lasts long
-/// enough to be interrupted in), then Deep SVDD, 6 epochs each.
-const PIPELINE: &str = "params: {ae_epochs: 6, svdd_epochs: 6, data_dir: data}
-stages:
-  ingest:
-    kind: ingest
-    matrix: {dataset: [mnist]}
-    params: {normal_class: 0, data_dir: \"${params.data_dir}\", limit_test: 200}
-  pretrain:
-    kind: pretrain_ae
-    inputs: {data: ingest.dataset}
-    params: {epochs: \"${params.ae_epochs}\", batch_size: 4, lr: 0.001, milestones: [4]}
-  train:
-    kind: train_svdd
-    inputs: {data: ingest.dataset, ae: pretrain.model}
-    params: {epochs: \"${params.svdd_epochs}\", batch_size: 64, lr: 0.001, milestones: [2], mu2: 0.5}
-";
 
 const AE: &str = "pretrain[dataset=mnist]";
 const SVDD: &str = "train[dataset=mnist]";
@@ -89,11 +71,6 @@ impl Run<'_> {
         out.sort();
         out
     }
-}
-
-/// The epochs a node's log says it trained (`epoch N/E loss ...` lines).
-fn trained(log: &str) -> Vec<usize> {
-    log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
 }
 
 /// Starts a 6-epoch run, waits until `pipe status` has shown it training and the autoencoder has
@@ -159,7 +136,7 @@ fn live_curve_in_report(r: &Run<'_>, cold_log: &str) {
 #[test]
 fn training_resumes_with_the_bytes_of_a_cold_run() {
     let ws = Workspace::new("resume");
-    ws.write("p.yaml", PIPELINE);
+    ws.write("p.yaml", &training_pipeline(true));
 
     // The reference: a cold run of 6 epochs.
     let cold = Run { ws: &ws, store: "cold" };

@@ -100,3 +100,39 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Bundled MNIST, normal class 0 (run with `--set params.data_dir=<repo>/data/bundled`): an
+/// autoencoder with small batches, so an epoch lasts long enough to be stopped in
+/// (`params.ae_epochs`, 6), and, with `svdd`, Deep SVDD on it (`params.svdd_epochs`, 6).
+#[allow(dead_code)]
+pub fn training_pipeline(svdd: bool) -> String {
+    let mut p = String::from(
+        "params: {ae_epochs: 6, svdd_epochs: 6, data_dir: data}
+stages:
+  ingest:
+    kind: ingest
+    matrix: {dataset: [mnist]}
+    params: {normal_class: 0, data_dir: \"${params.data_dir}\", limit_test: 200}
+  pretrain:
+    kind: pretrain_ae
+    inputs: {data: ingest.dataset}
+    params: {epochs: \"${params.ae_epochs}\", batch_size: 4, lr: 0.001, milestones: [4]}
+",
+    );
+    if svdd {
+        p.push_str(
+            "  train:
+    kind: train_svdd
+    inputs: {data: ingest.dataset, ae: pretrain.model}
+    params: {epochs: \"${params.svdd_epochs}\", batch_size: 64, lr: 0.001, milestones: [2], mu2: 0.5}
+",
+        );
+    }
+    p
+}
+
+/// The epochs a training node's log says it trained (its `epoch N/E loss ...` lines).
+#[allow(dead_code)]
+pub fn trained(log: &str) -> Vec<usize> {
+    log.lines().filter_map(|l| l.strip_prefix("epoch ")?.split('/').next()?.parse().ok()).collect()
+}
