@@ -96,6 +96,14 @@ pub enum Dir {
     Published,
     /// `logs/`: [`Entry::Attempt`].
     Logs,
+    /// `tasks/`: [`Entry::Task`] and [`Entry::TaskFailure`].
+    Tasks,
+    /// `checkpoints/`: [`Entry::Checkpoints`], one folder per prefix.
+    Checkpoints,
+    /// `running/`: [`Entry::Running`].
+    Running,
+    /// `backups/`: [`Entry::Backup`].
+    Backups,
 }
 
 impl Dir {
@@ -110,6 +118,10 @@ impl Dir {
             Dir::Quarantine => "quarantine",
             Dir::Published => "published",
             Dir::Logs => "logs",
+            Dir::Tasks => "tasks",
+            Dir::Checkpoints => "checkpoints",
+            Dir::Running => "running",
+            Dir::Backups => "backups",
         }
     }
 }
@@ -370,5 +382,29 @@ mod tests {
         let rel = Path::new("results/quick.parquet");
         let h = &blake3::hash(b"results/quick.parquet").to_hex()[..32];
         assert_eq!(Entry::Published(rel).rel(), format!("published/{h}.json"));
+        assert_eq!(Entry::Tmp("fetch-1").rel(), "tmp/fetch-1");
+        assert_eq!(Entry::Quarantined("x.txt.9").rel(), "quarantine/x.txt.9");
+        assert_eq!(Entry::Backup("9-1-out.txt").rel(), "backups/9-1-out.txt");
+        assert_eq!(Entry::Lock.rel(), "lock");
+        let dirs = [
+            Dir::Objects,
+            Dir::Nodes,
+            Dir::Refs,
+            Dir::Runs,
+            Dir::Tmp,
+            Dir::Quarantine,
+            Dir::Published,
+            Dir::Logs,
+            Dir::Tasks,
+            Dir::Checkpoints,
+            Dir::Running,
+            Dir::Backups,
+        ];
+        let names: Vec<String> = dirs.map(|d| Entry::Dir(d).rel()).into();
+        assert_eq!(
+            names,
+            ["objects", "nodes", "refs", "runs", "tmp", "quarantine", "published", "logs", "tasks", "checkpoints", "running", "backups"]
+        );
+        assert_eq!(Entry::FOLDERS, ["objects", "nodes", "refs", "runs", "tmp", "quarantine"]);
     }
 }
