@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::Fingerprint;
 use crate::stage::ParamSpec;
-use crate::store::Store;
+use crate::store::{Dir, Entry, Store};
 use crate::value::Value;
 
 /// Where a node's checkpoints are, as its job carries them to the kind.
@@ -57,7 +57,7 @@ pub fn prefix_key(fp: &Fingerprint, horizon: &str) -> String {
 
 /// `checkpoints/<prefix>` under the store root `root`.
 pub fn dir(root: &Path, prefix: &str) -> PathBuf {
-    root.join(crate::store::Entry::Checkpoints(prefix).rel())
+    root.join(Entry::Checkpoints(prefix).rel())
 }
 
 /// One checkpoint file in a node's checkpoint folder.
@@ -133,7 +133,7 @@ pub fn resume_point(store: &Store, fp: &Fingerprint, params: &[ParamSpec]) -> Op
 /// from what the cache holds, which loses time, never a result).
 fn remote_saved(store: &Store, prefix: &str) -> Vec<Saved> {
     let Some(remote) = store.remote() else { return Vec::new() };
-    let rel = crate::store::Entry::Checkpoints(prefix).rel();
+    let rel = Entry::Checkpoints(prefix).rel();
     let listed = match remote.list(&rel) {
         Ok((objects, _)) => objects,
         Err(e) => {
@@ -176,7 +176,7 @@ impl Mirror {
     pub fn start(store: &Store, ck: &Checkpoints) -> Option<Mirror> {
         let remote = store.remote_shared()?;
         let prefix = ck.dir.file_name()?.to_string_lossy().to_string();
-        let rel = crate::store::Entry::Checkpoints(&prefix).rel();
+        let rel = Entry::Checkpoints(&prefix).rel();
         if ck.resume {
             if let Some(n) = ck.epochs {
                 fetch(store, &prefix, &ck.dir, n);
@@ -299,7 +299,7 @@ fn fetch(store: &Store, prefix: &str, dir: &Path, epochs: u64) {
 /// With `dry_run` nothing is removed. Returns one line per folder and the bytes freed.
 pub fn collect(root: &Path, live: &std::collections::HashSet<String>, since: f64, dry_run: bool) -> (Vec<String>, u64) {
     let (mut lines, mut freed) = (Vec::new(), 0u64);
-    for e in std::fs::read_dir(root.join("checkpoints")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(root.join(Entry::Dir(Dir::Checkpoints).rel())).into_iter().flatten().flatten() {
         let prefix = e.file_name().to_string_lossy().to_string();
         if live.contains(&prefix) || !e.path().is_dir() {
             continue;
@@ -328,7 +328,7 @@ pub fn collect_remote(
     since: f64,
 ) -> Result<(usize, u64), crate::store::StoreError> {
     let (mut folders, mut freed) = (0, 0u64);
-    for dir in remote.list("checkpoints")?.1 {
+    for dir in remote.list(Dir::Checkpoints.name())?.1 {
         let dir = dir.trim_end_matches('/');
         if live.contains(dir.rsplit('/').next().unwrap_or_default()) {
             continue;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::stage::Progress;
-use crate::store::{now, write_atomic, Entry};
+use crate::store::{now, write_atomic, Dir, Entry};
 
 /// A running node's progress as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,7 +106,7 @@ fn alive(r: &Running, host: &str) -> bool {
 /// The nodes running now, by key, from `root`'s `running/` folder (files of dead processes skipped).
 pub fn running(root: &Path) -> Vec<Running> {
     let host = hostname();
-    let mut out: Vec<Running> = std::fs::read_dir(root.join("running"))
+    let mut out: Vec<Running> = std::fs::read_dir(root.join(Entry::Dir(Dir::Running).rel()))
         .into_iter()
         .flatten()
         .flatten()

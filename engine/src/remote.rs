@@ -16,7 +16,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// An object in a listing.
 pub struct Listed {

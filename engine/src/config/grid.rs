@@ -1142,3 +1142,187 @@ fn expand_node(
         publish,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Grid expansion from pipeline text to nodes, with test kinds: no processes, no libtorch.
+    use std::path::Path;
+
+    use super::*;
+    use crate::stage::{ParamSpec, RunContext, StageError};
+
+    /// A kind with a float `lr`, an int `seed` and a string `tag`, each with a default, and one
+    /// optional input (so it can sit downstream of itself).
+    struct Probe(&'static str);
+
+    impl StageKind for Probe {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn params(&self) -> Vec<ParamSpec> {
+            vec![
+                ParamSpec::optional("lr", ParamType::Float, Value::Float(0.01), "learning rate"),
+                ParamSpec::optional("seed", ParamType::Int, Value::Int(0), "seed"),
+                ParamSpec::optional("tag", ParamType::Str, Value::Str("none".into()), "a label"),
+            ]
+        }
+        fn inputs(&self) -> InputDecl {
+            InputDecl::named(&[("data", false)])
+        }
+        fn outputs(&self, _params: &Params) -> Result<Vec<OutputSpec>, String> {
+            Ok(vec![OutputSpec::new("out", "out.txt")])
+        }
+        fn run(&self, _ctx: &RunContext) -> Result<(), StageError> {
+            Ok(())
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut r = Registry::new();
+        r.register(Probe("probe")).register(Probe("sink"));
+        r
+    }
+
+    /// The pipeline's nodes, or the rendered diagnostics.
+    fn expand_text(src: &str, set: &[(&str, &str)]) -> Result<Vec<NodeSpec>, String> {
+        let set: Vec<(String, String)> = set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        super::super::parse(Path::new("t.yaml"), src, &registry(), &set).map(|p| p.nodes).map_err(|e| e.to_string())
+    }
+
+    fn nodes(src: &str, set: &[(&str, &str)]) -> Vec<NodeSpec> {
+        expand_text(src, set).unwrap_or_else(|e| panic!("pipeline did not expand: {e}\n{src}"))
+    }
+
+    fn lr(n: &NodeSpec) -> f64 {
+        n.params.get("lr").and_then(Value::as_f64).unwrap_or_else(|| panic!("{} has no lr", n.id))
+    }
+
+    /// Where the stage's own `lr` comes from, besides `--set` and `overrides:`.
+    #[derive(Clone, Copy, Debug)]
+    enum StageParam {
+        None,
+        /// `params: {lr: 0.3}`.
+        Literal,
+        /// `params: {lr: "${params.lr}"}`, the pipeline's `lr` being 0.2.
+        Pipeline,
+    }
+
+    /// One param set at every level in every combination; each node gets the value of the
+    /// highest level present for it: `--set stage.lr` (0.5) > a matching `overrides:` entry (0.4,
+    /// `ds=a` only) > the stage's `params` (0.3 as written, or 0.2 through `${params.lr}`) > the
+    /// stage's own matrix axis `lr` (0.1) > the kind's default (0.01).
+    #[test]
+    fn a_param_takes_the_value_of_its_highest_level() {
+        for set in [false, true] {
+            for overridden in [false, true] {
+                for stage in [StageParam::None, StageParam::Literal, StageParam::Pipeline] {
+                    for axis in [false, true] {
+                        let mut src = String::from("params: {lr: 0.2}\nstages:\n  probe:\n    kind: probe\n");
+                        src += if axis { "    matrix: {ds: [a, b], lr: [0.1]}\n" } else { "    matrix: {ds: [a, b]}\n" };
+                        match stage {
+                            StageParam::None => {}
+                            StageParam::Literal => src += "    params: {lr: 0.3}\n",
+                            StageParam::Pipeline => src += "    params: {lr: \"${params.lr}\"}\n",
+                        }
+                        if overridden {
+                            src += "    overrides: [{when: {ds: a}, params: {lr: 0.4}}]\n";
+                        }
+                        let set_args: &[(&str, &str)] = if set { &[("probe.lr", "0.5")] } else { &[] };
+                        let got = nodes(&src, set_args);
+                        assert_eq!(got.len(), 2, "{src}");
+                        for n in &got {
+                            let ds_a = n.coords.iter().any(|(k, v)| k == "ds" && *v == Value::Str("a".into()));
+                            let want = if set {
+                                0.5
+                            } else if overridden && ds_a {
+                                0.4
+                            } else {
+                                match stage {
+                                    StageParam::Literal => 0.3,
+                                    StageParam::Pipeline => 0.2,
+                                    StageParam::None if axis => 0.1,
+                                    StageParam::None => 0.01,
+                                }
+                            };
+                            assert_eq!(lr(n), want, "{} with --set {set}, overrides {overridden}, params {stage:?}, axis {axis}", n.id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Of several matching overrides the last wins; one that does not match changes nothing.
+    #[test]
+    fn the_last_matching_override_wins() {
+        let src = "stages:\n  probe:\n    kind: probe\n    matrix: {ds: [a, b], seed: [1, 2]}\n    overrides:\n      - {when: {ds: a}, params: {lr: 0.4}}\n      - {when: {ds: a, seed: 2}, params: {lr: 0.6}}\n      - {when: {ds: b, seed: 9}, params: {lr: 0.9}}\n";
+        let err = expand_text(src, &[]).unwrap_err();
+        assert!(err.contains("never takes the value 9"), "{err}");
+        let src = src.replace("seed: 9", "seed: 1");
+        let got: Vec<(String, f64)> = nodes(&src, &[]).iter().map(|n| (n.id.clone(), lr(n))).collect();
+        let want = [("probe[ds=a,seed=1]", 0.4), ("probe[ds=a,seed=2]", 0.6), ("probe[ds=b,seed=1]", 0.9), ("probe[ds=b,seed=2]", 0.01)];
+        assert_eq!(got, want.map(|(id, v)| (id.to_string(), v)));
+    }
+
+    /// `--set params.x` changes what `${params.x}` gives every param that refers to it, and only
+    /// those: a stage's literal value still wins, and `--set stage.param` still wins over it.
+    #[test]
+    fn set_params_reaches_only_the_references() {
+        let src = "params: {lr: 0.2}\nstages:\n  probe:\n    kind: probe\n    params: {lr: \"${params.lr}\"}\n  sink:\n    kind: sink\n    params: {lr: 0.3}\n";
+        let lrs = |set: &[(&str, &str)]| nodes(src, set).iter().map(|n| (n.id.clone(), lr(n))).collect::<Vec<_>>();
+        let pair = |a: f64, b: f64| vec![("probe".to_string(), a), ("sink".to_string(), b)];
+        assert_eq!(lrs(&[]), pair(0.2, 0.3));
+        assert_eq!(lrs(&[("params.lr", "0.25")]), pair(0.25, 0.3));
+        assert_eq!(lrs(&[("params.lr", "0.25"), ("probe.lr", "0.5")]), pair(0.5, 0.3));
+    }
+
+    /// A stage's axes expand to one node per combination, in axis order, named by their
+    /// coordinates; a downstream stage inherits the upstream's axes before its own and reads the
+    /// upstream node with the same coordinates. Only the stage's OWN axis binds a param of its name.
+    #[test]
+    fn matrix_axes_expand_to_node_ids_and_coordinates() {
+        let src = "stages:\n  probe:\n    kind: probe\n    matrix: {ds: [a, b], seed: [1, 2]}\n  sink:\n    kind: sink\n    matrix: {lr: [0, 0.5]}\n    inputs: {data: probe.out}\n";
+        let got = nodes(src, &[]);
+        let ids: Vec<&str> = got.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "probe[ds=a,seed=1]",
+                "probe[ds=a,seed=2]",
+                "probe[ds=b,seed=1]",
+                "probe[ds=b,seed=2]",
+                "sink[ds=a,seed=1,lr=0.0]",
+                "sink[ds=a,seed=1,lr=0.5]",
+                "sink[ds=a,seed=2,lr=0.0]",
+                "sink[ds=a,seed=2,lr=0.5]",
+                "sink[ds=b,seed=1,lr=0.0]",
+                "sink[ds=b,seed=1,lr=0.5]",
+                "sink[ds=b,seed=2,lr=0.0]",
+                "sink[ds=b,seed=2,lr=0.5]",
+            ]
+        );
+        let last = &got[11];
+        let coords = vec![("ds".to_string(), Value::Str("b".into())), ("seed".to_string(), Value::Int(2)), ("lr".to_string(), Value::Float(0.5))];
+        assert_eq!(last.coords, coords);
+        assert_eq!(node_id("sink", &last.coords), last.id);
+        assert_eq!(last.inputs["data"], vec![InputRef::Node { node: 3, output: "out".into() }]);
+        // The probe's own `seed` axis sets its `seed`; the sink inherits the axis but keeps its default.
+        assert_eq!(got[3].params.get("seed"), Some(&Value::Int(2)));
+        assert_eq!(last.params.get("seed"), Some(&Value::Int(0)));
+        assert_eq!(lr(last), 0.5);
+        assert_eq!(got[0].params.get("tag"), Some(&Value::Str("none".into())));
+    }
+
+    /// `--set stage.matrix.AXIS` narrows (or adds) an axis; the file's overrides for the values
+    /// narrowed away stay valid.
+    #[test]
+    fn set_matrix_narrows_an_axis() {
+        let src = "stages:\n  probe:\n    kind: probe\n    matrix: {ds: [a, b]}\n    overrides: [{when: {ds: a}, params: {lr: 0.4}}]\n";
+        let got = nodes(src, &[("probe.matrix.ds", "[b]"), ("probe.matrix.seed", "[3, 4]")]);
+        let ids: Vec<(&str, f64, Option<&Value>)> = got.iter().map(|n| (n.id.as_str(), lr(n), n.params.get("seed"))).collect();
+        assert_eq!(ids, [("probe[ds=b,seed=3]", 0.01, Some(&Value::Int(3))), ("probe[ds=b,seed=4]", 0.01, Some(&Value::Int(4)))]);
+    }
+}
