@@ -8,6 +8,6 @@ use std::sync::Arc;
 use clap::Parser;
 
 fn main() {
-    let cli = pipe::cli::Cli::parse();
-    std::process::exit(pipe::cli::main(cli, &pipe_kinds::builtin(), Arc::new(AtomicBool::new(false))));
+    let cli = pipe::args::Cli::parse();
+    std::process::exit(pipe::commands::main(cli, &pipe_kinds::builtin(), Arc::new(AtomicBool::new(false))));
 }

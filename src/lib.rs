@@ -3,9 +3,9 @@
 //! The engine (the `engine` crate: config, graph, hash, store, plan, exec, report) knows nothing of
 //! machine learning; the built-in Deep SVDD stage kinds (the `pipe-kinds` crate, on the `stages`
 //! library) run in the `pipe-worker` process, which links libtorch; this binary does not.
-//! [`cli`] is the command line.
+//! [`args`] is the command line, [`commands`] what each command does.
 
-pub mod cli;
+pub mod args;
 pub mod commands;
 pub mod compare;
 pub mod html_report;

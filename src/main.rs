@@ -28,7 +28,7 @@ fn main() {
         }
         eprintln!("interrupt: stopping after running nodes are cancelled (Ctrl-C again to quit now)");
     });
-    let cli = pipe::cli::Cli::parse();
+    let cli = pipe::args::Cli::parse();
     if cli.command.prints_only() {
         // Writing to a closed pipe (`pipe status FILE | head`) ends a command that only prints
         // quietly, as it does every Unix tool, instead of panicking in `println!`.
@@ -36,7 +36,7 @@ fn main() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let registry = pipe::kinds();
-    let code = pipe::cli::main(cli, &registry, cancel);
+    let code = pipe::commands::main(cli, &registry, cancel);
     // Saves what the stage worker said (kinds, outputs, environments) for the next command.
     drop(registry);
     std::process::exit(code);

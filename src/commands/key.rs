@@ -7,9 +7,10 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::cli::{load, one_node, open_store, ref_namespace, workspace, Ctx, PipelineArgs};
+use crate::args::PipelineArgs;
+use crate::commands::common::{load, one_node, open_store, ref_namespace, workspace};
+use crate::commands::{CliError, Ctx, ExitStatus};
 use crate::error::{render, Hint};
-use crate::exit;
 use crate::hash::Fingerprint;
 use crate::plan;
 use crate::store::{RunRecord, Store};
@@ -35,7 +36,7 @@ pub struct KeyArgs {
 
 /// Why `pipe key` cannot answer.
 #[derive(Debug)]
-enum KeyError {
+pub enum KeyError {
     /// No node named.
     NameANode { file: String },
     /// Three nodes, or two with `--run`.
@@ -46,6 +47,21 @@ enum KeyError {
     NoSuchRun { node: String, which: String, found: usize, file: String },
     /// The run's key of the node has neither a record nor a failed attempt in the store.
     NoRecord { node: String, run: String, key: String },
+    /// The store cannot read the record of the run's key of the node.
+    RecordUnreadable { error: Box<crate::store::StoreError>, node: String, run: String, key: String },
+}
+
+impl KeyError {
+    /// The exit status: no node or too many (2), an unknown node or run (7), a node whose inputs
+    /// are not computed yet (6), an unreadable store (5).
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            KeyError::NameANode { .. } | KeyError::TooMany { .. } => ExitStatus::Usage,
+            KeyError::NoKeyYet { .. } => ExitStatus::Stale,
+            KeyError::NoSuchRun { .. } | KeyError::NoRecord { .. } => ExitStatus::NotFound,
+            KeyError::RecordUnreadable { .. } => ExitStatus::Store,
+        }
+    }
 }
 
 impl std::fmt::Display for KeyError {
@@ -61,6 +77,10 @@ impl std::fmt::Display for KeyError {
             KeyError::NoRecord { node, run, key } => {
                 write!(f, "run {run} computed key {key} for {node}, but the store keeps no record of that key")
             }
+            // The store's own error, then what it means here (two messages, as ever).
+            KeyError::RecordUnreadable { error, node, run, key } => {
+                write!(f, "{}\nerror: run {run} computed key {key} for {node}, but the store keeps no record of that key", render(error.as_ref()))
+            }
         }
     }
 }
@@ -74,7 +94,9 @@ impl Hint for KeyError {
                 format!("its key holds its inputs' content, known once they are computed: `pipe run {file} '{node}'`")
             }
             KeyError::NoSuchRun { .. } => "`pipe runs` lists the runs; a run id (or its prefix) names one".into(),
-            KeyError::NoRecord { .. } => "it was removed (`pipe gc --records`), or the run failed before keeping it".into(),
+            KeyError::NoRecord { .. } | KeyError::RecordUnreadable { .. } => {
+                "it was removed (`pipe gc --records`), or the run failed before keeping it".into()
+            }
         })
     }
 }
@@ -116,18 +138,14 @@ pub struct Difference {
     pub right: Option<Json>,
 }
 
-/// `pipe key`. Errors (printed, with the exit code returned): no node or too many (2), an unknown
-/// node or run (7), a node whose inputs are not computed yet (6), an unreadable store (5).
-pub(crate) fn run(g: &Ctx<'_>, a: KeyArgs) -> Result<i32, i32> {
+/// `pipe key`. Errors: [`KeyError`] (with its exit status), an unknown node (7), an unreadable
+/// store (5).
+pub(crate) fn run(g: &Ctx<'_>, a: KeyArgs) -> Result<ExitStatus, CliError> {
     let file = a.p.path().display().to_string();
-    let fail = |e: KeyError, code: i32| {
-        eprintln!("error: {}", render(&e));
-        code
-    };
     match (a.nodes.len(), a.run.is_some()) {
-        (0, _) => return Err(fail(KeyError::NameANode { file }, exit::USAGE)),
+        (0, _) => return Err(CliError::key(KeyError::NameANode { file })),
         (1, _) | (2, false) => {}
-        (given, run) => return Err(fail(KeyError::TooMany { given, run }, exit::USAGE)),
+        (given, run) => return Err(CliError::key(KeyError::TooMany { given, run })),
     }
     let (pipeline, graph) = load(&a.p, g.registry)?;
     let ids = a.nodes.iter().map(|t| one_node(&pipeline.nodes, &graph, std::slice::from_ref(t))).collect::<Result<Vec<_>, _>>()?;
@@ -135,40 +153,36 @@ pub(crate) fn run(g: &Ctx<'_>, a: KeyArgs) -> Result<i32, i32> {
     let ns = ref_namespace(a.p.path());
     // Only the nodes and what is upstream of them decide their keys.
     let wanted: Vec<usize> = ids.iter().filter_map(|id| pipeline.nodes.iter().position(|n| &n.id == id)).collect();
-    let sub = crate::graph::GraphBuilder::from_nodes(crate::targets::select(&pipeline.nodes, &wanted, false)).seal().map_err(|e| {
-        eprintln!("error: {e}");
-        exit::INVALID_PIPELINE
-    })?;
+    let sub = crate::graph::GraphBuilder::from_nodes(crate::targets::select(&pipeline.nodes, &wanted, false)).seal().map_err(CliError::Cycle)?;
     let status = plan::status(&sub, &store, &ns, &workspace());
-    let now = |id: &String| -> Result<Side, i32> {
+    let now = |id: &String| -> Result<Side, CliError> {
         let s = status.iter().find(|s| &s.node == id).expect("every selected node has a status");
         match (&s.key, &s.fingerprint) {
             (Some(key), Some(fp)) => Ok(Side { node: id.clone(), run: None, key: key.clone(), fingerprint: fp.clone() }),
-            _ => Err(fail(KeyError::NoKeyYet { node: id.clone(), reasons: s.reasons.clone(), file: file.clone() }, exit::STALE)),
+            _ => Err(CliError::key(KeyError::NoKeyYet { node: id.clone(), reasons: s.reasons.clone(), file: file.clone() })),
         }
     };
     let right = now(&ids[0])?;
     let (left, right) = match (&a.run, ids.get(1)) {
-        (Some(which), _) => (in_run(&store, &ns, &ids[0], which, &file).map_err(|(e, code)| fail(e, code))?, right),
+        (Some(which), _) => (in_run(&store, &ns, &ids[0], which, &file).map_err(CliError::key)?, right),
         (None, Some(other)) => (right, now(other)?),
         (None, None) => {
             print!("{}", if a.json { show_json(&right) } else { show_text(&right) });
-            return Ok(exit::OK);
+            return Ok(ExitStatus::Success);
         }
     };
     let diffs = differences(&left.fingerprint, &right.fingerprint);
     print!("{}", if a.json { diff_json(&left, &right, &diffs) } else { diff_text(&left, &right, &diffs) });
-    Ok(exit::OK)
+    Ok(ExitStatus::Success)
 }
 
 /// The node's side in the run `which` names among the runs of this pipeline file (namespace `ns`)
 /// that hold it: `-N` counts back from the last such run, anything else is a run id or prefix.
 /// Its fingerprint is its key's record (or, for a failed node, its failed attempt's).
-fn in_run(store: &Store, ns: &str, node: &str, which: &str, file: &str) -> Result<Side, (KeyError, i32)> {
+fn in_run(store: &Store, ns: &str, node: &str, which: &str, file: &str) -> Result<Side, KeyError> {
     let holding = |r: &RunRecord| r.nodes.iter().any(|n| n.node == node && n.key.is_some());
     let runs: Vec<RunRecord> = store.runs().into_iter().filter(|r| ref_namespace(Path::new(&r.file)) == ns && holding(r)).collect();
-    let no_run =
-        || (KeyError::NoSuchRun { node: node.to_string(), which: which.to_string(), found: runs.len(), file: file.to_string() }, exit::NOT_FOUND);
+    let no_run = || KeyError::NoSuchRun { node: node.to_string(), which: which.to_string(), found: runs.len(), file: file.to_string() };
     let run = match which.strip_prefix('-').and_then(|n| n.parse::<usize>().ok()) {
         Some(back) => back.checked_sub(1).and_then(|b| runs.len().checked_sub(b + 1)).and_then(|i| runs.get(i)).ok_or_else(no_run)?,
         None => crate::runs::find(&runs, which).map_err(|_| no_run())?,
@@ -177,14 +191,11 @@ fn in_run(store: &Store, ns: &str, node: &str, which: &str, file: &str) -> Resul
     let fingerprint = match store.record(&key) {
         Ok(Some(rec)) => Some(rec.fingerprint),
         Ok(None) => store.attempt(&key).and_then(|a| a.fingerprint),
-        Err(e) => {
-            eprintln!("error: {}", render(&e));
-            return Err((KeyError::NoRecord { node: node.to_string(), run: run.run_id.clone(), key }, exit::STORE));
-        }
+        Err(error) => return Err(KeyError::RecordUnreadable { error: Box::new(error), node: node.to_string(), run: run.run_id.clone(), key }),
     };
     match fingerprint {
         Some(fingerprint) => Ok(Side { node: node.to_string(), run: Some(run.run_id.clone()), key, fingerprint }),
-        None => Err((KeyError::NoRecord { node: node.to_string(), run: run.run_id.clone(), key }, exit::NOT_FOUND)),
+        None => Err(KeyError::NoRecord { node: node.to_string(), run: run.run_id.clone(), key }),
     }
 }
 
