@@ -73,8 +73,11 @@ pub struct Curve {
     pub points: Vec<(f64, f64)>,
     /// Where the curve is a mean over seeds: (FPR, lowest TPR, highest TPR) of the seeds, drawn
     /// as a shaded band behind it.
-    pub band: Vec<(f64, f64, f64)>,
+    pub band: Band,
 }
+
+/// (FPR, lowest TPR, highest TPR) of several ROC curves at each FPR of a grid.
+pub type Band = Vec<(f64, f64, f64)>;
 
 /// FPRs at which seeds' ROC curves are averaged: 0 to 1 in steps of 0.005.
 const GRID: usize = 200;
@@ -82,7 +85,7 @@ const GRID: usize = 200;
 /// The vertical average of ROC curves (each as points by increasing FPR; Fawcett 2006, "An
 /// introduction to ROC analysis", Pattern Recognition Letters 27(8), section 8.1): at each FPR of a
 /// fixed grid, the mean of the seeds' TPRs ([`tpr_at`]), with their lowest and highest as a band.
-pub fn mean_roc(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+pub fn mean_roc(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Band) {
     let (mut mean, mut band) = (Vec::new(), Vec::new());
     if curves.is_empty() {
         return (mean, band);
