@@ -72,7 +72,7 @@ pub struct Saved {
 }
 
 /// Parses `epoch-N.safetensors` / `epoch-N.partial.safetensors`.
-pub fn parse(name: &str) -> Option<(u64, bool)> {
+fn parse(name: &str) -> Option<(u64, bool)> {
     let rest = name.strip_prefix("epoch-")?;
     if let Some(n) = rest.strip_suffix(".partial.safetensors") {
         return Some((n.parse().ok()?, false));
