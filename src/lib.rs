@@ -13,8 +13,8 @@ pub mod query;
 pub mod runs;
 
 pub use engine::{
-    checkpoint, command, config, error, exec, exit, failure, graph, hash, live, log, plan, remote, report, slurm, stage, store, targets, value,
-    worker,
+    checkpoint, command, config, error, exec, exit, failure, graph, hash, live, log, plan, project, remote, report, slurm, stage, store, targets,
+    value, worker,
 };
 pub use engine::{Registry, StageKind, Value};
 

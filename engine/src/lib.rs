@@ -10,6 +10,7 @@
 //!   store: outputs moved to objects/<blake3>, a record per key, a ref per pipeline file
 //!   remote: the same layout on S3 or a shared folder, cached locally
 //!   report: one Finished event per node -> terminal display; Recorder -> run record -> exit code
+//!   project: store + workspace + kinds: load a file, run a plan (or pull), run a Slurm job's node
 //! ```
 
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod hash;
 pub mod live;
 pub mod log;
 pub mod plan;
+pub mod project;
 pub mod remote;
 pub mod report;
 pub mod slurm;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{PipelineArgs, DEFAULT_FILE};
 use crate::commands::CliError;
-use crate::config::{self, NodeSpec, Pipeline};
+use crate::config::{NodeSpec, Pipeline};
 use crate::graph::{Graph, GraphBuilder};
 use crate::stage::Registry;
 use crate::store::Store;
@@ -75,29 +75,17 @@ pub(crate) fn one_node(nodes: &[NodeSpec], graph: &Graph, targets: &[String]) ->
 /// The pipeline file with its `--set` overrides, and its sealed graph.
 pub(crate) fn load(p: &PipelineArgs, registry: &Registry) -> Result<(Pipeline, Graph), CliError> {
     let sets = parse_sets(&p.set)?;
-    let pipeline = config::load(p.path(), registry, &sets).map_err(CliError::Load)?;
-    let graph = GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(CliError::Cycle)?;
-    Ok((pipeline, graph))
+    let loaded = crate::project::load(registry, &workspace(), p.path(), &sets)?;
+    Ok((loaded.pipeline, loaded.graph))
 }
 
-/// Where a pipeline's refs (the last key of each node) live: the pipeline FILE, by its path relative
-/// to the workspace (absolute when outside it), hashed. Not its free-text `name:`, which two files
-/// may share; relative, so another clone of the workspace (with a shared remote store) finds them.
+/// Where a pipeline's refs live in the store: [`crate::project::namespace`] of the file in this
+/// workspace.
 pub fn ref_namespace(file: &Path) -> String {
-    let abs = std::fs::canonicalize(file).unwrap_or_else(|_| absolute(file));
-    let ws = std::fs::canonicalize(workspace()).unwrap_or_else(|_| workspace());
-    let id = match abs.strip_prefix(&ws) {
-        Ok(rel) => rel.to_string_lossy().to_string(),
-        Err(_) => abs.to_string_lossy().to_string(),
-    };
-    blake3::hash(id.as_bytes()).to_hex()[..32].to_string()
+    crate::project::namespace(&workspace(), file)
 }
 
-/// Seconds since the epoch as RFC 3339 UTC, to the second.
-pub(crate) fn rfc3339(secs: f64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+pub(crate) use crate::project::rfc3339;
 
 pub(crate) fn is_url(store: &str) -> bool {
     store.contains("://")

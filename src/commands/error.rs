@@ -235,6 +235,15 @@ impl CliError {
     }
 }
 
+impl From<crate::project::ProjectLoadError> for CliError {
+    fn from(e: crate::project::ProjectLoadError) -> Self {
+        match e {
+            crate::project::ProjectLoadError::Load(e) => CliError::Load(e),
+            crate::project::ProjectLoadError::Cycle(e) => CliError::Cycle(e),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for CliError {
     fn from(e: crate::store::StoreError) -> CliError {
         CliError::Store(e)

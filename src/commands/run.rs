@@ -1,20 +1,21 @@
-//! `pipe run`: every node that is not fresh, in dependency order, independent nodes in parallel,
-//! here or as Slurm jobs; then the run record and the pipeline's declared report. `pipe pull` is
-//! such a run that only restores.
+//! `pipe run`: the command line's side of [`Project::run`] (every node that is not fresh, in
+//! dependency order, independent nodes in parallel, here or as Slurm jobs): targets, the Slurm
+//! runner, the display, the summary and the pipeline's declared report. `pipe pull` is such a run
+//! that only restores.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::args::{ExecutorKind, PipelineArgs, RunArgs};
-use crate::commands::common::{absolute, is_url, load, open_store, ref_namespace, rfc3339, select, workspace};
+use crate::commands::common::{absolute, is_url, load, open_store, select, workspace};
 use crate::commands::report::write_html_report;
 use crate::commands::{CliError, Ctx, ExitStatus};
-use crate::exec::{Executor, Foreign, RunOptions};
+use crate::exec::{Foreign, RunOptions};
 use crate::graph::GraphBuilder;
-use crate::plan::{self, Freshness};
+use crate::plan::Freshness;
+use crate::project::{Finished, Periodic, Plan, Project};
 use crate::report::Terminal;
-use crate::store::{now, RunRecord, RunState, RunStatus, Tally};
+use crate::store::{RunState, RunStatus};
 
 /// What `pipe run` (and `pipe pull`) runs, and how: resolved once from the command line.
 pub(crate) struct RunSettings {
@@ -56,10 +57,10 @@ pub(crate) fn run(g: &Ctx<'_>, settings: RunSettings) -> Result<ExitStatus, CliE
         (g, if force { hit } else { Vec::new() })
     };
     let rerun: std::collections::HashSet<String> = rerun.into_iter().collect();
-    let store = open_store(g.store, g.cache)?;
-    let ns = ref_namespace(p.path());
+    let project = Project::new(open_store(g.store, g.cache)?, g.registry, workspace(), g.cancel.clone());
+    let store = project.store();
     if dry_run {
-        let st = plan::status(&graph, &store, &ns, &workspace());
+        let st = project.status(&graph, p.path());
         let todo: Vec<_> = st.iter().filter(|s| s.state != Freshness::Fresh || rerun.contains(&s.node)).collect();
         for s in &todo {
             let why = if s.state == Freshness::Fresh { "forced (-f); its result is cached".to_string() } else { s.reasons.join("; ") };
@@ -85,86 +86,42 @@ pub(crate) fn run(g: &Ctx<'_>, settings: RunSettings) -> Result<ExitStatus, CliE
     // Slurm: up to 64 jobs in flight, one CPU each unless --threads says otherwise.
     let jobs = jobs.unwrap_or(if slurm.is_some() { 64 } else { cpus }).max(1);
     let threads = threads.unwrap_or(if slurm.is_some() { 1 } else { (cpus / jobs).max(1) });
-    let _lock = store.lock(|holder| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe()))?;
-    store.clean_scratch();
     let terminal = Terminal::new(verbose);
-    let reporter = crate::report::Recorder::new(&terminal);
-    let started_at = now();
-    let t0 = Instant::now();
-    let ex = Executor {
-        graph: &graph,
-        store: &store,
-        pipeline: &ns,
-        workspace: workspace(),
-        options: RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun, no_resume },
-        reporter: &reporter,
-        cancel: g.cancel.clone(),
-        runner: match &slurm {
-            Some(s) => s as &dyn crate::exec::NodeRunner,
-            None => &crate::exec::Local,
-        },
+    let runner: &dyn crate::exec::NodeRunner = match &slurm {
+        Some(s) => s,
+        None => &crate::exec::Local,
     };
-    // The declared report is rewritten while the run goes ([`report_every`]), so it shows the
-    // running nodes' curves so far and what has finished; the last write, below, is the one said.
-    let running = AtomicBool::new(true);
     // The whole pipeline's graph, for its report (also after a run narrowed to targets); sealed
     // only where there is a report (10,000 nodes take a tenth of a second).
     let full = match &pipeline.report {
         Some(_) => Some(GraphBuilder::from_nodes(pipeline.nodes.clone()).seal().map_err(CliError::Cycle)?),
         None => None,
     };
-    std::thread::scope(|scope| {
-        if let (Some(out), Some(full)) = (&pipeline.report, &full) {
-            let (running, store, pipeline, file) = (&running, &store, &pipeline, p.path());
-            let every = report_every();
-            scope.spawn(move || {
-                let mut last = Instant::now();
-                while running.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    if last.elapsed() >= every && running.load(Ordering::SeqCst) {
-                        // What cannot be written now is said by the write at the end.
-                        let _ = write_html_report(pipeline, full, store, file, out, overwrite, Foreign::Backup);
-                        last = Instant::now();
-                    }
-                }
-            });
-        }
-        ex.run();
-        running.store(false, Ordering::SeqCst);
-    });
-    let nodes = reporter.nodes(&graph);
+    // The declared report is rewritten while the run goes, so it shows the running nodes' curves
+    // so far and what has finished; the last write, below, is the one said. What cannot be
+    // written meanwhile is said by that last write.
+    let rewrite = |out: &Path, full: &crate::graph::Graph| {
+        let _ = write_html_report(&pipeline, full, store, p.path(), out, overwrite, Foreign::Backup);
+    };
+    let rewrite = pipeline.report.as_deref().zip(full.as_ref()).map(|(out, full)| move || rewrite(out, full));
+    let periodic = rewrite.as_ref().map(|call| Periodic { every: report_every(), call });
+    let plan = Plan { pipeline: &pipeline, graph: &graph, file: p.path(), overrides: &p.set };
+    let options = RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun, no_resume };
+    let on_wait = |holder: &str| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe());
+    let finished = project.run(&plan, options, runner, &terminal, on_wait, periodic);
     if let Some(s) = &slurm {
         s.cancel_all();
     }
     // Nothing is forgotten here: a run that leaves nodes out (`--set`, another file) keeps
     // their refs; `pipe gc` decides what is live.
     terminal.finish();
-    let tally = Tally::of(&nodes);
-    let status = tally.status(g.cancel.load(Ordering::SeqCst) && !(fail_fast && tally.failed > 0));
-    let (git_commit, git_dirty) = git_state(&workspace());
-    let record = RunRecord {
-        run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
-        pipeline: pipeline.name.clone(),
-        file: p.path().display().to_string(),
-        started_at,
-        started: rfc3339(started_at),
-        git_commit,
-        git_dirty,
-        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: crate::live::hostname(),
-        overrides: p.set.clone(),
-        duration_s: t0.elapsed().as_secs_f64(),
-        jobs,
-        status: status.as_str().into(),
-        nodes,
-    };
-    let path = store.write_run(&record)?;
+    let Finished { record, path, tally, status } = finished?;
     if json {
         println!("{}", serde_json::to_string_pretty(&record).expect("run records serialise"));
     }
     eprintln!("{tally} in {:.1}s; run record {}", record.duration_s, path.display());
     if let (Some(out), Some(full)) = (&pipeline.report, &full) {
-        let said = write_html_report(&pipeline, full, &store, p.path(), out, overwrite, Foreign::Backup)
+        let said = write_html_report(&pipeline, full, store, p.path(), out, overwrite, Foreign::Backup)
             .map_err(|error| CliError::ReportAfterRun { error, run: status.into() })?;
         eprintln!("{said}");
     }
@@ -182,26 +139,4 @@ pub(crate) fn run(g: &Ctx<'_>, settings: RunSettings) -> Result<ExitStatus, CliE
 fn report_every() -> Duration {
     let secs = std::env::var("PIPE_REPORT_EVERY_S").ok().and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.1);
     Duration::from_secs_f64(secs.unwrap_or(20.0))
-}
-
-/// `status` without -v: one line per stage, in pipeline order: how many nodes are fresh, how many
-/// changed themselves (a param, an input file, the stage version), how many only wait on a changed
-/// upstream node, and how many never ran; then the total.
-/// The workspace's git commit and whether tracked files differ from it; (None, None) outside git.
-fn git_state(dir: &Path) -> (Option<String>, Option<bool>) {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(commit) => (Some(commit), git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty())),
-        None => (None, None),
-    }
 }
