@@ -73,6 +73,7 @@ fn main() {
                 pull_only: false,
                 rerun: Default::default(),
                 no_resume: false,
+                claim_as: None,
             },
             reporter: &recorder,
             cancel: Arc::new(AtomicBool::new(false)),

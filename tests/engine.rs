@@ -181,24 +181,6 @@ fn a_corrupt_object_is_detected_reported_and_recomputed() {
 }
 
 #[test]
-fn concurrent_runs_on_one_store_both_succeed() {
-    let ws = Workspace::new("concurrent");
-    let slow = grid_pipeline("[0.5, 1.0]", "").replace("cat ${inputs.data} >", "sleep 0.1; cat ${inputs.data} >");
-    ws.write("p.yaml", &slow);
-    let a = ws.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let b = ws.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success());
-    // Exactly one of the two did the work; the other found it all cached.
-    let summaries: Vec<String> = [a, b].iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect();
-    assert!(summaries.iter().any(|s| s.contains("10 ran, 0 cached")), "{summaries:?}");
-    assert!(summaries.iter().any(|s| s.contains("0 ran, 10 cached")), "{summaries:?}");
-    assert!(ws.bad_objects().is_empty());
-    ws.ok(&["run", "p.yaml"]);
-    assert_eq!(ws.nodes_in("cached").len(), 10);
-}
-
-#[test]
 fn gc_removes_only_unreferenced_objects() {
     let ws = Workspace::new("gc");
     ws.write("p.yaml", &grid_pipeline("[0.5]", ""));

@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::NodeSpec;
 use crate::error::{render, Hint};
@@ -47,6 +47,10 @@ pub struct RunOptions {
     /// Train from scratch even where a checkpoint could be resumed (`pipe run --no-resume`; `-f`
     /// does the same for the nodes it reruns).
     pub no_resume: bool,
+    /// The run's id: each key it computes is claimed in the store under it first
+    /// ([`Store::claim`]), so another run needing the same key waits for it and then finds it
+    /// cached. `None` claims nothing (a Slurm job's node: its driver holds the claim).
+    pub claim_as: Option<String>,
 }
 
 /// How a node ended: what the scheduler, the run record and the terminal are told.
@@ -75,6 +79,15 @@ pub enum NodeEnd {
         /// What stopped it (with the end of its log when it had started).
         reason: String,
     },
+    /// Not an end yet: another run holds the key's claim (it computes the node now). The
+    /// scheduler takes other ready nodes and tries this one again later, when it finds the other
+    /// run's result cached or takes the claim over; never recorded.
+    Busy {
+        /// The key.
+        key: String,
+        /// Who holds it, as it describes itself.
+        holder: Option<crate::store::ClaimInfo>,
+    },
 }
 
 impl NodeEnd {
@@ -91,9 +104,16 @@ impl NodeEnd {
             NodeEnd::Cached(record) => (RunState::Cached, Some(&record.key), None, None, None),
             NodeEnd::Failed { key, failure } => (RunState::Failed, key.as_ref(), Some(failure.text()), Some(failure.record()), None),
             NodeEnd::Cancelled { key, reason } => (RunState::Cancelled, key.as_ref(), Some(reason.clone()), None, None),
+            NodeEnd::Busy { key, holder } => (RunState::Cancelled, Some(key), Some(busy_message(holder.as_ref())), None, None),
         };
         RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: key.cloned(), error, resumed_from, failure }
     }
+}
+
+/// What a run says of a node whose key another run computes.
+fn busy_message(holder: Option<&crate::store::ClaimInfo>) -> String {
+    let who = holder.map_or_else(|| "another run".to_string(), |h| format!("run {} (pid {} on {})", h.run, h.pid, h.host));
+    format!("{who} is computing this node; waiting for its result")
 }
 
 /// What a [`NodeRunner`] may use of the run: the store, the workspace, the thread budget, the
@@ -127,6 +147,8 @@ pub struct Job<'a> {
     pub checkpoints: Option<crate::checkpoint::Checkpoints>,
     /// The epoch of the checkpoint it resumes from, when there is one (the run record keeps it).
     pub resumes_from: Option<u64>,
+    /// This run's claim on the key, held until the job ends ([`RunOptions::claim_as`]).
+    pub claim: Option<crate::store::Claim>,
 }
 
 /// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
@@ -186,14 +208,19 @@ struct Shared<'a> {
     results: Mutex<Vec<Option<RunState>>>,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Nodes whose key another run was computing, said once each.
+    waited: Mutex<std::collections::HashSet<usize>>,
 }
 
 /// Ready nodes, taken last-in first-out: a finished node's dependents run next (depth first), so
 /// each grid cell reaches its results early instead of every cell training before any evaluates.
+/// A node another run computes ([`NodeEnd::Busy`]) waits in `deferred` until its next try.
 #[derive(Default)]
 struct Queue {
     ready: Vec<usize>,
     running: usize,
+    /// (when to try again, node, tries so far).
+    deferred: Vec<(Instant, usize, u32)>,
 }
 
 impl Shared<'_> {
@@ -202,7 +229,17 @@ impl Shared<'_> {
         self.wake.notify_one();
     }
 
-    /// The next ready node, or None when nothing is ready or running (the run is over).
+    /// Node `i`'s key is another run's now: try it again later (after 0.1 s, doubling to 2 s).
+    fn defer(&self, i: usize) {
+        let mut q = lock(&self.queue);
+        let tries = q.deferred.iter().find(|d| d.1 == i).map_or(0, |d| d.2);
+        q.deferred.retain(|d| d.1 != i);
+        let wait = Duration::from_millis(100 << tries.min(4)).min(Duration::from_secs(2));
+        q.deferred.push((Instant::now() + wait, i, tries + 1));
+    }
+
+    /// The next ready node (else a deferred one whose time has come), or None when nothing is
+    /// ready, deferred or running (the run is over).
     fn next(&self) -> Option<usize> {
         let mut q = lock(&self.queue);
         loop {
@@ -210,12 +247,30 @@ impl Shared<'_> {
                 q.running += 1;
                 return Some(i);
             }
-            if q.running == 0 {
+            let now = Instant::now();
+            if let Some(at) = q.deferred.iter().position(|d| d.0 <= now) {
+                let (_, i, tries) = q.deferred.swap_remove(at);
+                // Kept (with its count) until it ends, so the next deferral backs off further.
+                q.deferred.push((Instant::now() + Duration::from_secs(3600), i, tries));
+                q.running += 1;
+                return Some(i);
+            }
+            if q.running == 0 && q.deferred.is_empty() {
                 self.wake.notify_all();
                 return None;
             }
-            q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = match q.deferred.iter().map(|d| d.0).min() {
+                Some(t) if q.running == 0 || t < now + Duration::from_secs(3600) => {
+                    self.wake.wait_timeout(q, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0
+                }
+                _ => self.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+            };
         }
+    }
+
+    /// Node `i` ended (or was given up): it is no longer deferred.
+    fn settled(&self, i: usize) {
+        lock(&self.queue).deferred.retain(|d| d.1 != i);
     }
 
     fn finished(&self) {
@@ -246,6 +301,7 @@ impl<'a> Executor<'a> {
             results: Mutex::new(vec![None; n]),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            waited: Mutex::default(),
         };
         self.reporter.event(&Event::Planned { total: n });
         // Roots in reverse, so the first in file order is taken first.
@@ -291,6 +347,7 @@ impl<'a> Executor<'a> {
 fn visit(sh: &Shared<'_>, i: usize) {
     let ex = sh.ex;
     if ex.cancel.load(Ordering::SeqCst) || lock(&sh.results)[i].is_some() {
+        sh.settled(i);
         return;
     }
     let node = ex.graph.node(ex.graph.index_of(i));
@@ -302,8 +359,17 @@ fn visit(sh: &Shared<'_>, i: usize) {
             failure: StageFailure { error: StageError::Failed(format!("stage panicked: {msg}")), log: String::new() }.into(),
         }
     });
+    if let NodeEnd::Busy { holder, .. } = &end {
+        if lock(&sh.waited).insert(i) {
+            ex.reporter.event(&Event::Warning { node: &node.id, message: &busy_message(holder.as_ref()) });
+        }
+        sh.defer(i);
+        return;
+    }
+    sh.settled(i);
     let mut rn = end.entry(node, start.elapsed().as_secs_f64());
     match end {
+        NodeEnd::Busy { .. } => unreachable!("deferred above"),
         NodeEnd::Ran { record, .. } | NodeEnd::Cached(record) => {
             // A failed publish fails the node (its result is stored; dependents still run).
             if let Err(e) = publish(ex, node, &record.outputs) {
@@ -467,13 +533,51 @@ fn prepare<'a>(ex: &'a Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expecte
     if ex.options.pull_only {
         return ControlFlow::Break(NodeEnd::failed(&key, StoreFailure::NotStored { store: ex.store.describe(), key: key.clone() }));
     }
+    let claim = match &ex.options.claim_as {
+        Some(run) => match claim(ex, node, &key, run) {
+            ControlFlow::Continue(c) => Some(c),
+            ControlFlow::Break(end) => return ControlFlow::Break(end),
+        },
+        None => None,
+    };
     let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
     // Where a training node picks up (the run record keeps it): its latest checkpoint.
     let (checkpoints, resumes_from) = match crate::checkpoint::for_node(ex.store, &fp, &node.kind.params(), resume) {
         Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
         None => (None, None),
     };
-    ControlFlow::Continue(Job { node, fingerprint: fp, key, inputs, upstream, checkpoints, resumes_from })
+    ControlFlow::Continue(Job { node, fingerprint: fp, key, inputs, upstream, checkpoints, resumes_from, claim })
+}
+
+/// Claims `key` for run `run` ([`crate::store::Claim`]); where another run holds it, breaks out
+/// [`NodeEnd::Busy`] (the scheduler tries again later), and where that run has stored the result
+/// meanwhile, as a cache hit.
+fn claim(ex: &Executor<'_>, node: &NodeSpec, key: &str, run: &str) -> ControlFlow<NodeEnd, crate::store::Claim> {
+    let info = crate::store::ClaimInfo {
+        node: node.id.clone(),
+        run: run.to_string(),
+        host: crate::live::hostname(),
+        pid: std::process::id(),
+        since: now(),
+        job: None,
+    };
+    let claim = match ex.store.try_claim(key, &info) {
+        Ok(crate::store::Claimed::Held(c)) => c,
+        Ok(crate::store::Claimed::Busy(holder)) => return ControlFlow::Break(NodeEnd::Busy { key: key.to_string(), holder }),
+        Err(e) => return ControlFlow::Break(NodeEnd::failed(key, e)),
+    };
+    // The run we waited for (or one that finished between our lookup and our claim) may have
+    // stored the result: use it (unless this node is forced, `-f`).
+    if !ex.options.rerun.contains(&node.id) {
+        if let Ok(Some(rec)) = ex.store.record(key) {
+            drop(claim);
+            return ControlFlow::Break(match ex.store.set_ref(ex.pipeline, &node.id, key) {
+                Ok(()) => NodeEnd::Cached(rec),
+                Err(e) => NodeEnd::failed(key, e),
+            });
+        }
+    }
+    ControlFlow::Continue(claim)
 }
 
 impl NodeRunner for Local {
@@ -854,7 +958,16 @@ mod tests {
             store,
             pipeline: "test",
             workspace: dir.to_path_buf(),
-            options: RunOptions { jobs, threads: 1, fail_fast, overwrite: false, rerun: Default::default(), pull_only: false, no_resume: false },
+            options: RunOptions {
+                jobs,
+                threads: 1,
+                fail_fast,
+                overwrite: false,
+                rerun: Default::default(),
+                pull_only: false,
+                no_resume: false,
+                claim_as: None,
+            },
             reporter: &recorder,
             cancel: cancel.clone(),
             runner: &runner,
@@ -1025,6 +1138,7 @@ mod tests {
                 rerun: Default::default(),
                 pull_only: true,
                 no_resume: false,
+                claim_as: None,
             },
             reporter: &Silent,
             cancel: Arc::new(AtomicBool::new(false)),

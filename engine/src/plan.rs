@@ -333,6 +333,9 @@ pub struct NodeStatus {
     /// The node is being computed now, by some run ([`crate::live`]): its epoch, loss and time to go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<crate::live::Running>,
+    /// The run (and Slurm job) that holds this key's claim now: computing it ([`crate::store::Claim`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<crate::store::ClaimInfo>,
     /// What its key hashes, when it has one (`pipe key` prints it). Not serialised.
     #[serde(skip)]
     pub fingerprint: Option<Fingerprint>,
@@ -406,6 +409,7 @@ fn node_status(
         key: None,
         waiting: false,
         running: None,
+        claim: None,
         fingerprint: None,
     };
     let not_fresh: Vec<String> = graph

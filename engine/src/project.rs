@@ -170,7 +170,9 @@ impl<'r> Project<'r> {
     }
 
     /// Runs every node of `plan` that is not fresh (all of them with `pull_only`: restoring only),
-    /// independent nodes in parallel, where `runner` says; then writes the run record. Waits for
+    /// independent nodes in parallel, where `runner` says; then writes the run record. Other runs
+    /// may share the store: each key is computed under this run's claim (`options.claim_as` is
+    /// set to the run's id), and a key another run is computing is waited for, not computed twice. Waits for
     /// the store's lock first (`on_wait` is told who holds it). `periodic` is called on its own
     /// thread while the nodes run. The caller ends the display and says the summary.
     ///
@@ -186,10 +188,14 @@ impl<'r> Project<'r> {
         on_wait: impl FnOnce(&str),
         periodic: Option<Periodic<'_>>,
     ) -> Result<Finished, StoreError> {
-        let _lock = self.store.lock(on_wait)?;
-        self.store.clean_scratch();
+        // Beside other runs: each node is claimed on its own; only `pipe gc` waits for all of them.
+        let _lock = self.store.lock_shared(on_wait)?;
+        self.store.clean_scratch(false);
         let recorder = Recorder::new(reporter);
         let started_at = now();
+        let run_id = format!("{}-{}", (started_at * 1000.0) as u64, std::process::id());
+        // Every key this run computes is claimed under its id.
+        let options = RunOptions { claim_as: Some(run_id.clone()), ..options };
         let t0 = Instant::now();
         let (jobs, fail_fast) = (options.jobs, options.fail_fast);
         let namespace = namespace(&self.workspace, plan.file);
@@ -226,7 +232,7 @@ impl<'r> Project<'r> {
         let status = tally.status(self.cancel.load(Ordering::SeqCst) && !(fail_fast && tally.failed > 0));
         let (git_commit, git_dirty) = git_state(&self.workspace);
         let record = RunRecord {
-            run_id: format!("{}-{}", (started_at * 1000.0) as u64, std::process::id()),
+            run_id,
             pipeline: plan.pipeline.name.clone(),
             file: plan.file.display().to_string(),
             started_at,
@@ -282,7 +288,17 @@ impl<'r> Project<'r> {
             store: &self.store,
             pipeline: &namespace,
             workspace: self.workspace.clone(),
-            options: RunOptions { jobs: 1, threads, fail_fast: false, overwrite: false, pull_only: false, rerun: HashSet::new(), no_resume: false },
+            options: RunOptions {
+                jobs: 1,
+                threads,
+                fail_fast: false,
+                overwrite: false,
+                pull_only: false,
+                rerun: HashSet::new(),
+                no_resume: false,
+                // Its driver holds the key's claim.
+                claim_as: None,
+            },
             reporter: &Silent,
             cancel: self.cancel.clone(),
             runner: &exec::Local,
@@ -292,6 +308,8 @@ impl<'r> Project<'r> {
             NodeEnd::Ran { .. } => JobEnd::Done(RunState::Ran, t0.elapsed()),
             NodeEnd::Cached(_) => JobEnd::Done(RunState::Cached, t0.elapsed()),
             NodeEnd::Cancelled { reason, .. } => JobEnd::Interrupted(reason),
+            // A job's executor claims nothing (its driver holds the claim), so it is never busy.
+            end @ NodeEnd::Busy { .. } => JobEnd::Interrupted(end.entry(graph.node(i), 0.0).error.unwrap_or_default()),
             NodeEnd::Failed { failure, .. } if self.cancel.load(Ordering::SeqCst) => JobEnd::Interrupted(failure.text()),
             NodeEnd::Failed { failure, .. } => failed(failure.text(), Some(failure.record())),
         }

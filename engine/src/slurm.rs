@@ -319,13 +319,32 @@ impl Slurm {
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
         // The node's line on the terminal shows the job and its queue state.
         let bar = ex.reporter.progress(&node.id);
+        let claim = job.claim.as_ref();
+        // A driver that died (kill -9, a lost login) left this key's claim naming the job it had
+        // submitted: while Slurm still has that job queued or running, wait for it instead of
+        // computing the node twice.
+        let mut adopt = claim
+            .and_then(|c| c.previous())
+            .and_then(|p| p.job.clone())
+            .filter(|j| self.state(j, Instant::now()).ok().flatten().as_deref().is_some_and(active));
         let mut resubmitted = 0;
         let result = loop {
             let since = Instant::now();
-            let job = match self.sbatch(&self.script(ex, node, key)) {
-                Ok(job) => job,
-                Err(e) => break Err(fail(e)),
+            let job = match adopt.take() {
+                Some(job) => {
+                    let message = format!("adopting Slurm job {job}, submitted by an earlier `pipe run` that ended while it ran");
+                    tracing::info!(node = %node.id, %job, %key, "{message}");
+                    ex.reporter.event(&crate::report::Event::Warning { node: &node.id, message: &message });
+                    job
+                }
+                None => match self.sbatch(&self.script(ex, node, key)) {
+                    Ok(job) => job,
+                    Err(e) => break Err(fail(e)),
+                },
             };
+            if let Some(c) = claim {
+                c.set_job(Some(&job));
+            }
             self.submitted.lock().unwrap_or_else(|e| e.into_inner()).push(job.clone());
             tracing::info!(node = %node.id, %job, %key, "submitted to Slurm");
             bar.set_message(format!("Slurm job {job} submitted"));

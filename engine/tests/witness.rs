@@ -109,6 +109,7 @@ impl Bench {
                 pull_only: false,
                 rerun: Default::default(),
                 no_resume: false,
+                claim_as: None,
             },
             reporter: &recorder,
             cancel: Arc::new(AtomicBool::new(false)),

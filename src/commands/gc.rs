@@ -73,7 +73,9 @@ pub(crate) fn gc(g: &Ctx<'_>, a: GcArgs) -> Result<ExitStatus, CliError> {
         }
         return Ok(ExitStatus::Success);
     }
-    let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})"))?;
+    let _lock = store.lock(|_| {
+        eprintln!("waiting for the runs on this store to end (`pipe status` shows what they compute); gc deletes nothing while one runs")
+    })?;
     let live = if records {
         let (keys, notes) = live_keys(&store, g.registry, keep_days, skip_invalid).map_err(CliError::GcInvalidPipelines)?;
         for n in notes {

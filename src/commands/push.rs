@@ -9,7 +9,7 @@ pub(crate) fn push(g: &Ctx<'_>) -> Result<ExitStatus, CliError> {
     if store.remote().is_none() {
         return Err(CliError::PushNeedsRemote);
     }
-    let _lock = store.lock(|h| eprintln!("waiting for the store lock ({h})"))?;
+    let _lock = store.lock_shared(|h| eprintln!("waiting for `pipe gc` on this store ({h})"))?;
     let stats = store.push()?;
     for n in &stats.incomplete {
         eprintln!("warning: not pushed: {n}");

@@ -106,8 +106,8 @@ pub(crate) fn run(g: &Ctx<'_>, settings: RunSettings) -> Result<ExitStatus, CliE
     let rewrite = pipeline.report.as_deref().zip(full.as_ref()).map(|(out, full)| move || rewrite(out, full));
     let periodic = rewrite.as_ref().map(|call| Periodic { every: report_every(), call });
     let plan = Plan { pipeline: &pipeline, graph: &graph, file: p.path(), overrides: &p.set };
-    let options = RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun, no_resume };
-    let on_wait = |holder: &str| eprintln!("waiting for another `pipe` on store {} ({holder})", store.describe());
+    let options = RunOptions { jobs, threads, fail_fast, overwrite, pull_only, rerun, no_resume, claim_as: None };
+    let on_wait = |holder: &str| eprintln!("waiting for `pipe gc` on store {} ({holder})", store.describe());
     let finished = project.run(&plan, options, runner, &terminal, on_wait, periodic);
     if let Some(s) = &slurm {
         s.cancel_all();

@@ -33,17 +33,20 @@ pub(crate) fn status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, a: Stat
     if let Some(shown) = &shown {
         st.retain(|s| shown.contains(&s.node));
     }
-    // Nodes some run computes now (this one's key): their epoch, loss and time to go.
+    // Nodes some run computes now (this one's key): which run (and Slurm job) claimed it, since
+    // when, and its epoch, loss and time to go.
     let live = crate::live::running(store.root());
+    let claims = store.claims();
     for s in st.iter_mut() {
         s.running = live.iter().find(|r| Some(&r.key) == s.key.as_ref() || (s.key.is_none() && r.node == s.node)).cloned();
+        s.claim = claims.iter().find(|(k, c)| Some(k) == s.key.as_ref() || (s.key.is_none() && c.node == s.node)).map(|(_, c)| c.clone());
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&st).expect("status serialises"));
     } else if !per_node {
         print!("{}", stage_summary(&st));
-        for s in st.iter().filter(|s| s.running.is_some()) {
-            println!("running {}: {}", s.node, s.running.as_ref().map(|r| r.describe()).unwrap_or_default());
+        for (s, line) in st.iter().filter_map(|s| Some((s, running_line(s)?))) {
+            println!("running {}: {line}", s.node);
         }
     } else {
         let width = st.iter().map(|s| s.node.len()).max().unwrap_or(0);
@@ -53,14 +56,31 @@ pub(crate) fn status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, a: Stat
             } else {
                 println!("{:<7} {:<width$}  {}", s.state, s.node, s.reasons.join("; "));
             }
-            if let Some(r) = &s.running {
-                println!("{:<7} {:<width$}  running: {}", "", "", r.describe());
+            if let Some(line) = running_line(s) {
+                println!("{:<7} {:<width$}  running: {line}", "", "");
             }
         }
         let fresh = st.iter().filter(|s| s.state == Freshness::Fresh).count();
         println!("{fresh} of {} nodes fresh", st.len());
     }
     Ok(if check && st.iter().any(|s| s.state != Freshness::Fresh) { ExitStatus::Stale } else { ExitStatus::Success })
+}
+
+/// What computes a node now: its progress (epoch, loss, time to go; pid and host) and the run
+/// (and Slurm job) holding its claim, since when. `None`: nothing does.
+fn running_line(s: &plan::NodeStatus) -> Option<String> {
+    let progress = s.running.as_ref().map(|r| r.describe());
+    let claim = s.claim.as_ref().map(|c| {
+        let job = c.job.as_ref().map(|j| format!(", Slurm job {j}")).unwrap_or_default();
+        let at = if progress.is_some() { String::new() } else { format!(" (pid {} on {})", c.pid, c.host) };
+        format!("run {}{at}{job}, since {}", c.run, crate::commands::common::rfc3339(c.since))
+    });
+    match (progress, claim) {
+        (None, None) => None,
+        (Some(p), None) => Some(p),
+        (None, Some(c)) => Some(c),
+        (Some(p), Some(c)) => Some(format!("{p}; {c}")),
+    }
 }
 
 /// `status` without -v: one line per stage, in pipeline order: how many nodes are fresh, how many

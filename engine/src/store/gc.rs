@@ -45,7 +45,7 @@ impl Store {
     pub fn gc(&self, live: Option<&HashSet<String>>, dry_run: bool) -> Result<GcStats, StoreError> {
         let mut stats = GcStats::default();
         if !dry_run {
-            self.clean_scratch();
+            self.clean_scratch(true);
             // Temp files a crash or a full disk left beside records and run records.
             for dir in [Dir::Nodes, Dir::Runs, Dir::Published, Dir::Logs] {
                 for e in fs::read_dir(self.path(Entry::Dir(dir))).into_iter().flatten().flatten() {

@@ -10,6 +10,7 @@
 //! records, refs and objects missing here are fetched from the remote (objects verified by hash), and
 //! everything written here is also uploaded, objects before the record that names them.
 
+mod claims;
 pub(crate) mod error;
 mod gc;
 mod objects;
@@ -22,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub use claims::{Claim, ClaimInfo, Claimed};
 pub use error::StoreError;
 pub use gc::{GcStats, PushStats};
 pub use objects::{ObjectRef, Verify};
@@ -65,6 +67,8 @@ pub enum Entry<'a> {
     Checkpoints(&'a str),
     /// `running/<key>.json`: a node being computed now, with its progress ([`crate::live`]).
     Running(&'a str),
+    /// `claims/<key>.json`: the run computing a key now, locked while it does ([`Claim`]).
+    Claim(&'a str),
     /// `tmp/<name>`: scratch (a node's working directory, an object being fetched).
     Tmp(&'a str),
     /// `quarantine/<name>`: a corrupt object moved aside.
@@ -104,6 +108,8 @@ pub enum Dir {
     Running,
     /// `backups/`: [`Entry::Backup`].
     Backups,
+    /// `claims/`: [`Entry::Claim`].
+    Claims,
 }
 
 impl Dir {
@@ -122,6 +128,7 @@ impl Dir {
             Dir::Checkpoints => "checkpoints",
             Dir::Running => "running",
             Dir::Backups => "backups",
+            Dir::Claims => "claims",
         }
     }
 }
@@ -157,6 +164,7 @@ impl Entry<'_> {
             Entry::Attempt(key) => format!("logs/{}.json", if is_hash(key) { key } else { "invalid" }),
             Entry::Checkpoints(prefix) => format!("checkpoints/{}", if is_hash(prefix) { prefix } else { "invalid" }),
             Entry::Running(key) => format!("running/{}.json", if is_hash(key) { key } else { "invalid" }),
+            Entry::Claim(key) => format!("claims/{}.json", if is_hash(key) { key } else { "invalid" }),
             Entry::Published(dest) => format!("published/{}.json", &blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex()[..32]),
             Entry::Tmp(name) => format!("tmp/{name}"),
             Entry::Quarantined(name) => format!("quarantine/{name}"),
@@ -178,7 +186,16 @@ pub struct Store {
 
 /// Held for the duration of a run or gc; released on drop (and by the OS if the process dies).
 pub struct StoreLock {
-    _file: File,
+    file: File,
+    exclusive: bool,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            let _ = self.file.set_len(0);
+        }
+    }
 }
 
 /// The current time in seconds since the Unix epoch (0 when the clock is set before it).
@@ -314,22 +331,37 @@ impl Store {
         }
     }
 
-    /// Takes the store's exclusive lock, calling `on_wait` once if another process holds it.
+    /// Takes the store's lock alone (`pipe gc`: nothing runs while it deletes), calling `on_wait`
+    /// once if runs hold it; what it waits for is said by its caller.
     pub fn lock(&self, on_wait: impl FnOnce(&str)) -> Result<StoreLock, StoreError> {
+        self.take_lock(true, on_wait)
+    }
+
+    /// Takes the store's lock beside other runs (each node a run computes is claimed on its own,
+    /// [`Store::claim`]), calling `on_wait` once with the holder if `pipe gc` holds it alone.
+    pub fn lock_shared(&self, on_wait: impl FnOnce(&str)) -> Result<StoreLock, StoreError> {
+        self.take_lock(false, on_wait)
+    }
+
+    fn take_lock(&self, exclusive: bool, on_wait: impl FnOnce(&str)) -> Result<StoreLock, StoreError> {
         let path = self.path(Entry::Lock);
         let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
-        match file.try_lock() {
+        let tried = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+        match tried {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&path).unwrap_or_default();
                 on_wait(holder.trim());
-                file.lock().map_err(io_err(&path))?;
+                if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_err(&path))?;
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
         }
-        let _ = file.set_len(0);
-        let _ = write!(file, "pid {}", std::process::id());
-        Ok(StoreLock { _file: file })
+        // Only a sole holder says who it is (for a run waiting on it).
+        if exclusive {
+            let _ = file.set_len(0);
+            let _ = write!(file, "pid {}", std::process::id());
+        }
+        Ok(StoreLock { file, exclusive })
     }
 
     /// A fresh scratch directory for one node execution.
@@ -341,10 +373,17 @@ impl Store {
         Ok(p)
     }
 
-    /// Removes scratch left by killed runs. Call with the lock held.
-    pub fn clean_scratch(&self) {
-        if let Ok(entries) = fs::read_dir(self.path(Entry::Dir(Dir::Tmp))) {
-            for e in entries.flatten() {
+    /// Removes scratch left by runs that were killed: with the lock held alone (`gc`), all of it;
+    /// beside other runs, only what no live process on this machine owns (scratch names end in
+    /// `<pid>-<n>`, [`unique`]).
+    pub fn clean_scratch(&self, alone: bool) {
+        let Ok(entries) = fs::read_dir(self.path(Entry::Dir(Dir::Tmp))) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            let owned =
+                owner.is_some_and(|pid| pid as u32 == std::process::id() || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+            if alone || !owned {
                 let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
             }
         }
