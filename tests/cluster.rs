@@ -530,6 +530,71 @@ fn jobs_outlive_a_killed_driver_and_the_next_run_reuses_their_results() {
     assert_eq!(states(&ws.dir.join("cache"), "cached"), sorted(&["orphan"]), "the orphaned job's result is reused");
 }
 
+/// A driver killed (-9) while its jobs run, then started again while they still run: it adopts
+/// each job its claim names (Slurm still lists it) instead of submitting the node again; the run
+/// completes with the same bytes. Each node writes a line to a witness file outside the store
+/// when its command starts.
+#[test]
+fn a_restarted_driver_adopts_the_jobs_still_running() {
+    let Some(c) = cluster("a_restarted_driver_adopts_the_jobs_still_running") else { return };
+    let ws = Workspace::new("slurm-adopt");
+    let witness = ws.dir.join("witness.log");
+    let w = witness.display();
+    ws.write(
+        "p.yaml",
+        &format!(
+            r#"
+stages:
+  adopt_slow:
+    kind: command
+    matrix: {{part: [x, y]}}
+    params:
+      cmd: "echo ${{matrix.part}} >> {w}; sleep 6; echo part-${{matrix.part}} > ${{outputs.out.txt}}"
+      outputs: [out.txt]
+  adopt_join:
+    kind: command
+    inputs: {{parts: {{from: adopt_slow.out.txt, gather: true}}}}
+    params:
+      cmd: "cat ${{inputs.parts}} > ${{outputs.all.txt}}"
+      outputs: [all.txt]
+    publish: {{all.txt: all.txt}}
+"#
+        ),
+    );
+    let url = c.url("adopt");
+    let args = ["--store", url.as_str(), "--cache", "cache", "run", "p.yaml", "--executor", "slurm"];
+    let mut driver = ws.cmd(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    let jobs: Vec<String> = loop {
+        let q = Command::new("squeue").args(["-h", "-o", "%i|%j|%Z|%T"]).output().unwrap();
+        let running: Vec<String> = String::from_utf8_lossy(&q.stdout)
+            .lines()
+            .filter_map(|l| match l.split('|').collect::<Vec<_>>()[..] {
+                [id, "pipe:adopt_slow", dir, "RUNNING"] if Path::new(dir) == ws.dir => Some(id.to_string()),
+                _ => None,
+            })
+            .collect();
+        if running.len() == 2 {
+            break running;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the jobs never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(Command::new("kill").args(["-9", &driver.id().to_string()]).status().unwrap().success());
+    let _ = driver.wait();
+    let out = ws.cmd(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for job in &jobs {
+        assert!(stderr.contains(&format!("adopting Slurm job {job},")), "job {job} adopted:\n{stderr}");
+    }
+    let mut started: Vec<String> = std::fs::read_to_string(&witness).unwrap().lines().map(str::to_string).collect();
+    started.sort();
+    assert_eq!(started, ["x", "y"], "each node's command ran once: nothing was submitted twice");
+    assert_eq!(ws.read("all.txt"), "part-x\npart-y\n");
+    assert_eq!(states(&ws.dir.join("cache"), "ran"), sorted(&["adopt_join", "adopt_slow[part=x]", "adopt_slow[part=y]"]));
+}
+
 #[test]
 fn large_objects_move_in_parts_and_arrive_whole() {
     let Some(c) = cluster("large_objects_move_in_parts_and_arrive_whole") else { return };

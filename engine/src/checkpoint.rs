@@ -123,6 +123,13 @@ pub fn for_node(store: &Store, fp: &Fingerprint, params: &[ParamSpec], resume: b
     Some((Checkpoints { dir, resume, epochs }, point))
 }
 
+/// The checkpoint prefix of a node (the key of its fingerprint without the horizon), `None` when
+/// its kind has no horizon param: two runs training the same prefix share its checkpoints, so
+/// one claims it while it trains ([`crate::store::Claim`]).
+pub fn prefix(fp: &Fingerprint, params: &[ParamSpec]) -> Option<String> {
+    Some(prefix_key(fp, horizon(params)?))
+}
+
 /// What a node whose key missed would resume from (see [`for_node`]).
 pub fn resume_point(store: &Store, fp: &Fingerprint, params: &[ParamSpec]) -> Option<(u64, u64)> {
     for_node(store, fp, params, true)?.1

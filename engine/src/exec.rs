@@ -147,8 +147,9 @@ pub struct Job<'a> {
     pub checkpoints: Option<crate::checkpoint::Checkpoints>,
     /// The epoch of the checkpoint it resumes from, when there is one (the run record keeps it).
     pub resumes_from: Option<u64>,
-    /// This run's claim on the key, held until the job ends ([`RunOptions::claim_as`]).
-    pub claim: Option<crate::store::Claim>,
+    /// This run's claims, held until the job ends ([`RunOptions::claim_as`]): on the key, then
+    /// (a training kind) on its checkpoint prefix.
+    pub claims: Vec<crate::store::Claim>,
 }
 
 /// Runs nodes that missed the cache: in this process ([`Local`]) or elsewhere (Slurm: one job per
@@ -533,12 +534,12 @@ fn prepare<'a>(ex: &'a Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expecte
     if ex.options.pull_only {
         return ControlFlow::Break(NodeEnd::failed(&key, StoreFailure::NotStored { store: ex.store.describe(), key: key.clone() }));
     }
-    let claim = match &ex.options.claim_as {
-        Some(run) => match claim(ex, node, &key, run) {
-            ControlFlow::Continue(c) => Some(c),
+    let claims = match &ex.options.claim_as {
+        Some(run) => match claim(ex, node, &key, crate::checkpoint::prefix(&fp, &node.kind.params()).as_deref(), run) {
+            ControlFlow::Continue(c) => c,
             ControlFlow::Break(end) => return ControlFlow::Break(end),
         },
-        None => None,
+        None => Vec::new(),
     };
     let resume = !(ex.options.no_resume || ex.options.rerun.contains(&node.id));
     // Where a training node picks up (the run record keeps it): its latest checkpoint.
@@ -546,13 +547,14 @@ fn prepare<'a>(ex: &'a Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expecte
         Some((c, point)) => (Some(c), point.map(|(epoch, _)| epoch)),
         None => (None, None),
     };
-    ControlFlow::Continue(Job { node, fingerprint: fp, key, inputs, upstream, checkpoints, resumes_from, claim })
+    ControlFlow::Continue(Job { node, fingerprint: fp, key, inputs, upstream, checkpoints, resumes_from, claims })
 }
 
-/// Claims `key` for run `run` ([`crate::store::Claim`]); where another run holds it, breaks out
-/// [`NodeEnd::Busy`] (the scheduler tries again later), and where that run has stored the result
-/// meanwhile, as a cache hit.
-fn claim(ex: &Executor<'_>, node: &NodeSpec, key: &str, run: &str) -> ControlFlow<NodeEnd, crate::store::Claim> {
+/// Claims `key` for run `run` ([`crate::store::Claim`]), then a training kind's checkpoint
+/// `prefix` (so a run training the same model to another `epochs` waits, then resumes from this
+/// one's checkpoint). Where another run holds either, breaks out [`NodeEnd::Busy`] (the scheduler
+/// tries again later); where that run has stored the result meanwhile, as a cache hit.
+fn claim(ex: &Executor<'_>, node: &NodeSpec, key: &str, prefix: Option<&str>, run: &str) -> ControlFlow<NodeEnd, Vec<crate::store::Claim>> {
     let info = crate::store::ClaimInfo {
         node: node.id.clone(),
         run: run.to_string(),
@@ -561,23 +563,27 @@ fn claim(ex: &Executor<'_>, node: &NodeSpec, key: &str, run: &str) -> ControlFlo
         since: now(),
         job: None,
     };
-    let claim = match ex.store.try_claim(key, &info) {
-        Ok(crate::store::Claimed::Held(c)) => c,
-        Ok(crate::store::Claimed::Busy(holder)) => return ControlFlow::Break(NodeEnd::Busy { key: key.to_string(), holder }),
-        Err(e) => return ControlFlow::Break(NodeEnd::failed(key, e)),
-    };
+    let mut claims = Vec::new();
+    for name in std::iter::once(key).chain(prefix) {
+        match ex.store.try_claim(name, &info) {
+            Ok(crate::store::Claimed::Held(c)) => claims.push(c),
+            Ok(crate::store::Claimed::Busy(holder)) => return ControlFlow::Break(NodeEnd::Busy { key: key.to_string(), holder }),
+            Err(e) => return ControlFlow::Break(NodeEnd::failed(key, e)),
+        }
+    }
     // The run we waited for (or one that finished between our lookup and our claim) may have
     // stored the result: use it (unless this node is forced, `-f`).
     if !ex.options.rerun.contains(&node.id) {
-        if let Ok(Some(rec)) = ex.store.record(key) {
-            drop(claim);
+        // Looked up as before the claim: a record whose objects are damaged is no result.
+        if let crate::plan::Lookup::Hit(rec) = crate::plan::lookup(ex.store, key, ex.runner.fetches_hits()) {
+            drop(claims);
             return ControlFlow::Break(match ex.store.set_ref(ex.pipeline, &node.id, key) {
                 Ok(()) => NodeEnd::Cached(rec),
                 Err(e) => NodeEnd::failed(key, e),
             });
         }
     }
-    ControlFlow::Continue(claim)
+    ControlFlow::Continue(claims)
 }
 
 impl NodeRunner for Local {

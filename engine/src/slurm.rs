@@ -319,7 +319,7 @@ impl Slurm {
         let _ = std::fs::create_dir_all(self.cache.join("slurm"));
         // The node's line on the terminal shows the job and its queue state.
         let bar = ex.reporter.progress(&node.id);
-        let claim = job.claim.as_ref();
+        let claim = job.claims.first();
         // A driver that died (kill -9, a lost login) left this key's claim naming the job it had
         // submitted: while Slurm still has that job queued or running, wait for it instead of
         // computing the node twice.
