@@ -14,6 +14,8 @@
 //! the report embeds anyway (any other becomes a link), and a Content-Security-Policy refuses every
 //! load from anywhere and every script but the report's own two (named by their SHA-256).
 
+mod parcoords;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -551,6 +553,12 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table></div>");
+    // The grid at a glance: an axis per grid parameter (and the seed), the metric last.
+    let params: Vec<&str> = keys.iter().map(|c| c.name().as_str()).filter(|n| axes.contains(*n)).chain(seed.map(|s| s.name().as_str())).collect();
+    let metric = metrics.iter().map(|c| c.name().as_str()).find(|n| *n == "auc").or_else(|| metrics.first().map(|c| c.name().as_str()));
+    if let Some(view) = metric.filter(|_| df.height() <= MAX_ROWS).and_then(|m| parcoords::view(&df, &params, m)) {
+        out.push_str(&view);
+    }
     out
 }
 
@@ -979,6 +987,14 @@ fn run_history(runs: &[RunRecord]) -> String {
 }
 
 const CSS: &str = r#"
+svg.parcoords{max-width:100%;height:auto;font:11px sans-serif}
+svg.parcoords polyline{fill:none;stroke-width:1.6;opacity:.85}
+svg.parcoords polyline.off{stroke:#bbb;opacity:.12}
+svg.parcoords line{stroke:#333}
+svg.parcoords text.name{font-weight:bold;text-anchor:middle}
+svg.parcoords text.tick{text-anchor:end;fill:#444}
+svg.parcoords rect.brush{fill:transparent;cursor:crosshair}
+svg.parcoords rect.sel{fill:rgba(0,0,0,.15);stroke:#333}
 :root{--fg:#1f2933;--muted:#616e7c;--line:#d9e2ec;--bg:#fff;--head:#f5f7fa}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;max-width:1280px;padding:0 24px 48px}
@@ -1003,6 +1019,20 @@ const ERRORS_JS: &str = "window.__errors=[];window.addEventListener('error',func
 
 const JS: &str = r#"
 (function(){
+  document.querySelectorAll('svg.parcoords').forEach(function(svg){
+    var lines=[].slice.call(svg.querySelectorAll('polyline'));
+    var ys=lines.map(function(l){return l.getAttribute('data-y').split(' ').map(Number);});
+    var ranges={},count=svg.parentNode.querySelector('.selected');
+    function apply(){var n=0;lines.forEach(function(l,i){var on=Object.keys(ranges).every(function(k){var y=ys[i][k];return y>=ranges[k][0]&&y<=ranges[k][1];});l.classList.toggle('off',!on);if(on)n++;});count.textContent=n+' of '+lines.length+' lines';}
+    function at(e){var p=svg.createSVGPoint();p.x=e.clientX;p.y=e.clientY;return p.matrixTransform(svg.getScreenCTM().inverse()).y;}
+    svg.querySelectorAll('g.axis').forEach(function(g){
+      var k=g.getAttribute('data-axis'),sel=g.querySelector('rect.sel'),y0=null;
+      function draw(a,b){sel.setAttribute('y',Math.min(a,b));sel.setAttribute('height',Math.abs(b-a));}
+      g.querySelector('rect.brush').addEventListener('mousedown',function(e){y0=at(e);e.preventDefault();});
+      window.addEventListener('mousemove',function(e){if(y0!==null)draw(y0,at(e));});
+      window.addEventListener('mouseup',function(e){if(y0===null)return;var y1=at(e);if(Math.abs(y1-y0)<2){delete ranges[k];draw(0,0);}else{ranges[k]=[Math.min(y0,y1),Math.max(y0,y1)];draw(y0,y1);}y0=null;apply();});
+    });
+  });
   function val(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;var n=Number(v);return (v.trim()!==''&&isFinite(n))?{n:n}:{s:v.toLowerCase()};}
   function cmp(a,b){if(a.n!==undefined&&b.n!==undefined)return a.n-b.n;if(a.n!==undefined)return -1;if(b.n!==undefined)return 1;return a.s<b.s?-1:a.s>b.s?1:0;}
   document.querySelectorAll('table.sortable').forEach(function(table){

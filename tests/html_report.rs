@@ -112,6 +112,19 @@ const PROBE: &str = r#"<script>
       f.dispatchEvent(new Event('input'));
       r.filtered = col('mu2');
       r.images = Array.prototype.map.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });
+      // Parallel coordinates: brush the metric's axis (the last) from its top to its middle.
+      var pc = document.querySelector('svg.parcoords');
+      if (pc) {
+        r.pc_axes = Array.prototype.map.call(pc.querySelectorAll('g.axis text.name'), function (t) { return t.textContent; });
+        r.pc_lines = pc.querySelectorAll('polyline').length;
+        var axes = pc.querySelectorAll('g.axis'), b = axes[axes.length - 1].querySelector('rect.brush').getBoundingClientRect();
+        var mouse = function (type, y) { return new MouseEvent(type, {clientX: b.left + b.width / 2, clientY: y, bubbles: true}); };
+        axes[axes.length - 1].querySelector('rect.brush').dispatchEvent(mouse('mousedown', b.top));
+        window.dispatchEvent(mouse('mousemove', b.top + b.height / 2));
+        window.dispatchEvent(mouse('mouseup', b.top + b.height / 2));
+        r.pc_kept = Array.prototype.map.call(pc.querySelectorAll('polyline:not(.off)'), function (l) { return l.querySelector('title').textContent; }).sort();
+        r.pc_caption = document.querySelector('figure.parcoords .selected').textContent;
+      }
     } catch (e) { r.probe_error = String(e); }
     r.image_schemes = Array.prototype.map.call(document.images, function (i) { return scheme(i.src); });
     r.link_schemes = Array.prototype.map.call(document.querySelectorAll('.prose a'), function (a) { return a.protocol; });
@@ -362,6 +375,12 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     let r = probe(&ws, &browser, &html, &serve());
     assert_eq!(r["heads"], serde_json::json!(["mu2", "n", "auc", "f1", "oracle"]), "{r}");
     assert_eq!(r["title"], "tiny \u{b7} pipe report", "no script from the markdown ran");
+    // The grid as parallel coordinates: mu2, seed, then AUC; brushing AUC's upper half (0.87 to
+    // 0.94 of 0.80..0.94) keeps exactly the mu2 = 0 lines (0.90, 0.92, 0.94).
+    assert_eq!(r["pc_axes"], serde_json::json!(["mu2", "seed", "auc"]), "{r}");
+    assert_eq!(r["pc_lines"], 6, "{r}");
+    assert_eq!(r["pc_kept"], serde_json::json!(["mu2=0.0, seed=0, auc=0.9000", "mu2=0.0, seed=1, auc=0.9200", "mu2=0.0, seed=2, auc=0.9400"]), "{r}");
+    assert_eq!(r["pc_caption"], "3 of 6 lines", "{r}");
     let images = r["images"].as_array().unwrap();
     assert_eq!(images.len(), 3, "the figure, the loss chart and the stage graph: {r}");
     assert!(images.iter().all(|i| i == true), "every embedded image decodes: {r}");

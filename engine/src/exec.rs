@@ -776,12 +776,31 @@ fn publish(ex: &Executor<'_>, node: &NodeSpec, outputs: &BTreeMap<String, Object
             std::fs::read(ex.store.object_path(obj)).map_err(PublishFailure::Read)
         };
         let dest = ex.workspace.join(rel);
+        // One run at a time writes a given workspace file (and what pipe remembers of it), or
+        // another run publishing there between the two could take our write for a hand edit.
+        let _claim = publishing(ex, &dest);
         if let Some(kept) = publish_file(ex.store, rel, &dest, &obj.hash, bytes, ex.options.overwrite, Foreign::Backup)? {
             let msg = format!("{} was not written by this pipeline's last run; the previous file is kept at {}", rel.display(), kept.display());
             ex.reporter.event(&Event::Warning { node: &node.id, message: &msg });
         }
     }
     Ok(())
+}
+
+/// Holds the claim on publishing `dest` (named by the blake3 of its path), waiting the
+/// milliseconds another run's publishing there takes; `None` where no claim can be made (a
+/// read-only store: then nothing else writes there either).
+fn publishing(ex: &Executor<'_>, dest: &Path) -> Option<crate::store::Claim> {
+    ex.options.claim_as.as_ref()?;
+    let name = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex().to_string();
+    let info = crate::store::ClaimInfo { node: dest.display().to_string(), pid: std::process::id(), since: now(), ..Default::default() };
+    loop {
+        match ex.store.try_claim(&name, &info) {
+            Ok(crate::store::Claimed::Held(c)) => return Some(c),
+            Ok(crate::store::Claimed::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => return None,
+        }
+    }
 }
 
 /// What [`publish_file`] does with a file at its destination that pipe did not write there.

@@ -1,6 +1,8 @@
 //! `evaluate`: ROC AUC, AUPRC, and precision / recall / F1 at the threshold fitted on training
 //! data, plus the oracle best F1 over TEST thresholds (reported as such, for comparison with the
-//! published table). Outputs `metrics` (one row: the threshold method + metrics; the node id and
+//! published table), and the TPR at the nominal FPR (1 - the threshold's `level`) on the test
+//! ROC, the yardstick for the fitted threshold's recall. Outputs `metrics` (one row: the
+//! threshold method + metrics; the node id and
 //! grid coordinates are added by the gather that collects the rows, `concat`) and `roc`.
 
 use polars::prelude::*;
@@ -17,9 +19,10 @@ impl StageKind for Evaluate {
     }
     /// 2: no `train_seconds` column (wall time made the table differ between identical runs;
     /// durations are in the run records). 3: no node id or coordinates in the row (they are not in
-    /// this node's key; two cells with identical inputs shared one row).
+    /// this node's key; two cells with identical inputs shared one row). 4: `nominal_fpr` and
+    /// `tpr_at_nominal_fpr` columns.
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![]
@@ -35,6 +38,10 @@ impl StageKind for Evaluate {
         let th = stages::table::read_parquet(ctx.input("threshold")?).map_err(to_stage)?;
         let threshold = th.column("threshold").map_err(pe)?.f64().map_err(pe)?.get(0).unwrap_or(f64::NAN);
         let method = th.column("method").map_err(pe)?.str().map_err(pe)?.get(0).unwrap_or("").to_string();
+        // The FPR the threshold was cut for (its quantile level's complement).
+        // (NaN for a threshold table without a level: then so is the TPR at it.)
+        let level = th.column("level").ok().and_then(|c| c.f64().ok()?.get(0));
+        let nominal_fpr = level.map_or(f64::NAN, |l| 1.0 - l);
         let test = table.rows("test");
         let scores = ScoreTable::pick(&table.score, &test);
         let labels = ScoreTable::pick(&table.label, &test);
@@ -43,7 +50,12 @@ impl StageKind for Evaluate {
         let c = metrics::classify(&scores, &labels, threshold).map_err(to_stage)?;
         let (oracle, _) = metrics::oracle_f1(&scores, &labels).map_err(to_stage)?;
         let fpr = c.fp as f64 / (c.fp + c.tn).max(1) as f64;
-        ctx.log(format!("AUC {auc:.4} AUPRC {ap:.4} F1@threshold {:.4} (oracle {oracle:.4})", c.f1));
+        let roc = metrics::roc_curve(&scores, &labels).map_err(to_stage)?;
+        let tpr_nominal = if nominal_fpr.is_nan() { f64::NAN } else { metrics::tpr_at_fpr(&roc, nominal_fpr) };
+        ctx.log(format!(
+            "AUC {auc:.4} AUPRC {ap:.4} F1@threshold {:.4} (oracle {oracle:.4}); FPR {fpr:.4} TPR {:.4} at the threshold, TPR {tpr_nominal:.4} at FPR {nominal_fpr:.2} on the test ROC",
+            c.f1, c.recall
+        ));
         let mut cols: Vec<Column> = vec![Column::new("method".into(), [method.as_str()])];
         cols.extend([
             Column::new("auc".into(), [auc]),
@@ -52,6 +64,8 @@ impl StageKind for Evaluate {
             Column::new("precision".into(), [c.precision]),
             Column::new("recall".into(), [c.recall]),
             Column::new("fpr".into(), [fpr]),
+            Column::new("nominal_fpr".into(), [nominal_fpr]),
+            Column::new("tpr_at_nominal_fpr".into(), [tpr_nominal]),
             Column::new("oracle_f1".into(), [oracle]),
             Column::new("threshold".into(), [threshold]),
             Column::new("n_test".into(), [test.len() as i64]),
@@ -59,7 +73,6 @@ impl StageKind for Evaluate {
         ]);
         let mut row = DataFrame::new(cols).map_err(pe)?;
         stages::table::write_parquet(&mut row, &ctx.output("metrics")).map_err(to_stage)?;
-        let roc = metrics::roc_curve(&scores, &labels).map_err(to_stage)?;
         let mut roc_df = DataFrame::new(vec![
             Column::new("fpr".into(), roc.iter().map(|r| r.0).collect::<Vec<f64>>()),
             Column::new("tpr".into(), roc.iter().map(|r| r.1).collect::<Vec<f64>>()),

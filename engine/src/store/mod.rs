@@ -3,7 +3,8 @@
 //! Layout under the store root (default `artifacts/`; [`Entry`] is the one description of it):
 //! `objects/<aa>/<blake3>[.ext]` immutable outputs; `nodes/<key>.json` one record per executed key;
 //! `refs/<pipeline>/<hash of node id>.json` the last key of each node (for "why is it stale?");
-//! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`;
+//! `runs/<run id>.json` + `runs/latest.json`; `tmp/` scratch; `quarantine/` corrupt objects; `lock`
+//! (shared by runs, held alone by gc); `claims/<key>.json` the run computing a key now;
 //! `tasks/<key>.json` work handed to another machine, `tasks/<key>.failed.json` its failure.
 //!
 //! With a [`Remote`] (S3, or a shared directory) the local directory becomes a read-through cache:
@@ -425,6 +426,8 @@ mod tests {
         assert_eq!(Entry::Quarantined("x.txt.9").rel(), "quarantine/x.txt.9");
         assert_eq!(Entry::Backup("9-1-out.txt").rel(), "backups/9-1-out.txt");
         assert_eq!(Entry::Lock.rel(), "lock");
+        assert_eq!(Entry::Claim(&"a".repeat(64)).rel(), format!("claims/{}.json", "a".repeat(64)));
+        assert_eq!(Entry::Claim("../x").rel(), "claims/invalid.json");
         let dirs = [
             Dir::Objects,
             Dir::Nodes,
@@ -438,11 +441,12 @@ mod tests {
             Dir::Checkpoints,
             Dir::Running,
             Dir::Backups,
+            Dir::Claims,
         ];
         let names: Vec<String> = dirs.map(|d| Entry::Dir(d).rel()).into();
         assert_eq!(
             names,
-            ["objects", "nodes", "refs", "runs", "tmp", "quarantine", "published", "logs", "tasks", "checkpoints", "running", "backups"]
+            ["objects", "nodes", "refs", "runs", "tmp", "quarantine", "published", "logs", "tasks", "checkpoints", "running", "backups", "claims"]
         );
         assert_eq!(Entry::FOLDERS, ["objects", "nodes", "refs", "runs", "tmp", "quarantine"]);
     }

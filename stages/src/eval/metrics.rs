@@ -68,6 +68,14 @@ pub fn roc_curve(scores: &[f64], labels: &[i64]) -> Result<Vec<(f64, f64, f64)>>
     Ok(pts)
 }
 
+/// TPR at a nominal FPR `alpha`: the highest TPR among the points of the ROC curve `roc`
+/// (from [`roc_curve`]) whose FPR is at most `alpha`, as a step (no interpolation between
+/// points). What a threshold set on the TEST set to flag `alpha` of its normals would catch: the
+/// yardstick for the threshold fitted on training data, whose own TPR is the recall at it.
+pub fn tpr_at_fpr(roc: &[(f64, f64, f64)], alpha: f64) -> f64 {
+    roc.iter().filter(|p| p.0 <= alpha + 1e-12).map(|p| p.1).fold(0.0, f64::max)
+}
+
 /// Average precision: sum over thresholds of (R_n - R_{n-1}) * P_n (scikit-learn's definition).
 pub fn average_precision(scores: &[f64], labels: &[i64]) -> Result<f64> {
     let (pos, _) = check(scores, labels)?;
@@ -151,6 +159,19 @@ mod tests {
         assert!(roc_auc(&[0.1, 0.2], &[1, 1]).unwrap_err().to_string().contains("only anomalous"));
         assert!(average_precision(&[0.1, 0.2], &[0, 0]).unwrap_err().to_string().contains("only normal"));
         assert!(roc_auc(&[f64::NAN, 0.2], &[0, 1]).is_err());
+    }
+
+    #[test]
+    fn tpr_at_a_nominal_fpr_by_hand() {
+        // Normals 0.1 0.2 0.3 0.4, anomalies 0.35 0.5 0.6. Flagging at most 1 of the 4 normals
+        // (FPR 0.25) catches all three anomalies (threshold 0.35: 0.4 is the one normal above);
+        // flagging none catches 0.5 and 0.6; FPR 0.2 < 0.25 allows no normal either.
+        let (s, l) = ([0.1, 0.2, 0.3, 0.4, 0.35, 0.5, 0.6], [0, 0, 0, 0, 1, 1, 1]);
+        let roc = roc_curve(&s, &l).unwrap();
+        assert_eq!(tpr_at_fpr(&roc, 0.25), 1.0);
+        assert_eq!(tpr_at_fpr(&roc, 0.0), 2.0 / 3.0);
+        assert_eq!(tpr_at_fpr(&roc, 0.2), 2.0 / 3.0);
+        assert_eq!(tpr_at_fpr(&roc, 1.0), 1.0);
     }
 
     #[test]
