@@ -1,19 +1,23 @@
 //! `explain`: Grad-CAM (default: its HiResCAM variant) of the anomaly score for (a) a FIXED set of anomalous test images, the same
 //! under every model (the first image of each anomalous class), and (b) the k most and k least
 //! anomalous test images under this model. Outputs `heatmaps` (safetensors: indices, images,
-//! heatmaps, scores) and `overlay` (PNG grid).
+//! heatmaps, scores), `overlay` (PNG grid, with the fixed images' maps under a randomised network
+//! beneath them) and `quality` (one row per explained image: its deletion AUC under the map and
+//! under a random pixel order, Petsiuk et al. 2018, and the Spearman correlation of its map with
+//! the randomised network's, Adebayo et al. 2018: `stages::explain`).
 
 use std::collections::BTreeMap;
 
+use polars::prelude::*;
 use stages::data::OneClass;
 use stages::eval::ScoreTable;
-use stages::explain::{grad_cam, CamMethod, Scorer};
+use stages::explain::{deletion_auc, deletion_curve, grad_cam, randomised, spearman, CamMethod, Scorer};
 use stages::models::svdd::SvddModel;
 use stages::models::Arch;
 use stages::plot::{image_grid, png, Cell};
 use tch::{Kind, Tensor};
 
-use super::ml::{self, to_stage};
+use super::ml::{self, pe, to_stage};
 use crate::stage::{limits, InputDecl, OutputSpec, ParamSpec, ParamType, Params, RunContext, StageError, StageKind};
 use crate::value::Value;
 
@@ -42,9 +46,10 @@ impl StageKind for Explain {
     /// 3: the overlay's title no longer names the node (not in the key). 5: the overlay in
     /// viridis above a floor, sampled bilinearly at display resolution, with a colour bar.
     /// 6: each image's true class (`*_class`) stored and, with its score, printed under it.
-    /// 7: the overlay in viridis as matplotlib defines it (colorous).
+    /// 7: the overlay in viridis as matplotlib defines it (colorous). 8: the `quality` table
+    /// (deletion AUC, randomisation check) and the randomised network's maps in the overlay.
     fn version(&self) -> u32 {
-        7
+        8
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -67,7 +72,11 @@ impl StageKind for Explain {
         InputDecl::named(&[("model", true), ("data", true), ("scores", true), ("fit", false)])
     }
     fn outputs(&self, _: &Params) -> Result<Vec<OutputSpec>, String> {
-        Ok(vec![OutputSpec::new("heatmaps", "gradcam.safetensors"), OutputSpec::new("overlay", "gradcam.png")])
+        Ok(vec![
+            OutputSpec::new("heatmaps", "gradcam.safetensors"),
+            OutputSpec::new("overlay", "gradcam.png"),
+            OutputSpec::new("quality", "quality.parquet"),
+        ])
     }
     fn environment(&self, p: &Params) -> BTreeMap<String, String> {
         ml::torch_environment(p)
@@ -109,10 +118,38 @@ impl StageKind for Explain {
         fixed.truncate(p.usize("fixed")?);
         let mut named: Vec<(String, Tensor)> = Vec::new();
         let mut rows = Vec::new();
+        // The sanity check's network (seeded: the same for every model of an architecture), the
+        // deletion baseline (the normal training images' mean) and what each map scores.
+        let random = randomised(&model, &data.train_x, 0).map_err(to_stage)?;
+        let baseline = data.train_x.mean_dim(0, false, Kind::Float);
+        let (h, w) = (data.test_x.size()[2], data.test_x.size()[3]);
+        let mut q = Quality::default();
+        let mut random_row = Vec::new();
         for (name, idx) in [("fixed", &fixed), ("top", &top), ("bottom", &bottom)] {
             let index = Tensor::from_slice(idx);
             let images = data.test_x.index_select(0, &index);
             let (heat, scores) = grad_cam(&model, &images, &scorer, method).map_err(to_stage)?;
+            let (heat_random, _) = grad_cam(&random, &images, &Scorer::Distance, method).map_err(to_stage)?;
+            for i in 0..idx.len() {
+                let map = Vec::<f64>::try_from(heat.get(i as i64).to_kind(Kind::Double).flatten(0, -1)).map_err(te)?;
+                let map_random = Vec::<f64>::try_from(heat_random.get(i as i64).to_kind(Kind::Double).flatten(0, -1)).map_err(te)?;
+                let mut salient: Vec<i64> = (0..(h * w)).collect();
+                salient.sort_by(|&a, &b| map[b as usize].total_cmp(&map[a as usize]));
+                let shuffled = stages::rng::Rng::new(idx[i] as u64).permutation((h * w) as usize);
+                let image = images.get(i as i64);
+                q.set.push(name);
+                q.index.push(idx[i]);
+                q.class.push(classes[idx[i] as usize]);
+                q.score.push(scores[i]);
+                q.deletion.push(deletion_auc(&deletion_curve(&model, &image, &salient, &baseline, &scorer, 20)));
+                q.deletion_random.push(deletion_auc(&deletion_curve(&model, &image, &shuffled, &baseline, &scorer, 20)));
+                q.spearman.push(spearman(&map, &map_random));
+            }
+            if name == "fixed" {
+                random_row = (0..idx.len())
+                    .map(|i| cell(&images.get(i as i64), Some(&heat_random.get(i as i64)), Some(format!("rank corr. {:.2}", q.spearman[i]))))
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
             let label = match name {
                 "fixed" => "fixed anomalies".to_string(),
                 "top" => format!("{k} most anomalous"),
@@ -129,9 +166,41 @@ impl StageKind for Explain {
             named.push((format!("{name}_heatmap"), heat));
             named.push((format!("{name}_score"), Tensor::from_slice(&scores)));
         }
+        rows.insert(1, ("randomised network".to_string(), random_row));
         Tensor::write_safetensors(&named, ctx.output("heatmaps")).map_err(te)?;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let anomalous = q.set.iter().filter(|s| **s != "bottom").count();
+        ctx.log(format!(
+            "deletion AUC over the {anomalous} anomalous images: {:.3} along the maps, {:.3} in random order (lower: the map found what makes the score); rank correlation with the randomised network's maps: {:.3} (near 0: the maps depend on what was learned)",
+            mean(&q.deletion[..anomalous]),
+            mean(&q.deletion_random[..anomalous]),
+            mean(&q.spearman)
+        ));
+        let mut table = DataFrame::new(vec![
+            Column::new("set".into(), q.set),
+            Column::new("index".into(), q.index),
+            Column::new("class".into(), q.class),
+            Column::new("score".into(), q.score),
+            Column::new("deletion_auc".into(), q.deletion),
+            Column::new("deletion_auc_random".into(), q.deletion_random),
+            Column::new("randomisation_spearman".into(), q.spearman),
+        ])
+        .map_err(pe)?;
+        stages::table::write_parquet(&mut table, &ctx.output("quality")).map_err(to_stage)?;
         // No node id in the figure: it is not in this node's key (the plot stage labels panels).
         let title = format!("{} of the anomaly score", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" });
-        png(&ctx.output("overlay"), (1100, 620), |root| image_grid(root, &title, &rows)).map_err(to_stage)
+        png(&ctx.output("overlay"), (1100, 650), |root| image_grid(root, &title, &rows)).map_err(to_stage)
     }
+}
+
+/// The `quality` table's columns, one entry per explained image.
+#[derive(Default)]
+struct Quality {
+    set: Vec<&'static str>,
+    index: Vec<i64>,
+    class: Vec<i64>,
+    score: Vec<f64>,
+    deletion: Vec<f64>,
+    deletion_random: Vec<f64>,
+    spearman: Vec<f64>,
 }

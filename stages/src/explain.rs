@@ -12,7 +12,9 @@
 use tch::{Kind, Tensor};
 
 use crate::eval::threshold::mahalanobis;
-use crate::models::svdd::SvddModel;
+use crate::models::svdd::{Objective, SvddModel};
+use crate::models::{init_weights, Init};
+use crate::rng::Rng;
 use crate::Result;
 
 /// Which score the heatmap explains.
@@ -56,4 +58,112 @@ pub fn grad_cam(model: &SvddModel, x: &Tensor, scorer: &Scorer, method: CamMetho
     let cam = (cam / max).to_device(tch::Device::Cpu);
     let scores = Vec::<f64>::try_from(score.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
     Ok((cam, scores))
+}
+
+/// The anomaly scores [B] of images `x` [B, C, H, W] that `scorer` gives, without gradients.
+pub fn scores(model: &SvddModel, x: &Tensor, scorer: &Scorer) -> Tensor {
+    tch::no_grad(|| {
+        let device = model.vs.device();
+        let (_, z) = model.encoder.forward_features(&x.to_device(device), false);
+        match scorer {
+            Scorer::Distance => (&z - &model.c).square().sum_dim_intlist(1, false, Kind::Float),
+            Scorer::Mahalanobis { mean, precision } => mahalanobis(&z, &mean.to_device(device), &precision.to_device(device)).to_kind(Kind::Float),
+        }
+        .to_device(tch::Device::Cpu)
+    })
+}
+
+/// The model-parameter randomisation test's model (Adebayo et al., "Sanity Checks for Saliency
+/// Maps", NeurIPS 2018, s. 3.1): `model`'s network with every weight drawn afresh from its
+/// initialisation (seeded), its centre set as Deep SVDD sets one, the mean code of the `normal`
+/// images [N, C, H, W] (Ruff et al. 2018, s. 3.3). A saliency method whose maps barely change
+/// under it explains the architecture (edges, the input itself), not what the model learned.
+///
+/// # Errors
+/// Drawing the weights failed.
+pub fn randomised(model: &SvddModel, normal: &Tensor, seed: u64) -> Result<SvddModel> {
+    let device = model.vs.device();
+    let (vs, encoder, _) = SvddModel::build(model.arch, device, model.leaky_slope, false);
+    init_weights(&vs, &mut Rng::new(seed), Init::TorchDefault)?;
+    let c = tch::no_grad(|| encoder.forward_features(&normal.to_device(device), false).1.mean_dim(0, false, Kind::Float));
+    Ok(SvddModel { vs, arch: model.arch, encoder, decoder: None, c, radius: 0.0, objective: Objective::OneClass, leaky_slope: model.leaky_slope })
+}
+
+/// Spearman's rank correlation of two equally long samples (ties share their mean rank, as
+/// scipy.stats.spearmanr ranks them); NaN where either is constant.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                r[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let (va, vb): (f64, f64) = (ra.iter().map(|x| (x - ma).powi(2)).sum(), rb.iter().map(|y| (y - mb).powi(2)).sum());
+    cov / (va * vb).sqrt()
+}
+
+/// The deletion curve (Petsiuk et al., "RISE", BMVC 2018, s. 4.1) of image `x` [C, H, W]: its
+/// anomaly score as its pixels, in `order` (indices into H x W: the heatmap's, most salient
+/// first, or a random one for reference), are replaced by `baseline` [C, H, W] (the normal
+/// training images' mean: "what a normal image has there"), in `steps` equal steps, divided by
+/// the untouched image's score; `steps + 1` values from 1. Its area over [0, 1] (trapezoids,
+/// [`deletion_auc`]) is lower where the map found what makes the image anomalous.
+pub fn deletion_curve(model: &SvddModel, x: &Tensor, order: &[i64], baseline: &Tensor, scorer: &Scorer, steps: usize) -> Vec<f64> {
+    let s = x.size();
+    let (c, h, w) = (s[0], s[1], s[2]);
+    let n = (h * w) as usize;
+    let mut masks = vec![0f32; (steps + 1) * n];
+    for k in 0..=steps {
+        for &p in &order[..(k * n).div_ceil(steps).min(n)] {
+            masks[k * n + p as usize] = 1.0;
+        }
+    }
+    let mask = Tensor::from_slice(&masks).view([steps as i64 + 1, 1, h, w]);
+    let batch = x.unsqueeze(0) * (1.0 - &mask) + baseline.unsqueeze(0) * &mask;
+    let _ = c;
+    let sc = Vec::<f64>::try_from(scores(model, &batch, scorer).to_kind(Kind::Double)).unwrap_or_default();
+    let first = sc.first().copied().unwrap_or(f64::NAN);
+    sc.iter().map(|v| v / first).collect()
+}
+
+/// The area under a deletion curve of equal steps over [0, 1] (trapezoids).
+pub fn deletion_auc(curve: &[f64]) -> f64 {
+    let steps = curve.len().saturating_sub(1).max(1) as f64;
+    curve.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f64>() / steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against scipy 1.17: spearmanr([1, 2, 2, 5, 0, 0], [3, 1, 4, 1, 5, 9]) = -0.8508410434878082
+    /// (ties in both); a monotone map is 1.
+    #[test]
+    fn spearman_ranks_ties_as_scipy_does() {
+        let r = spearman(&[1.0, 2.0, 2.0, 5.0, 0.0, 0.0], &[3.0, 1.0, 4.0, 1.0, 5.0, 9.0]);
+        assert!((r - -0.8508410434878082).abs() < 1e-12, "{r}");
+        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 300.0]) - 1.0).abs() < 1e-12);
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+    }
+
+    #[test]
+    fn deletion_auc_is_the_trapezoid_area() {
+        assert_eq!(deletion_auc(&[1.0, 0.5, 0.0]), 0.5);
+        assert_eq!(deletion_auc(&[1.0, 1.0]), 1.0);
+    }
 }

@@ -2,7 +2,7 @@
 //! separated clusters (they stay separated).
 
 use stages::data::OneClass;
-use stages::explain::{grad_cam, CamMethod, Scorer};
+use stages::explain::{deletion_auc, deletion_curve, grad_cam, randomised, spearman, CamMethod, Scorer};
 use stages::models::svdd::Objective;
 use stages::train::svdd::{self, SvddConfig};
 use stages::train::TrainConfig;
@@ -59,6 +59,41 @@ fn grad_cam_peaks_inside_the_anomalous_square() {
         hits += usize::from(inside);
     }
     assert!(hits >= 7, "the heatmap peak lies in the square for {hits} of 8 images");
+
+    // Deletion (Petsiuk et al. 2018): replacing pixels by the normal mean image along the map
+    // removes the square first, so the score falls faster than along a random order, image by
+    // image; and the curve starts at 1 (the untouched image) and ends where every pixel is the
+    // normal mean.
+    let baseline = data.train_x.mean_dim(0, false, Kind::Float);
+    let mut along_map = Vec::new();
+    let mut at_random = Vec::new();
+    for i in 0..8 {
+        let map = Vec::<f64>::try_from(heat.get(i).to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        let mut salient: Vec<i64> = (0..784).collect();
+        salient.sort_by(|&a, &b| map[b as usize].total_cmp(&map[a as usize]));
+        let shuffled = stages::rng::Rng::new(i as u64).permutation(784);
+        let curve = deletion_curve(&model, &test_x.get(i), &salient, &baseline, &Scorer::Distance, 20);
+        assert_eq!(curve.len(), 21);
+        assert_eq!(curve[0], 1.0);
+        along_map.push(deletion_auc(&curve));
+        at_random.push(deletion_auc(&deletion_curve(&model, &test_x.get(i), &shuffled, &baseline, &Scorer::Distance, 20)));
+    }
+    let better = along_map.iter().zip(&at_random).filter(|(m, r)| m < r).count();
+    assert!(better >= 7, "deletion along the map beats a random order for {better} of 8: {along_map:?} vs {at_random:?}");
+    // The sanity check's network: same architecture, fresh weights, its own centre; its maps are
+    // compared with the trained network's (a number per image, in [-1, 1]).
+    let random = randomised(&model, &data.train_x, 0).unwrap();
+    let (heat_random, _) = grad_cam(&random, &test_x, &Scorer::Distance, CamMethod::HiResCam).unwrap();
+    for i in 0..8 {
+        let a = Vec::<f64>::try_from(heat.get(i).to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        let b = Vec::<f64>::try_from(heat_random.get(i).to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        let r = spearman(&a, &b);
+        assert!((-1.0..=1.0).contains(&r), "{r}");
+        eprintln!(
+            "image {i}: deletion AUC {:.3} along the map, {:.3} at random; rank correlation with the randomised network {r:.3}",
+            along_map[i as usize], at_random[i as usize]
+        );
+    }
 }
 
 #[test]
