@@ -240,3 +240,30 @@ fn gc_waits_for_a_running_run() {
     let out = String::from_utf8_lossy(&gc.stdout).to_string();
     assert!(out.contains("and 4 records"), "gc collected after the run, not during it: {out}");
 }
+
+/// Two machines (two caches) on one shared-folder store (`file://`), started together on the
+/// same grid: their claims meet in the shared folder, so every node is computed once, by one of
+/// them, and both end with every result.
+#[test]
+fn two_caches_on_one_shared_folder_compute_each_node_once() {
+    let ws = Workspace::new("claims-shared");
+    let witness = ws.dir.join("witness.log");
+    ws.write("p.yaml", &pipeline(&witness, 0.3));
+    std::fs::create_dir_all(ws.dir.join("shared")).unwrap();
+    let url = format!("file://{}", ws.dir.join("shared").display());
+    let start = |cache: &str| {
+        ws.cmd(&["--store", &url, "--cache", cache, "run", "p.yaml", "--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (start("cache-a"), start("cache-b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let seen = witnessed(&witness);
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    for (node, attempts) in &seen {
+        assert_eq!(attempts.len(), 1, "{node} computed {} times: {attempts:?}", attempts.len());
+    }
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    assert!(both.contains("is computing this node; waiting for its result"), "{both}");
+    assert_eq!(ws.read("out/score-b-1.0.txt").trim(), "data-b\nmu2=1.0\n".len().to_string());
+}

@@ -220,6 +220,12 @@ impl Remote {
         Ok(remote)
     }
 
+    /// The shared directory of a `file://` remote (where every machine sees the same files, and
+    /// file locks: `crate::store::Claim`); `None` for S3.
+    pub fn shared_dir(&self) -> Option<&Path> {
+        self.url.strip_prefix("file://").map(Path::new)
+    }
+
     /// The URL the remote was opened with.
     pub fn url(&self) -> &str {
         &self.url

@@ -9,6 +9,13 @@
 //! driver adopts the job a dead driver left running: [`Claim::previous`]). A claim file is removed
 //! before it is unlocked, and a claim taken on a file that is no longer at its path is retried, so
 //! two runs never both hold one key.
+//!
+//! Claims live where every run that shares the store sees them: in the store's directory, or, for
+//! a `file://` remote (a shared folder), in that folder, so runs on several machines with caches
+//! of their own never compute one key twice (file locks over NFSv4 or Lustre mounted with
+//! `flock`). Where the shared folder refuses a claim (read-only) the local cache holds it. An S3
+//! remote has no locks: runs on different machines may then compute one key twice (the same
+//! bytes; nothing is lost).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -97,39 +104,28 @@ impl Store {
     /// # Errors
     /// The claims folder or file cannot be created or locked (a read-only store, a full disk).
     pub fn try_claim(&self, key: &str, info: &ClaimInfo) -> Result<Claimed, StoreError> {
+        if let Some(shared) = self.remote().and_then(|r| r.shared_dir()) {
+            let path = shared.join(Entry::Claim(key).rel());
+            if path.parent().is_some_and(|d| fs::create_dir_all(d).is_ok()) {
+                if let Ok(claimed) = claim_at(path, info) {
+                    return Ok(claimed);
+                }
+            }
+        }
         let path = self.path(Entry::Claim(key));
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        loop {
-            let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => return Ok(Claimed::Busy(read_info(&file))),
-                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-            }
-            // Locked, but is it still the file at the path? Its holder may have removed it (and
-            // another run made a new one) between our open and our lock.
-            let same = match (file.metadata(), fs::metadata(&path)) {
-                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                _ => false,
-            };
-            if !same {
-                continue;
-            }
-            let previous = read_info(&file);
-            write_info(&file, info).map_err(io_err(&path))?;
-            return Ok(Claimed::Held(Claim { file, path, info: std::sync::Mutex::new(info.clone()), previous }));
-        }
+        claim_at(path, info)
     }
 
     /// The claims held now (by live processes), for `pipe status`: a claim file whose lock is
     /// free belongs to no one.
     pub fn claims(&self) -> Vec<(String, ClaimInfo)> {
-        let dir = self.path(Entry::Dir(Dir::Claims));
-        let Ok(entries) = fs::read_dir(&dir) else { return Vec::new() };
+        let rel = Entry::Dir(Dir::Claims).rel();
+        let shared = self.remote().and_then(|r| r.shared_dir()).map(|d| d.join(&rel));
         let mut held = Vec::new();
-        for e in entries.flatten() {
+        for e in [Some(self.root().join(&rel)), shared].into_iter().flatten().flat_map(fs::read_dir).flatten().flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             let Some(key) = name.strip_suffix(".json") else { continue };
             let Ok(file) = File::open(e.path()) else { continue };
@@ -143,6 +139,30 @@ impl Store {
         }
         held.sort_by(|a, b| a.1.since.total_cmp(&b.1.since));
         held
+    }
+}
+
+/// [`Store::try_claim`] at `path`.
+fn claim_at(path: PathBuf, info: &ClaimInfo) -> Result<Claimed, StoreError> {
+    loop {
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(Claimed::Busy(read_info(&file))),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+        }
+        // Locked, but is it still the file at the path? Its holder may have removed it (and
+        // another run made a new one) between our open and our lock.
+        let same = match (file.metadata(), fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            continue;
+        }
+        let previous = read_info(&file);
+        write_info(&file, info).map_err(io_err(&path))?;
+        return Ok(Claimed::Held(Claim { file, path, info: std::sync::Mutex::new(info.clone()), previous }));
     }
 }
 
