@@ -83,11 +83,11 @@ pub(super) fn view(df: &DataFrame, params: &[&str], metric: &str) -> Option<Stri
         esc(&axes[..axes.len() - 1].iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")),
         esc(metric)
     );
-    for i in 0..rows {
+    for (i, value) in values.iter().enumerate() {
         let points: Vec<String> =
             axes.iter().enumerate().filter(|(_, a)| a.y[i].is_finite()).map(|(k, a)| format!("{},{:.1}", x(k), a.y[i])).collect();
         let ys: Vec<String> = axes.iter().map(|a| format!("{:.1}", a.y[i])).collect();
-        let t = if hi > lo { (values[i] - lo) / (hi - lo) } else { 1.0 };
+        let t = if hi > lo { (value - lo) / (hi - lo) } else { 1.0 };
         let _ =
             write!(svg, "<polyline points='{}' data-y='{}' stroke='{}'><title>{}</title></polyline>", points.join(" "), ys.join(" "), viridis(t), {
                 let what: Vec<String> = axes
