@@ -23,7 +23,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     ws.ok(&base);
     assert_eq!(ws.nodes_in("failed").len(), 0);
     let first_ran = ws.nodes_in("ran");
-    assert_eq!(first_ran.len(), 56, "{first_ran:?}");
+    assert_eq!(first_ran.len(), 57, "{first_ran:?}");
 
     // Converged on the bundled data: the baseline's AUC floors, and the adaptive (Mahalanobis)
     // variant at least as good (issue: an under-trained quick job showed 0.76 / 0.38).
@@ -98,7 +98,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
         }
         expected.push(format!("plot[dataset={d}]"));
     }
-    expected.extend(["results".to_string(), "report".to_string()]);
+    expected.extend(["results".to_string(), "explain_results".to_string(), "report".to_string()]);
     expected.sort();
     assert_eq!(ws.nodes_in("ran"), expected);
     let cached = ws.nodes_in("cached");
@@ -109,7 +109,7 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     ] {
         assert!(cached.contains(&n.to_string()), "{n} must be cached: {cached:?}");
     }
-    assert_eq!(cached.len() + expected.len(), 56);
+    assert_eq!(cached.len() + expected.len(), 57);
 
     // The t-SNE figures have one panel per trained model, so they change. (The ROC and Grad-CAM
     // figures show baseline, BEST hybrid and adaptive: they were regenerated, and change only if
