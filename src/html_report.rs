@@ -429,6 +429,15 @@ fn mean_std(v: &[f64]) -> (f64, f64, usize) {
 
 /// One results table: grouped over seeds (mean ± std, n) when a `seed` column varies, else row by
 /// row. Key columns: text columns and the grid's axes; every other numeric column is a metric.
+/// Row `i` of column `c` as a table cell shows it ("" for null).
+fn text(c: &Column, i: usize) -> String {
+    match c.get(i) {
+        Ok(AnyValue::Null) | Err(_) => String::new(),
+        Ok(AnyValue::String(s)) => s.to_string(),
+        Ok(v) => v.to_string(),
+    }
+}
+
 fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     let title = format!("<h3>{}{}</h3>", esc(&shown(a)), stale_badge(a));
     let Some(path) = &a.path else {
@@ -454,13 +463,6 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
             metrics.push(c);
         }
     }
-    let text = |c: &Column, i: usize| -> String {
-        match c.get(i) {
-            Ok(AnyValue::Null) | Err(_) => String::new(),
-            Ok(AnyValue::String(s)) => s.to_string(),
-            Ok(v) => v.to_string(),
-        }
-    };
     let floats: Vec<Vec<f64>> = metrics
         .iter()
         .map(|c| match c.cast(&DataType::Float64) {

@@ -209,8 +209,8 @@ struct Shared<'a> {
     results: Mutex<Vec<Option<RunState>>>,
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Nodes whose key another run was computing, said once each.
-    waited: Mutex<std::collections::HashSet<usize>>,
+    /// How often each node found its key another run's (said the first time; the retries back off).
+    busy: Mutex<std::collections::HashMap<usize, u32>>,
 }
 
 /// Ready nodes, taken last-in first-out: a finished node's dependents run next (depth first), so
@@ -220,8 +220,8 @@ struct Shared<'a> {
 struct Queue {
     ready: Vec<usize>,
     running: usize,
-    /// (when to try again, node, tries so far).
-    deferred: Vec<(Instant, usize, u32)>,
+    /// (when to try again, node).
+    deferred: Vec<(Instant, usize)>,
 }
 
 impl Shared<'_> {
@@ -230,13 +230,11 @@ impl Shared<'_> {
         self.wake.notify_one();
     }
 
-    /// Node `i`'s key is another run's now: try it again later (after 0.1 s, doubling to 2 s).
-    fn defer(&self, i: usize) {
-        let mut q = lock(&self.queue);
-        let tries = q.deferred.iter().find(|d| d.1 == i).map_or(0, |d| d.2);
-        q.deferred.retain(|d| d.1 != i);
-        let wait = Duration::from_millis(100 << tries.min(4)).min(Duration::from_secs(2));
-        q.deferred.push((Instant::now() + wait, i, tries + 1));
+    /// Node `i`'s key is another run's now, for the `tries`-th time: try it again later (after
+    /// 0.1 s, doubling to 2 s).
+    fn defer(&self, i: usize, tries: u32) {
+        let wait = Duration::from_millis(100 << tries.saturating_sub(1).min(4)).min(Duration::from_secs(2));
+        lock(&self.queue).deferred.push((Instant::now() + wait, i));
     }
 
     /// The next ready node (else a deferred one whose time has come), or None when nothing is
@@ -250,9 +248,7 @@ impl Shared<'_> {
             }
             let now = Instant::now();
             if let Some(at) = q.deferred.iter().position(|d| d.0 <= now) {
-                let (_, i, tries) = q.deferred.swap_remove(at);
-                // Kept (with its count) until it ends, so the next deferral backs off further.
-                q.deferred.push((Instant::now() + Duration::from_secs(3600), i, tries));
+                let (_, i) = q.deferred.swap_remove(at);
                 q.running += 1;
                 return Some(i);
             }
@@ -261,17 +257,10 @@ impl Shared<'_> {
                 return None;
             }
             q = match q.deferred.iter().map(|d| d.0).min() {
-                Some(t) if q.running == 0 || t < now + Duration::from_secs(3600) => {
-                    self.wake.wait_timeout(q, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0
-                }
-                _ => self.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => self.wake.wait_timeout(q, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0,
+                None => self.wake.wait(q).unwrap_or_else(|e| e.into_inner()),
             };
         }
-    }
-
-    /// Node `i` ended (or was given up): it is no longer deferred.
-    fn settled(&self, i: usize) {
-        lock(&self.queue).deferred.retain(|d| d.1 != i);
     }
 
     fn finished(&self) {
@@ -302,7 +291,7 @@ impl<'a> Executor<'a> {
             results: Mutex::new(vec![None; n]),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            waited: Mutex::default(),
+            busy: Mutex::default(),
         };
         self.reporter.event(&Event::Planned { total: n });
         // Roots in reverse, so the first in file order is taken first.
@@ -348,7 +337,6 @@ impl<'a> Executor<'a> {
 fn visit(sh: &Shared<'_>, i: usize) {
     let ex = sh.ex;
     if ex.cancel.load(Ordering::SeqCst) || lock(&sh.results)[i].is_some() {
-        sh.settled(i);
         return;
     }
     let node = ex.graph.node(ex.graph.index_of(i));
@@ -361,13 +349,13 @@ fn visit(sh: &Shared<'_>, i: usize) {
         }
     });
     if let NodeEnd::Busy { holder, .. } = &end {
-        if lock(&sh.waited).insert(i) {
+        let tries = *lock(&sh.busy).entry(i).and_modify(|n| *n += 1).or_insert(1);
+        if tries == 1 {
             ex.reporter.event(&Event::Warning { node: &node.id, message: &busy_message(holder.as_ref()) });
         }
-        sh.defer(i);
+        sh.defer(i, tries);
         return;
     }
-    sh.settled(i);
     let mut rn = end.entry(node, start.elapsed().as_secs_f64());
     match end {
         NodeEnd::Busy { .. } => unreachable!("deferred above"),

@@ -309,7 +309,7 @@ impl<'r> Project<'r> {
             NodeEnd::Cached(_) => JobEnd::Done(RunState::Cached, t0.elapsed()),
             NodeEnd::Cancelled { reason, .. } => JobEnd::Interrupted(reason),
             // A job's executor claims nothing (its driver holds the claim), so it is never busy.
-            end @ NodeEnd::Busy { .. } => JobEnd::Interrupted(end.entry(graph.node(i), 0.0).error.unwrap_or_default()),
+            NodeEnd::Busy { key, .. } => JobEnd::Interrupted(format!("key {key} is claimed by another run")),
             NodeEnd::Failed { failure, .. } if self.cancel.load(Ordering::SeqCst) => JobEnd::Interrupted(failure.text()),
             NodeEnd::Failed { failure, .. } => failed(failure.text(), Some(failure.record())),
         }

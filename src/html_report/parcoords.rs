@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use super::{esc, num};
+use super::{esc, num, text};
 
 /// Axis geometry, in SVG units.
 const TOP: f64 = 40.0;
@@ -23,14 +23,8 @@ struct Axis {
     ticks: Vec<(String, f64)>,
     /// The height each row crosses at (NaN: no value).
     y: Vec<f64>,
-}
-
-fn text(c: &Column, i: usize) -> String {
-    match c.get(i) {
-        Ok(AnyValue::Null) | Err(_) => String::new(),
-        Ok(AnyValue::String(s)) => s.to_string(),
-        Ok(v) => v.to_string(),
-    }
+    /// Each row's value as shown.
+    label: Vec<String>,
 }
 
 /// A grid parameter: its values in order (numerically where all are numbers), evenly spaced.
@@ -41,7 +35,7 @@ fn categorical(c: &Column, rows: usize) -> Axis {
     levels.dedup();
     let at = |k: usize| if levels.len() < 2 { (TOP + BOTTOM) / 2.0 } else { BOTTOM - k as f64 * (BOTTOM - TOP) / (levels.len() - 1) as f64 };
     let y = values.iter().map(|v| levels.iter().position(|l| l == v).map_or(f64::NAN, at)).collect();
-    Axis { name: c.name().to_string(), ticks: levels.iter().enumerate().map(|(k, l)| (l.clone(), at(k))).collect(), y }
+    Axis { name: c.name().to_string(), ticks: levels.iter().enumerate().map(|(k, l)| (l.clone(), at(k))).collect(), y, label: values }
 }
 
 /// The metric: linear from its smallest to its largest value.
@@ -49,7 +43,8 @@ fn linear(name: &str, v: &[f64]) -> Axis {
     let (lo, hi) = v.iter().filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
     let at = |x: f64| if hi > lo { BOTTOM - (x - lo) / (hi - lo) * (BOTTOM - TOP) } else { (TOP + BOTTOM) / 2.0 };
     let ticks = if lo.is_finite() { vec![(num(lo), at(lo)), (num((lo + hi) / 2.0), at((lo + hi) / 2.0)), (num(hi), at(hi))] } else { Vec::new() };
-    Axis { name: name.to_string(), ticks, y: v.iter().map(|x| if x.is_finite() { at(*x) } else { f64::NAN }).collect() }
+    let y = v.iter().map(|x| if x.is_finite() { at(*x) } else { f64::NAN }).collect();
+    Axis { name: name.to_string(), ticks, y, label: v.iter().map(|x| num(*x)).collect() }
 }
 
 /// Viridis at `t` in [0, 1] (five stops, linear between them).
@@ -88,25 +83,15 @@ pub(super) fn view(df: &DataFrame, params: &[&str], metric: &str) -> Option<Stri
             axes.iter().enumerate().filter(|(_, a)| a.y[i].is_finite()).map(|(k, a)| format!("{},{:.1}", x(k), a.y[i])).collect();
         let ys: Vec<String> = axes.iter().map(|a| format!("{:.1}", a.y[i])).collect();
         let t = if hi > lo { (value - lo) / (hi - lo) } else { 1.0 };
-        let _ =
-            write!(svg, "<polyline points='{}' data-y='{}' stroke='{}'><title>{}</title></polyline>", points.join(" "), ys.join(" "), viridis(t), {
-                let what: Vec<String> = axes
-                    .iter()
-                    .enumerate()
-                    .map(|(k, a)| {
-                        format!(
-                            "{}={}",
-                            a.name,
-                            if k + 1 == axes.len() {
-                                num(values[i])
-                            } else {
-                                a.ticks.iter().find(|t| (t.1 - a.y[i]).abs() < 1e-9).map(|t| t.0.clone()).unwrap_or_default()
-                            }
-                        )
-                    })
-                    .collect();
-                esc(&what.join(", "))
-            });
+        let what: Vec<String> = axes.iter().map(|a| format!("{}={}", a.name, a.label[i])).collect();
+        let _ = write!(
+            svg,
+            "<polyline points='{}' data-y='{}' stroke='{}'><title>{}</title></polyline>",
+            points.join(" "),
+            ys.join(" "),
+            viridis(t),
+            esc(&what.join(", "))
+        );
     }
     svg.push_str("</g>");
     for (k, a) in axes.iter().enumerate() {

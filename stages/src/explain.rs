@@ -124,8 +124,7 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 /// the untouched image's score; `steps + 1` values from 1. Its area over [0, 1] (trapezoids,
 /// [`deletion_auc`]) is lower where the map found what makes the image anomalous.
 pub fn deletion_curve(model: &SvddModel, x: &Tensor, order: &[i64], baseline: &Tensor, scorer: &Scorer, steps: usize) -> Vec<f64> {
-    let s = x.size();
-    let (c, h, w) = (s[0], s[1], s[2]);
+    let (h, w) = (x.size()[1], x.size()[2]);
     let n = (h * w) as usize;
     let mut masks = vec![0f32; (steps + 1) * n];
     for k in 0..=steps {
@@ -135,7 +134,6 @@ pub fn deletion_curve(model: &SvddModel, x: &Tensor, order: &[i64], baseline: &T
     }
     let mask = Tensor::from_slice(&masks).view([steps as i64 + 1, 1, h, w]);
     let batch = x.unsqueeze(0) * (1.0 - &mask) + baseline.unsqueeze(0) * &mask;
-    let _ = c;
     let sc = Vec::<f64>::try_from(scores(model, &batch, scorer).to_kind(Kind::Double)).unwrap_or_default();
     let first = sc.first().copied().unwrap_or(f64::NAN);
     sc.iter().map(|v| v / first).collect()
