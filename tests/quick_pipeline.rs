@@ -77,6 +77,14 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
         tch::Tensor::read_safetensors(ws.dir.join("cam.safetensors")).unwrap().into_iter().collect();
     assert_eq!(Vec::<i64>::try_from(&cam["fixed_class"]).unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(cam["fixed_score"].size(), vec![6]);
+    // ... and the threshold its captions compare each score with is the model's fitted one.
+    let mut get_fit = base[..2].to_vec();
+    get_fit[0] = "get";
+    get_fit.extend(["threshold[dataset=mnist,mu2=0.0,method=radius]", "fit", "fit.safetensors", "--set", &data]);
+    ws.ok(&get_fit);
+    let fit: std::collections::BTreeMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(ws.dir.join("fit.safetensors")).unwrap().into_iter().collect();
+    assert_eq!(cam["threshold"].double_value(&[0]), fit["threshold"].double_value(&[0]));
     let snapshot = |ws: &Workspace| -> Vec<String> { plots.iter().map(|p| blake3::hash(&read(ws, p)).to_hex().to_string()).collect() };
     let before = snapshot(&ws);
     let report_before = ws.read("Deliverables/quick/report.md");

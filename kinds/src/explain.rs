@@ -4,12 +4,14 @@
 //! heatmaps, scores), `overlay` (PNG grid, with the fixed images' maps under a randomised network
 //! beneath them) and `quality` (one row per explained image: its deletion AUC under the map and
 //! under a random pixel order, Petsiuk et al. 2018, and the Spearman correlation of its map with
-//! the randomised network's, Adebayo et al. 2018: `stages::explain`).
+//! the randomised network's, Adebayo et al. 2018: `stages::explain`). With the threshold's `fit`,
+//! each shown image's score says which side of the model's threshold it lies (flagged or not).
 
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use stages::data::OneClass;
+use stages::eval::metrics::{flagged, score_caption};
 use stages::eval::ScoreTable;
 use stages::explain::{deletion_auc, deletion_curve, grad_cam, randomised, spearman, CamMethod, Scorer};
 use stages::models::svdd::SvddModel;
@@ -48,8 +50,10 @@ impl StageKind for Explain {
     /// 6: each image's true class (`*_class`) stored and, with its score, printed under it.
     /// 7: the overlay in viridis as matplotlib defines it (colorous). 8: the `quality` table
     /// (deletion AUC, randomisation check) and the randomised network's maps in the overlay.
+    /// 9: each shown image's score is the `scores` input's (the threshold's scale) and says which
+    /// side of the fitted threshold it lies (`threshold` stored; `threshold`, `flagged` columns).
     fn version(&self) -> u32 {
-        8
+        9
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -96,12 +100,17 @@ impl StageKind for Explain {
             Some(path) => Tensor::read_safetensors(path).map_err(te)?.into_iter().collect::<BTreeMap<_, _>>(),
             None => BTreeMap::new(),
         };
+        // The model's threshold on its method's scores (the `scores` input's scale), where given.
+        let threshold = fit.get("threshold").map(|t| t.double_value(&[0]));
         let scorer = match (fit.get("mean"), fit.get("precision")) {
             (Some(mean), Some(precision)) => Scorer::Mahalanobis { mean, precision },
             _ => Scorer::Distance,
         };
         let table = ScoreTable::read(ctx.input("scores")?).map_err(to_stage)?;
         let test = table.rows("test");
+        // Each shown image's score as the threshold sees it (Grad-CAM's own is the distance
+        // before a soft boundary's R^2 is taken off).
+        let table_score: BTreeMap<i64, f64> = test.iter().map(|&r| (table.index[r], table.score[r])).collect();
         let mut order: Vec<usize> = test.clone();
         order.sort_by(|&a, &b| table.score[b].total_cmp(&table.score[a]));
         let k = p.usize("k")?.min(order.len() / 2).max(1);
@@ -140,7 +149,9 @@ impl StageKind for Explain {
                 q.set.push(name);
                 q.index.push(idx[i]);
                 q.class.push(classes[idx[i] as usize]);
-                q.score.push(scores[i]);
+                let score = table_score.get(&idx[i]).copied().unwrap_or(scores[i]);
+                q.score.push(score);
+                q.flagged.push(threshold.map(|t| flagged(score, t)));
                 q.deletion.push(deletion_auc(&deletion_curve(&model, &image, &salient, &baseline, &scorer, 20)));
                 q.deletion_random.push(deletion_auc(&deletion_curve(&model, &image, &shuffled, &baseline, &scorer, 20)));
                 q.spearman.push(spearman(&map, &map_random));
@@ -156,15 +167,25 @@ impl StageKind for Explain {
                 _ => format!("{k} most normal"),
             };
             let class: Vec<i64> = idx.iter().map(|&i| classes[i as usize]).collect();
+            let shown = &q.score[q.score.len() - idx.len()..];
             let cells = (0..idx.len())
-                .map(|i| cell(&images.get(i as i64), Some(&heat.get(i as i64)), Some(format!("class {}, score {:.3}", class[i], scores[i]))))
+                .map(|i| {
+                    cell(
+                        &images.get(i as i64),
+                        Some(&heat.get(i as i64)),
+                        Some(format!("class {}, {}", class[i], score_caption(shown[i], threshold))),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             rows.push((label, cells));
             named.push((format!("{name}_class"), Tensor::from_slice(&class)));
             named.push((format!("{name}_index"), index));
             named.push((format!("{name}_image"), images));
             named.push((format!("{name}_heatmap"), heat));
-            named.push((format!("{name}_score"), Tensor::from_slice(&scores)));
+            named.push((format!("{name}_score"), Tensor::from_slice(shown)));
+        }
+        if let Some(t) = threshold {
+            named.push(("threshold".to_string(), Tensor::from_slice(&[t])));
         }
         rows.insert(1, ("randomised network".to_string(), random_row));
         Tensor::write_safetensors(&named, ctx.output("heatmaps")).map_err(te)?;
@@ -176,11 +197,14 @@ impl StageKind for Explain {
             mean(&q.deletion_random[..anomalous]),
             mean(&q.spearman)
         ));
+        let rows_shown = q.set.len();
         let mut table = DataFrame::new(vec![
             Column::new("set".into(), q.set),
             Column::new("index".into(), q.index),
             Column::new("class".into(), q.class),
             Column::new("score".into(), q.score),
+            Column::new("threshold".into(), vec![threshold.unwrap_or(f64::NAN); rows_shown]),
+            Column::new("flagged".into(), q.flagged),
             Column::new("deletion_auc".into(), q.deletion),
             Column::new("deletion_auc_random".into(), q.deletion_random),
             Column::new("randomisation_spearman".into(), q.spearman),
@@ -188,7 +212,10 @@ impl StageKind for Explain {
         .map_err(pe)?;
         stages::table::write_parquet(&mut table, &ctx.output("quality")).map_err(to_stage)?;
         // No node id in the figure: it is not in this node's key (the plot stage labels panels).
-        let title = format!("{} of the anomaly score", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" });
+        let mut title = format!("{} of the anomaly score", if method == CamMethod::GradCam { "Grad-CAM" } else { "HiResCAM" });
+        if let Some(t) = threshold {
+            title += &format!(" (threshold t = {t:.3})");
+        }
         png(&ctx.output("overlay"), (1100, 650), |root| image_grid(root, &title, &rows)).map_err(to_stage)
     }
 }
@@ -200,6 +227,7 @@ struct Quality {
     index: Vec<i64>,
     class: Vec<i64>,
     score: Vec<f64>,
+    flagged: Vec<Option<bool>>,
     deletion: Vec<f64>,
     deletion_random: Vec<f64>,
     spearman: Vec<f64>,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use stages::eval::metrics::score_caption;
 use stages::plot::{image_grid, png, roc, svg, tsne_panels, Curve, Scatter};
 use stages::report::{dataset_title, variant};
 use tch::Tensor;
@@ -63,8 +64,9 @@ impl StageKind for Plot {
     /// class and each model's score. 8: viridis as matplotlib defines it (colorous), not five
     /// anchors joined by straight lines. 9: the ROC of each variant over every seed (the
     /// vertically averaged curve, the seeds' range as a band, AUC mean ± std), not seed 0 alone.
+    /// 10: each Grad-CAM image's score says which side of its model's threshold it lies.
     fn version(&self) -> u32 {
-        9
+        10
     }
     /// Labels curves and panels by their upstream nodes' coordinates.
     fn reads_input_identity(&self) -> bool {
@@ -200,6 +202,7 @@ impl StageKind for Plot {
             let (Some(images), Some(heat)) = (t.get("fixed_image"), t.get("fixed_heatmap")) else { continue };
             let values = |name: &str| t.get(name).and_then(|v| Vec::<f64>::try_from(v.to_kind(tch::Kind::Double)).ok()).unwrap_or_default();
             let (classes, scores) = (values("fixed_class"), values("fixed_score"));
+            let threshold = values("threshold").first().copied();
             if grid.is_empty() {
                 let originals = (0..images.size()[0])
                     .map(|i| cell(&images.get(i), None, classes.get(i as usize).map(|c| format!("true class {c}"))))
@@ -209,9 +212,12 @@ impl StageKind for Plot {
             // Each model's own score of each image (scores of different variants are on
             // different scales: compare within a row).
             let cells = (0..images.size()[0])
-                .map(|i| cell(&images.get(i), Some(&heat.get(i)), scores.get(i as usize).map(|s| format!("score {s:.3}"))))
+                .map(|i| cell(&images.get(i), Some(&heat.get(i)), scores.get(i as usize).map(|&s| score_caption(s, threshold))))
                 .collect::<Result<Vec<_>, _>>()?;
-            let name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, &m.method) };
+            let mut name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, &m.method) };
+            if let Some(t) = threshold {
+                name += &format!("\nthreshold t = {t:.3}");
+            }
             grid.push((pos, name, cells));
         }
         grid.sort_by_key(|g| if g.0 == usize::MAX { 0 } else { g.0 + 1 });

@@ -328,7 +328,7 @@ fn colour_bar<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, x0: i32, y0: i3
     Ok(())
 }
 
-/// A grid of images: one row per label, same columns (images) in every row. Heatmaps (Grad-CAM,
+/// A grid of images: one row per label (several lines where it holds `\n`), same columns (images) in every row. Heatmaps (Grad-CAM,
 /// normalised to [0, 1]; bilinearly upsampled by `explain`) are drawn in viridis above
 /// [`HEAT_FLOOR`], with a colour bar on the right.
 pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, rows: &[(String, Vec<Cell>)]) -> Result<()> {
@@ -347,7 +347,12 @@ pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str
     }
     for (r, (label, cells)) in rows.iter().enumerate() {
         let y0 = 5 + r as i32 * (cell + caption_h + 6);
-        root.draw(&Text::new(label.clone(), (8, y0 + cell / 2 - 8), ("sans-serif", 16).into_font())).map_err(perr)?;
+        // A label of several lines (`\n`) is centred on the row as a block.
+        let lines: Vec<&str> = label.lines().collect();
+        for (k, line) in lines.iter().enumerate() {
+            let y = y0 + cell / 2 - 8 - 10 * (lines.len() as i32 - 1) + 20 * k as i32;
+            root.draw(&Text::new(line.to_string(), (8, y), ("sans-serif", 16).into_font())).map_err(perr)?;
+        }
         for (c, img) in cells.iter().enumerate() {
             let x0 = label_w + c as i32 * (cell + 6);
             let sx = cell as f64 / img.w as f64;

@@ -59,6 +59,16 @@ fn grad_cam_peaks_inside_the_anomalous_square() {
         hits += usize::from(inside);
     }
     assert!(hits >= 7, "the heatmap peak lies in the square for {hits} of 8 images");
+    // Why the maps are speckled: the explained layer (the last conv's BatchNorm output) is
+    // max-pooled, so the score's gradient reaches exactly one location of each 2x2 window, and a
+    // per-location map is zero at the other three. (Explaining the pooled layer instead gives
+    // smooth maps that rank pixels worse: docs/results.md, "Grad-CAM".)
+    let (a, z) = model.encoder.forward_features(&test_x.detach().set_requires_grad(true), false);
+    let g = Tensor::run_backward(&[(&z - &model.c).square().sum(Kind::Float)], &[&a], false, false);
+    assert_eq!(g[0].size(), vec![8, 4, 14, 14]);
+    let per_window = g[0].ne(0.0).to_kind(Kind::Float).avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>) * 4.0;
+    assert_eq!(per_window.size(), vec![8, 4, 7, 7]);
+    assert!(per_window.eq(1.0).all().int64_value(&[]) == 1, "locations with gradient per 2x2 window: {per_window}");
 
     // Deletion (Petsiuk et al. 2018): replacing pixels by the normal mean image along the map
     // removes the square first, so the score falls faster than along a random order, image by

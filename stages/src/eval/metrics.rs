@@ -101,12 +101,28 @@ pub struct Classification {
     pub tn: usize,
 }
 
-/// Predicts anomaly when score > threshold. Precision is 0 when nothing is flagged.
+/// Whether a score is flagged anomalous by a threshold: strictly above it (a score equal to the
+/// threshold is normal), as [`classify`] counts.
+pub fn flagged(score: f64, threshold: f64) -> bool {
+    score > threshold
+}
+
+/// A shown image's score against its model's threshold, for captions: `score 0.412 > t` where
+/// flagged, `score 0.205 ≤ t` where not, `score 0.412` without a threshold.
+pub fn score_caption(score: f64, threshold: Option<f64>) -> String {
+    match threshold {
+        Some(t) if flagged(score, t) => format!("score {score:.3} > t"),
+        Some(_) => format!("score {score:.3} ≤ t"),
+        None => format!("score {score:.3}"),
+    }
+}
+
+/// Predicts anomaly when score > threshold ([`flagged`]). Precision is 0 when nothing is flagged.
 pub fn classify(scores: &[f64], labels: &[i64], threshold: f64) -> Result<Classification> {
     check(scores, labels)?;
     let (mut tp, mut fp, mut fn_, mut tn) = (0, 0, 0, 0);
     for (s, l) in scores.iter().zip(labels) {
-        match (*s > threshold, *l == 1) {
+        match (flagged(*s, threshold), *l == 1) {
             (true, true) => tp += 1,
             (true, false) => fp += 1,
             (false, true) => fn_ += 1,
@@ -138,6 +154,16 @@ pub fn oracle_f1(scores: &[f64], labels: &[i64]) -> Result<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A score equal to the threshold is normal, in captions as in the counts.
+    #[test]
+    fn a_caption_says_which_side_of_the_threshold_a_score_is() {
+        assert_eq!(score_caption(0.4123, Some(0.38)), "score 0.412 > t");
+        assert_eq!(score_caption(0.38, Some(0.38)), "score 0.380 ≤ t");
+        assert_eq!(score_caption(0.2051, None), "score 0.205");
+        let c = classify(&[0.38, 0.39], &[1, 1], 0.38).unwrap();
+        assert_eq!((c.tp, c.fn_), (1, 1));
+    }
 
     #[test]
     fn auc_by_hand() {
