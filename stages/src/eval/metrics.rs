@@ -161,8 +161,8 @@ mod tests {
         assert_eq!(score_caption(0.4123, Some(0.38)), "score 0.412 > t");
         assert_eq!(score_caption(0.38, Some(0.38)), "score 0.380 ≤ t");
         assert_eq!(score_caption(0.2051, None), "score 0.205");
-        let c = classify(&[0.38, 0.39], &[1, 1], 0.38).unwrap();
-        assert_eq!((c.tp, c.fn_), (1, 1));
+        let c = classify(&[0.38, 0.39, 0.38, 0.39], &[1, 1, 0, 0], 0.38).unwrap();
+        assert_eq!((c.tp, c.fn_, c.fp, c.tn), (1, 1, 1, 1));
     }
 
     #[test]
