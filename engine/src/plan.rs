@@ -412,13 +412,14 @@ fn node_status(
         claim: None,
         fingerprint: None,
     };
-    let not_fresh: Vec<String> = graph
-        .dependencies(graph.index_of(i))
-        .iter()
-        // An upstream with known outputs (fresh, or fresh but for a published file) is no reason.
-        .filter(|d| outputs[d.index()].is_none())
-        .map(|d| format!("upstream {} is {}", graph.node(*d).id, done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str())))
-        .collect();
+    let not_fresh = upstream_reasons(
+        graph
+            .dependencies(graph.index_of(i))
+            .iter()
+            // An upstream with known outputs (fresh, or fresh but for a published file) is no reason.
+            .filter(|d| outputs[d.index()].is_none())
+            .map(|d| (graph.node(*d).id.as_str(), done[d.index()].as_ref().map_or("unknown", |s| s.state.as_str()))),
+    );
     if !not_fresh.is_empty() {
         let state = if store.get_ref(pipeline, &node.id).is_some() { Freshness::Stale } else { Freshness::Missing };
         return (NodeStatus { waiting: true, ..mk(state, not_fresh) }, None);
@@ -438,4 +439,41 @@ fn node_status(
         Verdict::Run(why) => (mk(Freshness::Stale, with_resume(why.reasons(), node, &d.fingerprint, store)), None),
     };
     (NodeStatus { key: Some(d.key), fingerprint: Some(d.fingerprint), ..st }, outs)
+}
+
+/// The upstreams a node waits on, as reasons: one per state, naming at most three nodes (a gather
+/// over hundreds would otherwise print hundreds of names; `pipe status -v` lists each node).
+fn upstream_reasons<'a>(upstreams: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    const NAMED: usize = 3;
+    let mut by_state: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (id, state) in upstreams {
+        match by_state.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, ids)) => ids.push(id),
+            None => by_state.push((state, vec![id])),
+        }
+    }
+    by_state
+        .into_iter()
+        .map(|(state, ids)| match ids.len() {
+            1 => format!("upstream {} is {state}", ids[0]),
+            n if n <= NAMED => format!("upstreams {} and {} are {state}", ids[..n - 1].join(", "), ids[n - 1]),
+            n => format!("{n} upstreams are {state}: {} and {} more", ids[..NAMED].join(", "), n - NAMED),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_reasons;
+
+    #[test]
+    fn upstream_reasons_name_a_few_nodes_per_state() {
+        let one = upstream_reasons([("a", "missing")].into_iter());
+        assert_eq!(one, ["upstream a is missing"]);
+        let mixed = upstream_reasons([("a", "missing"), ("b", "stale"), ("c", "missing")].into_iter());
+        assert_eq!(mixed, ["upstreams a and c are missing", "upstream b is stale"]);
+        let ids: Vec<String> = (0..120).map(|i| format!("e[{i}]")).collect();
+        let many = upstream_reasons(ids.iter().map(|i| (i.as_str(), "missing")));
+        assert_eq!(many, ["120 upstreams are missing: e[0], e[1], e[2] and 117 more"]);
+    }
 }
