@@ -97,8 +97,10 @@ impl StageKind for Report {
     /// (from the histories), never assumed mu1 = 1. 5: the paired section says how many of its
     /// intervals would exclude 0 by chance. 6: one factor at a time (a hybrid against the baseline
     /// under its own threshold method), t and Wilcoxon p, Holm-adjusted verdicts (the `stats` crate).
+    /// 7: all classes: every variant per class beside Ruff et al.'s Table 1, and each variant
+    /// against its one-factor baseline across the classes (one pair per class).
     fn version(&self) -> u32 {
-        6
+        7
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec::optional(

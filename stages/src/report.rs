@@ -185,7 +185,7 @@ fn baseline_of(r: &ResultRow) -> Option<String> {
 /// p, the Wilcoxon signed-rank p where there are at least 6 pairs, and the t p adjusted by Holm's
 /// method over every comparison shown. "better"/"worse" only where the adjusted p is below 0.05,
 /// as `pipe compare` decides ([`stats`]); one seed gives no test.
-fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[String]) {
+fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[String], pairing: Pairing) {
     use stats::{holm, paired_t, wilcoxon, ALPHA, WILCOXON_MIN_PAIRS};
     struct Cmp {
         dataset: String,
@@ -215,18 +215,27 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
         cmps.iter().map(|c| (c.diffs.len() > 1).then(|| paired_t(&c.diffs)).map(|(_, p, ci)| (p, ci))).collect();
     let tested: Vec<f64> = tests.iter().flatten().map(|(p, _)| *p).collect();
     let mut adjusted = holm(&tested).into_iter();
-    let _ = writeln!(out, "\n## Paired differences, one factor at a time (AUC, same seeds)\n");
+    let (heading, paired_by, unit) = match pairing {
+        Pairing::Seeds => ("Paired differences, one factor at a time (AUC, same seeds)", "paired by seed", "seeds"),
+        Pairing::Classes => (
+            "Across classes, one factor at a time (AUC; each normal class one pair)",
+            "paired by normal class, each class's AUC the mean over its seeds (Demšar 2006: classifiers compared over several data \
+             sets, one pair per data set)",
+            "classes",
+        ),
+    };
+    let _ = writeln!(out, "\n## {heading}\n");
     let _ = writeln!(
         out,
         "Each variant minus the configuration that differs from it in one factor only (a hybrid against the baseline model under the \
-         same threshold; the adaptive threshold against the radius baseline), paired by seed. 95% interval from Student's t with n-1 \
+         same threshold; the adaptive threshold against the radius baseline), {paired_by}. 95% interval from Student's t with n-1 \
          degrees of freedom; p from the paired t-test; the Wilcoxon signed-rank p from 6 pairs on; Holm's adjustment of the t p over \
          the {} tested comparisons below. A verdict is `better` or `worse` only where the Holm-adjusted p is below {ALPHA}.\n",
         tested.len()
     );
     let _ = writeln!(
         out,
-        "| dataset | variant | against | mean difference | 95% interval | p (t) | p (Wilcoxon) | p (Holm) | verdict | seeds |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| dataset | variant | against | mean difference | 95% interval | p (t) | p (Wilcoxon) | p (Holm) | verdict | {unit} |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut shown = 0;
     for (c, test) in cmps.iter().zip(&tests) {
@@ -246,11 +255,19 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
                 }
                 format!("[{lo:+.4}, {hi:+.4}] | {} | {w} | {} | {verdict}", pval(*p), pval(adj))
             }
-            None => "- | - | - | - | one seed: no test".to_string(),
+            None => format!("- | - | - | - | one of the {unit}: no test"),
         };
         let _ = writeln!(out, "| {} | {} | {} | {m:+.4} | {cells} | {n} |", dataset_title(&c.dataset), c.name, c.against);
     }
     let _ = writeln!(out, "\n{shown} of {} tested comparisons differ after Holm's correction (family-wise error at most {ALPHA}).", tested.len());
+}
+
+/// What a paired comparison pairs on: the seeds of one class, or the normal classes (each the
+/// mean over its seeds).
+#[derive(Clone, Copy)]
+enum Pairing {
+    Seeds,
+    Classes,
 }
 
 /// A p-value as the tables print it: 4 decimals, or `< 0.0001`.
@@ -286,6 +303,52 @@ fn fmt(v: &[f64]) -> String {
     } else {
         format!("{m:.4}")
     }
+}
+
+/// Ruff et al.'s protocol (every class normal in turn), when more than class 0 was run: per
+/// dataset and class, each variant's AUC % (mean ± std over seeds) beside Ruff et al. 2018,
+/// Table 1 (One-Class Deep SVDD); then each variant against its one-factor baseline across the
+/// classes, each class's mean over its seeds one pair ([`paired_differences`]).
+fn all_classes(out: &mut String, rows: &[ResultRow], datasets: &[String]) {
+    if !rows.iter().any(|r| r.normal_class != 0) {
+        return;
+    }
+    // Variants in reading order: the baseline, its other thresholds, then the hybrids.
+    let mut variants: Vec<(u64, bool, String, String)> =
+        rows.iter().map(|r| (r.mu2.to_bits(), r.method != "radius", r.method.clone(), label(r))).collect();
+    variants.sort_by(|a, b| f64::from_bits(a.0).total_cmp(&f64::from_bits(b.0)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    variants.dedup();
+    let names: Vec<String> = variants.into_iter().map(|v| v.3).collect();
+    let _ = writeln!(out, "\n## All classes: AUC % per normal class, beside Ruff et al. 2018, Table 1\n");
+    let _ = writeln!(out, "Mean ± std over seeds (n seeds); Ruff et al.'s column is One-Class Deep SVDD over 10 seeds, under their settings.\n");
+    let _ = writeln!(out, "| dataset | class | Ruff et al. | {} | seeds |\n|---|---|---|{}---|", names.join(" | "), "---|".repeat(names.len()));
+    let mut means: Vec<ResultRow> = Vec::new();
+    for d in datasets {
+        let mut classes: Vec<i64> = rows.iter().filter(|r| &r.dataset == d).map(|r| r.normal_class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        for c in classes {
+            let ruff = ruff_table1(d).map(|t| format!("{:.1}±{:.1}", t[c as usize].0, t[c as usize].1)).unwrap_or("-".into());
+            let mut line = format!("| {} | {c} | {ruff} |", dataset_title(d));
+            let mut seeds = 0;
+            for name in &names {
+                let of: Vec<&ResultRow> = rows.iter().filter(|r| &r.dataset == d && r.normal_class == c && &label(r) == name).collect();
+                if of.is_empty() {
+                    line.push_str(" - |");
+                    continue;
+                }
+                let auc: Vec<f64> = of.iter().map(|r| r.auc * 100.0).collect();
+                let (m, s) = mean_std(&auc);
+                let _ = write!(line, " {m:.1}±{s:.1} |");
+                seeds = seeds.max(of.len());
+                // The class's mean over its seeds, as one pair of the across-classes comparison.
+                means.push(ResultRow { seed: c, normal_class: 0, auc: m / 100.0, ..of[0].clone() });
+            }
+            let _ = writeln!(out, "{line} {seeds} |");
+        }
+    }
+    let refs: Vec<&ResultRow> = means.iter().collect();
+    paired_differences(out, &refs, datasets, Pairing::Classes);
 }
 
 /// The markdown report: the published table's layout with our numbers beside the published ones.
@@ -345,22 +408,8 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
-    paired_differences(&mut out, &class0, &datasets);
-    // All classes (Ruff et al.'s protocol), when run.
-    let mut per_class: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| label(r) == "baseline Deep SVDD") {
-        per_class.entry((r.dataset.clone(), r.normal_class)).or_default().push(r.auc * 100.0);
-    }
-    let classes_run = per_class.keys().filter(|(_, c)| *c != 0).count();
-    if classes_run > 0 {
-        let _ = writeln!(out, "\n## All classes: baseline Deep SVDD AUC % vs Ruff et al. 2018, Table 1\n");
-        let _ = writeln!(out, "| dataset | class | Ruff et al. (10 seeds) | ours (n seeds) |\n|---|---|---|---|");
-        for ((d, c), v) in &per_class {
-            let ruff = ruff_table1(d).map(|t| format!("{:.1}±{:.1}", t[*c as usize].0, t[*c as usize].1)).unwrap_or("-".into());
-            let (m, s) = mean_std(v);
-            let _ = writeln!(out, "| {} | {c} | {ruff} | {m:.1}±{s:.1} ({}) |", dataset_title(d), v.len());
-        }
-    }
+    paired_differences(&mut out, &class0, &datasets, Pairing::Seeds);
+    all_classes(&mut out, rows, &datasets);
     out
 }
 
@@ -482,5 +531,37 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("0 of 1 tested comparisons differ after Holm's correction"), "{md}");
+    }
+
+    #[test]
+    fn all_classes_are_tabled_beside_ruff_and_compared_one_pair_per_class() {
+        // 7 classes, 2 seeds: baseline AUC 0.90 + 0.01c and 0.92 + 0.01c; the adaptive threshold
+        // adds d_c to both seeds. Across classes: differences d (mean 0.005857), scipy 1.17
+        // ttest_rel p = 0.01655, interval [0.00151, 0.01021]; wilcoxon (exact, no ties) p = 0.03125.
+        let d = [0.010, 0.004, 0.006, -0.002, 0.008, 0.012, 0.003];
+        let mut rows = Vec::new();
+        for (c, dc) in d.iter().enumerate() {
+            for seed in 0..2 {
+                let base = 0.90 + 0.02 * seed as f64 + 0.01 * c as f64;
+                for (method, auc) in [("radius", base), ("mahalanobis", base + dc)] {
+                    rows.push(ResultRow { normal_class: c as i64, ..row("mnist", 0.0, method, seed, auc) });
+                }
+            }
+        }
+        let md = markdown(&rows, "");
+        let ruff = ruff_table1("mnist").unwrap()[3];
+        // Class 3: baseline 0.93, 0.95 -> 94.0 ± 1.4; adaptive 0.928, 0.948 -> 93.8 ± 1.4.
+        let line = format!("| MNIST | 3 | {:.1}±{:.1} | 94.0±1.4 | 93.8±1.4 | 2 |", ruff.0, ruff.1);
+        assert!(md.contains("| dataset | class | Ruff et al. | baseline Deep SVDD | adaptive (Mahalanobis) | seeds |"), "{md}");
+        assert!(md.contains(&line), "{line} in {md}");
+        assert!(
+            md.contains(
+                "| MNIST | adaptive (Mahalanobis) | baseline Deep SVDD | +0.0059 | [+0.0015, +0.0102] | 0.0165 | 0.0312 | 0.0165 | better | 7 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("## Across classes, one factor at a time"), "{md}");
+        // Class 0 alone is no all-classes run.
+        assert!(!markdown(&rows[..4], "").contains("## All classes"));
     }
 }
