@@ -16,8 +16,8 @@ pub fn table(runs: &[RunRecord]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8}  {:<9} file [overrides] (failed per kind)",
-        "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "commit"
+        "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>8} {:>9}  {:<9} file [overrides] (failed per kind)",
+        "run", "started (UTC)", "status", "ran", "cached", "failed", "wall", "cpu", "commit"
     );
     for r in runs {
         let tally = Tally::of(&r.nodes);
@@ -30,7 +30,7 @@ pub fn table(runs: &[RunRecord]) -> String {
         let sets = if r.overrides.is_empty() { String::new() } else { format!(" [{}]", r.overrides.join(" ")) };
         let _ = writeln!(
             out,
-            "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>7.1}s  {:<9} {}{sets}{}",
+            "{:<20} {:<20} {:<11} {:>4} {:>6} {:>6} {:>7.1}s {:>9}  {:<9} {}{sets}{}",
             r.run_id,
             started,
             r.status,
@@ -38,12 +38,24 @@ pub fn table(runs: &[RunRecord]) -> String {
             tally.cached,
             tally.failed,
             r.duration_s,
+            cpu(&r.nodes),
             commit,
             r.file,
             failed_per_kind(&r.nodes)
         );
     }
     out
+}
+
+/// The CPU seconds of a run's nodes where measured (`12.3s`; `-` where none was): what the run
+/// cost, where `wall` is how long it took.
+fn cpu(nodes: &[RunNode]) -> String {
+    let measured: Vec<f64> = nodes.iter().filter_map(|n| n.cpu_s).collect();
+    if measured.is_empty() {
+        "-".into()
+    } else {
+        format!("{:.1}s", measured.iter().sum::<f64>())
+    }
 }
 
 /// ` (stage 2, input 1)`: a run's failed nodes per kind of failure; empty when none failed.
@@ -299,6 +311,7 @@ mod tests {
             stage: "s".into(),
             state,
             duration_s: 0.0,
+            cpu_s: None,
             key: None,
             error: Some("e".into()),
             resumed_from: None,

@@ -24,6 +24,14 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
     assert_eq!(ws.nodes_in("failed").len(), 0);
     let first_ran = ws.nodes_in("ran");
     assert_eq!(first_ran.len(), 57, "{first_ran:?}");
+    // What each node cost: the stage worker measures the CPU seconds of every node it runs, and
+    // the run record keeps them (at most every core for the node's whole wall time).
+    let runs: serde_json::Value = serde_json::from_slice(&ws.pipe(&["runs", "--json"]).stdout).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for n in runs[0]["nodes"].as_array().unwrap().iter().filter(|n| n["stage"] == "pretrain" || n["stage"] == "train") {
+        let (cpu, wall) = (n["cpu_s"].as_f64().unwrap_or_else(|| panic!("no cpu_s: {n}")), n["duration_s"].as_f64().unwrap());
+        assert!(cpu > 0.0 && cpu <= wall * cores + 0.5, "{n}");
+    }
 
     // Converged on the bundled data: the baseline's AUC floors, and the adaptive (Mahalanobis)
     // variant at least as good (issue: an under-trained quick job showed 0.76 / 0.38).

@@ -99,6 +99,10 @@ impl NodeEnd {
     /// The node's entry in the run record, having taken `duration_s`: the one place a failure is
     /// rendered for the record's `error` (and kept typed in its `failure`).
     pub fn entry(&self, node: &NodeSpec, duration_s: f64) -> RunNode {
+        let cpu_s = match self {
+            NodeEnd::Ran { record, .. } => record.cpu_s,
+            _ => None,
+        };
         let (state, key, error, failure, resumed_from) = match self {
             NodeEnd::Ran { record, resumed_from } => (RunState::Ran, Some(&record.key), None, None, *resumed_from),
             NodeEnd::Cached(record) => (RunState::Cached, Some(&record.key), None, None, None),
@@ -106,7 +110,7 @@ impl NodeEnd {
             NodeEnd::Cancelled { key, reason } => (RunState::Cancelled, key.as_ref(), Some(reason.clone()), None, None),
             NodeEnd::Busy { key, holder } => (RunState::Cancelled, Some(key), Some(busy_message(holder.as_ref())), None, None),
         };
-        RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, key: key.cloned(), error, resumed_from, failure }
+        RunNode { node: node.id.clone(), stage: node.stage.clone(), state, duration_s, cpu_s, key: key.cloned(), error, resumed_from, failure }
     }
 }
 
@@ -496,7 +500,7 @@ fn prepare<'a>(ex: &'a Executor<'_>, i: usize, outputs: &Mutex<Outputs>, expecte
         Verdict::Hit(_) if ex.options.rerun.contains(&node.id) && !ex.options.pull_only => {}
         Verdict::Hit(rec) => {
             return ControlFlow::Break(match ex.store.set_ref(ex.pipeline, &node.id, &key) {
-                Ok(()) => NodeEnd::Cached(rec),
+                Ok(()) => NodeEnd::Cached(*rec),
                 Err(e) => NodeEnd::failed(&key, e),
             });
         }
@@ -650,6 +654,7 @@ impl NodeRunner for Local {
             input_sources: inputs.sources,
             outputs: objects,
             duration_s: start.elapsed().as_secs_f64(),
+            cpu_s: ctx.cpu_seconds(),
             finished_at: now(),
             log: log.text(),
         };
@@ -929,6 +934,7 @@ mod tests {
                 input_sources: job.inputs.sources,
                 outputs: BTreeMap::from([("out".to_string(), out)]),
                 duration_s: 0.0,
+                cpu_s: None,
                 finished_at: now(),
                 log: String::new(),
             };

@@ -177,8 +177,8 @@ pub struct Decided {
 
 /// What the store says about a decided node.
 pub enum Verdict {
-    /// The store holds its result.
-    Hit(NodeRecord),
+    /// The store holds its result (boxed: a record is large beside the other variant).
+    Hit(Box<NodeRecord>),
     /// It must run.
     Run(Why),
 }
@@ -264,7 +264,7 @@ pub fn decide_resolved(
     let fingerprint = fingerprint(node, &inputs, store, pipeline);
     let key = fingerprint.key();
     let verdict = match lookup(store, &key, fetch) {
-        Lookup::Hit(rec) => Verdict::Hit(rec),
+        Lookup::Hit(rec) => Verdict::Hit(Box::new(rec)),
         Lookup::Unavailable(error) => return Err(Blocked::Store { key, error }),
         Lookup::Damaged { object, corrupt, output, .. } => Verdict::Run(Why::Damaged { object, corrupt, output }),
         Lookup::BadRecord(e) => Verdict::Run(Why::BadRecord(e)),
@@ -442,7 +442,8 @@ fn node_status(
 }
 
 /// The upstreams a node waits on, as reasons: one per state, naming at most three nodes (a gather
-/// over hundreds would otherwise print hundreds of names; `pipe status -v` lists each node).
+/// over hundreds would otherwise print hundreds of names; each upstream has its own line, with its
+/// own reasons, in `pipe status -v`).
 fn upstream_reasons<'a>(upstreams: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<String> {
     const NAMED: usize = 3;
     let mut by_state: Vec<(&str, Vec<&str>)> = Vec::new();

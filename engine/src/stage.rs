@@ -379,6 +379,7 @@ pub struct RunContext {
     /// Set when the run is interrupted: long work checks it ([`RunContext::check_cancelled`]).
     pub cancel: Arc<AtomicBool>,
     log: Mutex<crate::log::NodeLog>,
+    cpu_s: Mutex<Option<f64>>,
 }
 
 impl std::ops::Deref for RunContext {
@@ -410,7 +411,7 @@ impl RunContext {
 
     /// A context for `job`, with an empty log.
     pub fn for_job(job: NodeJob, progress: Arc<dyn Progress>, cancel: Arc<AtomicBool>) -> Self {
-        RunContext { job, progress, cancel, log: Mutex::new(Default::default()) }
+        RunContext { job, progress, cancel, log: Mutex::new(Default::default()), cpu_s: Mutex::new(None) }
     }
 
     /// Path the stage must write output `name` to.
@@ -461,6 +462,17 @@ impl RunContext {
     /// The log so far, emptied.
     pub fn take_log(&self) -> crate::log::NodeLog {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records the CPU seconds the node used, as the process that ran it measured them.
+    pub fn set_cpu_seconds(&self, s: Option<f64>) {
+        *self.cpu_s.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// The CPU seconds the node used, where the process that ran it measured them (a stage
+    /// worker does; a kind run in the engine's own process is not measured).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        *self.cpu_s.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use stages::data::OneClass;
-use stages::eval::metrics::{flagged, score_caption};
+use stages::eval::metrics::{flagged, versus_threshold};
 use stages::eval::ScoreTable;
 use stages::explain::{deletion_auc, deletion_curve, grad_cam, randomised, spearman, CamMethod, Scorer};
 use stages::models::svdd::SvddModel;
@@ -137,7 +137,7 @@ impl StageKind for Explain {
         for (name, idx) in [("fixed", &fixed), ("top", &top), ("bottom", &bottom)] {
             let index = Tensor::from_slice(idx);
             let images = data.test_x.index_select(0, &index);
-            let (heat, scores) = grad_cam(&model, &images, &scorer, method).map_err(to_stage)?;
+            let (heat, _) = grad_cam(&model, &images, &scorer, method).map_err(to_stage)?;
             let (heat_random, _) = grad_cam(&random, &images, &Scorer::Distance, method).map_err(to_stage)?;
             for i in 0..idx.len() {
                 let map = Vec::<f64>::try_from(heat.get(i as i64).to_kind(Kind::Double).flatten(0, -1)).map_err(te)?;
@@ -149,9 +149,14 @@ impl StageKind for Explain {
                 q.set.push(name);
                 q.index.push(idx[i]);
                 q.class.push(classes[idx[i] as usize]);
-                let score = table_score.get(&idx[i]).copied().unwrap_or(scores[i]);
+                let Some(&score) = table_score.get(&idx[i]) else {
+                    return Err(StageError::failed(format!(
+                        "test image {} is not in the `scores` input: scores and data come from different ingests; wire both from the same `ingest`",
+                        idx[i]
+                    )));
+                };
                 q.score.push(score);
-                q.flagged.push(threshold.map(|t| flagged(score, t)));
+                q.flagged.push(threshold.filter(|_| score.is_finite()).map(|t| flagged(score, t)));
                 q.deletion.push(deletion_auc(&deletion_curve(&model, &image, &salient, &baseline, &scorer, 20)));
                 q.deletion_random.push(deletion_auc(&deletion_curve(&model, &image, &shuffled, &baseline, &scorer, 20)));
                 q.spearman.push(spearman(&map, &map_random));
@@ -173,7 +178,7 @@ impl StageKind for Explain {
                     cell(
                         &images.get(i as i64),
                         Some(&heat.get(i as i64)),
-                        Some(format!("class {}, {}", class[i], score_caption(shown[i], threshold))),
+                        Some(format!("class {}: {}", class[i], versus_threshold(shown[i], threshold))),
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -203,7 +208,7 @@ impl StageKind for Explain {
             Column::new("index".into(), q.index),
             Column::new("class".into(), q.class),
             Column::new("score".into(), q.score),
-            Column::new("threshold".into(), vec![threshold.unwrap_or(f64::NAN); rows_shown]),
+            Column::new("threshold".into(), vec![threshold; rows_shown]),
             Column::new("flagged".into(), q.flagged),
             Column::new("deletion_auc".into(), q.deletion),
             Column::new("deletion_auc_random".into(), q.deletion_random),

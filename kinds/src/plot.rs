@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use stages::eval::metrics::score_caption;
+use stages::eval::metrics::versus_threshold;
 use stages::plot::{image_grid, png, roc, svg, tsne_panels, Curve, Scatter};
 use stages::report::{dataset_title, variant};
 use tch::Tensor;
@@ -212,7 +212,9 @@ impl StageKind for Plot {
             // Each model's own score of each image (scores of different variants are on
             // different scales: compare within a row).
             let cells = (0..images.size()[0])
-                .map(|i| cell(&images.get(i), Some(&heat.get(i)), scores.get(i as usize).map(|&s| score_caption(s, threshold))))
+                .map(|i| {
+                    cell(&images.get(i), Some(&heat.get(i)), scores.get(i as usize).map(|&s| format!("score {}", versus_threshold(s, threshold))))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut name = if m.mu2 > 0.0 { format!("hybrid mu2={}", m.mu2) } else { variant(None, m.mu2, &m.method) };
             if let Some(t) = threshold {

@@ -180,26 +180,41 @@ fn baseline_of(r: &ResultRow) -> Option<String> {
     }
 }
 
-/// Each variant's AUC minus its baseline's ([`baseline_of`]: one factor at a time), paired by seed
-/// (same dataset, class 0): the mean difference, its 95% Student t interval, the paired t-test's
-/// p, the Wilcoxon signed-rank p where there are at least 6 pairs, and the t p adjusted by Holm's
-/// method over every comparison shown. "better"/"worse" only where the adjusted p is below 0.05,
-/// as `pipe compare` decides ([`stats`]); one seed gives no test.
-fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[String], pairing: Pairing) {
-    use stats::{holm, paired_t, wilcoxon, ALPHA, WILCOXON_MIN_PAIRS};
-    struct Cmp {
-        dataset: String,
-        name: String,
-        against: String,
-        diffs: Vec<f64>,
-    }
+/// One comparison: a variant against its one-factor baseline ([`baseline_of`]), and the paired
+/// differences (variant - baseline, AUC).
+struct Cmp {
+    dataset: String,
+    name: String,
+    against: String,
+    diffs: Vec<f64>,
+}
+
+/// What a paired comparison pairs on: the seeds of one class, or the normal classes.
+#[derive(Clone, Copy)]
+enum Pairing {
+    /// Seed by seed (normal class 0); the verdict from the paired t-test.
+    Seeds,
+    /// Class by class, each class's difference the mean over the seeds both configurations
+    /// have; the verdict from the Wilcoxon signed-rank test, as Demšar 2006 (JMLR 7, s. 3.1.3)
+    /// advises for comparisons over several data sets (AUCs of different classes are on
+    /// different scales, their differences not normal).
+    Classes,
+}
+
+/// The variants of `rows` of dataset `d` with the baseline each is compared with.
+fn variants_of(rows: &[&ResultRow], d: &str) -> Vec<(String, String)> {
+    let mut variants: Vec<(String, f64, String, String)> =
+        rows.iter().filter(|r| r.dataset == d).filter_map(|r| Some((r.method.clone(), r.mu2, label(r), baseline_of(r)?))).collect();
+    variants.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    variants.dedup();
+    variants.into_iter().map(|v| (v.2, v.3)).collect()
+}
+
+/// Seed-paired comparisons of one class's rows.
+fn seed_pairs(class0: &[&ResultRow], datasets: &[String]) -> Vec<Cmp> {
     let mut cmps = Vec::new();
     for d in datasets {
-        let mut variants: Vec<(String, f64, String, String)> =
-            class0.iter().filter(|r| &r.dataset == d).filter_map(|r| Some((r.method.clone(), r.mu2, label(r), baseline_of(r)?))).collect();
-        variants.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-        variants.dedup();
-        for (_, _, name, against) in variants {
+        for (name, against) in variants_of(class0, d) {
             let base: BTreeMap<i64, f64> = class0.iter().filter(|r| &r.dataset == d && label(r) == against).map(|r| (r.seed, r.auc)).collect();
             let diffs: Vec<f64> =
                 class0.iter().filter(|r| &r.dataset == d && label(r) == name).filter_map(|r| base.get(&r.seed).map(|b| r.auc - b)).collect();
@@ -208,20 +223,79 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
             }
         }
     }
+    cmps
+}
+
+/// Class-paired comparisons: per class, the mean of the seed-paired differences over the seeds
+/// both configurations have (a seed one of them lacks is left out of that class, never averaged
+/// on one side only). Also how many (comparison, class) pairs lost a seed that way.
+fn class_pairs(rows: &[&ResultRow], datasets: &[String]) -> (Vec<Cmp>, usize) {
+    let (mut cmps, mut short) = (Vec::new(), 0);
+    for d in datasets {
+        for (name, against) in variants_of(rows, d) {
+            let seeds = |l: &str| -> BTreeMap<(i64, i64), f64> {
+                rows.iter().filter(|r| &r.dataset == d && label(r) == l).map(|r| ((r.normal_class, r.seed), r.auc)).collect()
+            };
+            let (v, b) = (seeds(&name), seeds(&against));
+            let mut per_class: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for ((c, seed), auc) in &v {
+                if let Some(base) = b.get(&(*c, *seed)) {
+                    per_class.entry(*c).or_default().push(auc - base);
+                }
+            }
+            for (c, diffs) in &per_class {
+                let both: std::collections::BTreeSet<i64> = v.keys().chain(b.keys()).filter(|(k, _)| k == c).map(|(_, s)| *s).collect();
+                short += usize::from(diffs.len() < both.len());
+            }
+            let diffs: Vec<f64> = per_class.values().map(|d| d.iter().sum::<f64>() / d.len() as f64).collect();
+            if !diffs.is_empty() {
+                cmps.push(Cmp { dataset: d.clone(), name, against, diffs });
+            }
+        }
+    }
+    (cmps, short)
+}
+
+/// The comparisons as a markdown section: per comparison the mean difference, its 95% Student t
+/// interval, the paired t-test's p, the Wilcoxon signed-rank p where there are at least 6 pairs,
+/// and the verdict test's p (t for seeds, Wilcoxon for classes: [`Pairing`]) adjusted by Holm's
+/// method over every comparison shown. "better"/"worse" only where the adjusted p is below 0.05,
+/// as `pipe compare` decides ([`stats`]); too few pairs give no test.
+fn paired_differences(out: &mut String, cmps: &[Cmp], pairing: Pairing) {
+    use stats::{holm, paired_t, wilcoxon, ALPHA, WILCOXON_MIN_PAIRS};
     if cmps.is_empty() {
         return;
     }
-    let tests: Vec<Option<(f64, (f64, f64))>> =
-        cmps.iter().map(|c| (c.diffs.len() > 1).then(|| paired_t(&c.diffs)).map(|(_, p, ci)| (p, ci))).collect();
-    let tested: Vec<f64> = tests.iter().flatten().map(|(p, _)| *p).collect();
+    /// One comparison's tests: the paired t-test's p and interval, the Wilcoxon p (NaN below
+    /// its fewest pairs).
+    struct Tests {
+        t: f64,
+        interval: (f64, f64),
+        wilcoxon: f64,
+    }
+    let tests: Vec<Option<Tests>> = cmps
+        .iter()
+        .map(|c| {
+            let n = c.diffs.len();
+            let wilcoxon = if n >= WILCOXON_MIN_PAIRS { wilcoxon(&c.diffs).map_or(f64::NAN, |w| w.p) } else { f64::NAN };
+            (n > 1).then(|| paired_t(&c.diffs)).map(|(_, t, interval)| Tests { t, interval, wilcoxon })
+        })
+        .collect();
+    // The p a verdict rests on: the t-test's or the Wilcoxon test's ([`Pairing`]).
+    let verdict_p = |t: &Tests| match pairing {
+        Pairing::Seeds => Some(t.t),
+        Pairing::Classes => (!t.wilcoxon.is_nan()).then_some(t.wilcoxon),
+    };
+    let tested: Vec<f64> = tests.iter().flatten().filter_map(verdict_p).collect();
     let mut adjusted = holm(&tested).into_iter();
-    let (heading, paired_by, unit) = match pairing {
-        Pairing::Seeds => ("Paired differences, one factor at a time (AUC, same seeds)", "paired by seed", "seeds"),
+    let (heading, paired_by, unit, test) = match pairing {
+        Pairing::Seeds => ("Paired differences, one factor at a time (AUC, same seeds)", "paired by seed", "seeds", "the paired t-test's p"),
         Pairing::Classes => (
             "Across classes, one factor at a time (AUC; each normal class one pair)",
-            "paired by normal class, each class's AUC the mean over its seeds (Demšar 2006: classifiers compared over several data \
-             sets, one pair per data set)",
+            "paired by normal class, each class's difference the mean over the seeds both have (Demšar 2006: classifiers compared \
+             over several data sets, one pair per data set, by the Wilcoxon signed-rank test)",
             "classes",
+            "the Wilcoxon p",
         ),
     };
     let _ = writeln!(out, "\n## {heading}\n");
@@ -229,8 +303,9 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
         out,
         "Each variant minus the configuration that differs from it in one factor only (a hybrid against the baseline model under the \
          same threshold; the adaptive threshold against the radius baseline), {paired_by}. 95% interval from Student's t with n-1 \
-         degrees of freedom; p from the paired t-test; the Wilcoxon signed-rank p from 6 pairs on; Holm's adjustment of the t p over \
-         the {} tested comparisons below. A verdict is `better` or `worse` only where the Holm-adjusted p is below {ALPHA}.\n",
+         degrees of freedom; p from the paired t-test; the Wilcoxon signed-rank p from {WILCOXON_MIN_PAIRS} pairs on; Holm's \
+         adjustment of {test} over the {} tested comparisons below. A verdict is `better` or `worse` only where the Holm-adjusted p \
+         is below {ALPHA}.\n",
         tested.len()
     );
     let _ = writeln!(
@@ -241,10 +316,9 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
     for (c, test) in cmps.iter().zip(&tests) {
         let n = c.diffs.len();
         let m = c.diffs.iter().sum::<f64>() / n as f64;
-        let cells = match test {
-            Some((p, (lo, hi))) => {
+        let cells = match test.as_ref().map(|t| (t, verdict_p(t))) {
+            Some((&Tests { t: p, interval: (lo, hi), wilcoxon: w }, Some(_))) => {
                 let adj = adjusted.next().unwrap_or(f64::NAN);
-                let w = if n >= WILCOXON_MIN_PAIRS { wilcoxon(&c.diffs).map(|w| pval(w.p)).unwrap_or("-".into()) } else { "-".into() };
                 let verdict = match (adj < ALPHA, m > 0.0) {
                     (true, true) => "better",
                     (true, false) if m < 0.0 => "worse",
@@ -253,21 +327,16 @@ fn paired_differences(out: &mut String, class0: &[&ResultRow], datasets: &[Strin
                 if adj < ALPHA {
                     shown += 1;
                 }
-                format!("[{lo:+.4}, {hi:+.4}] | {} | {w} | {} | {verdict}", pval(*p), pval(adj))
+                format!("[{lo:+.4}, {hi:+.4}] | {} | {} | {} | {verdict}", pval(p), pval(w), pval(adj))
+            }
+            Some((&Tests { t: p, interval: (lo, hi), wilcoxon: w }, None)) => {
+                format!("[{lo:+.4}, {hi:+.4}] | {} | {} | - | fewer than {WILCOXON_MIN_PAIRS} {unit}: no test", pval(p), pval(w))
             }
             None => format!("- | - | - | - | one of the {unit}: no test"),
         };
         let _ = writeln!(out, "| {} | {} | {} | {m:+.4} | {cells} | {n} |", dataset_title(&c.dataset), c.name, c.against);
     }
     let _ = writeln!(out, "\n{shown} of {} tested comparisons differ after Holm's correction (family-wise error at most {ALPHA}).", tested.len());
-}
-
-/// What a paired comparison pairs on: the seeds of one class, or the normal classes (each the
-/// mean over its seeds).
-#[derive(Clone, Copy)]
-enum Pairing {
-    Seeds,
-    Classes,
 }
 
 /// A p-value as the tables print it: 4 decimals, or `< 0.0001`.
@@ -306,9 +375,9 @@ fn fmt(v: &[f64]) -> String {
 }
 
 /// Ruff et al.'s protocol (every class normal in turn), when more than class 0 was run: per
-/// dataset and class, each variant's AUC % (mean ± std over seeds) beside Ruff et al. 2018,
-/// Table 1 (One-Class Deep SVDD); then each variant against its one-factor baseline across the
-/// classes, each class's mean over its seeds one pair ([`paired_differences`]).
+/// dataset and class, each variant's AUC % (mean ± std over its seeds, and how many) beside Ruff
+/// et al. 2018, Table 1 (One-Class Deep SVDD); then each variant against its one-factor baseline
+/// across the classes ([`class_pairs`], [`Pairing::Classes`]).
 fn all_classes(out: &mut String, rows: &[ResultRow], datasets: &[String]) {
     if !rows.iter().any(|r| r.normal_class != 0) {
         return;
@@ -321,8 +390,7 @@ fn all_classes(out: &mut String, rows: &[ResultRow], datasets: &[String]) {
     let names: Vec<String> = variants.into_iter().map(|v| v.3).collect();
     let _ = writeln!(out, "\n## All classes: AUC % per normal class, beside Ruff et al. 2018, Table 1\n");
     let _ = writeln!(out, "Mean ± std over seeds (n seeds); Ruff et al.'s column is One-Class Deep SVDD over 10 seeds, under their settings.\n");
-    let _ = writeln!(out, "| dataset | class | Ruff et al. | {} | seeds |\n|---|---|---|{}---|", names.join(" | "), "---|".repeat(names.len()));
-    let mut means: Vec<ResultRow> = Vec::new();
+    let _ = writeln!(out, "| dataset | class | Ruff et al. | {} |\n|---|---|---|{}", names.join(" | "), "---|".repeat(names.len()));
     for d in datasets {
         let mut classes: Vec<i64> = rows.iter().filter(|r| &r.dataset == d).map(|r| r.normal_class).collect();
         classes.sort_unstable();
@@ -330,25 +398,25 @@ fn all_classes(out: &mut String, rows: &[ResultRow], datasets: &[String]) {
         for c in classes {
             let ruff = ruff_table1(d).map(|t| format!("{:.1}±{:.1}", t[c as usize].0, t[c as usize].1)).unwrap_or("-".into());
             let mut line = format!("| {} | {c} | {ruff} |", dataset_title(d));
-            let mut seeds = 0;
             for name in &names {
-                let of: Vec<&ResultRow> = rows.iter().filter(|r| &r.dataset == d && r.normal_class == c && &label(r) == name).collect();
-                if of.is_empty() {
-                    line.push_str(" - |");
-                    continue;
-                }
-                let auc: Vec<f64> = of.iter().map(|r| r.auc * 100.0).collect();
-                let (m, s) = mean_std(&auc);
-                let _ = write!(line, " {m:.1}±{s:.1} |");
-                seeds = seeds.max(of.len());
-                // The class's mean over its seeds, as one pair of the across-classes comparison.
-                means.push(ResultRow { seed: c, normal_class: 0, auc: m / 100.0, ..of[0].clone() });
+                let auc: Vec<f64> =
+                    rows.iter().filter(|r| &r.dataset == d && r.normal_class == c && &label(r) == name).map(|r| r.auc * 100.0).collect();
+                let (m, s) = if auc.is_empty() { (f64::NAN, f64::NAN) } else { mean_std(&auc) };
+                let _ = match auc.len() {
+                    0 => write!(line, " - |"),
+                    1 => write!(line, " {m:.1} (1) |"),
+                    n => write!(line, " {m:.1}±{s:.1} ({n}) |"),
+                };
             }
-            let _ = writeln!(out, "{line} {seeds} |");
+            let _ = writeln!(out, "{line}");
         }
     }
-    let refs: Vec<&ResultRow> = means.iter().collect();
-    paired_differences(out, &refs, datasets, Pairing::Classes);
+    let refs: Vec<&ResultRow> = rows.iter().collect();
+    let (cmps, short) = class_pairs(&refs, datasets);
+    paired_differences(out, &cmps, Pairing::Classes);
+    if short > 0 {
+        let _ = writeln!(out, "\nIn {short} (comparison, class) pairs one side lacks a seed the other has; those classes pair the seeds both have.");
+    }
 }
 
 /// The markdown report: the published table's layout with our numbers beside the published ones.
@@ -408,7 +476,7 @@ pub fn markdown(rows: &[ResultRow], note: &str) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
-    paired_differences(&mut out, &class0, &datasets, Pairing::Seeds);
+    paired_differences(&mut out, &seed_pairs(&class0, &datasets), Pairing::Seeds);
     all_classes(&mut out, rows, &datasets);
     out
 }
@@ -551,16 +619,22 @@ mod tests {
         let md = markdown(&rows, "");
         let ruff = ruff_table1("mnist").unwrap()[3];
         // Class 3: baseline 0.93, 0.95 -> 94.0 ± 1.4; adaptive 0.928, 0.948 -> 93.8 ± 1.4.
-        let line = format!("| MNIST | 3 | {:.1}±{:.1} | 94.0±1.4 | 93.8±1.4 | 2 |", ruff.0, ruff.1);
-        assert!(md.contains("| dataset | class | Ruff et al. | baseline Deep SVDD | adaptive (Mahalanobis) | seeds |"), "{md}");
+        let line = format!("| MNIST | 3 | {:.1}±{:.1} | 94.0±1.4 (2) | 93.8±1.4 (2) |", ruff.0, ruff.1);
+        assert!(md.contains("| dataset | class | Ruff et al. | baseline Deep SVDD | adaptive (Mahalanobis) |\n|---|---|---|---|---|\n"), "{md}");
         assert!(md.contains(&line), "{line} in {md}");
-        assert!(
-            md.contains(
-                "| MNIST | adaptive (Mahalanobis) | baseline Deep SVDD | +0.0059 | [+0.0015, +0.0102] | 0.0165 | 0.0312 | 0.0165 | better | 7 |"
-            ),
-            "{md}"
-        );
+        // The verdict is the Wilcoxon test's (Demšar 2006), Holm over one comparison.
+        let verdict =
+            "| MNIST | adaptive (Mahalanobis) | baseline Deep SVDD | +0.0059 | [+0.0015, +0.0102] | 0.0165 | 0.0312 | 0.0312 | better | 7 |";
+        assert!(md.contains(verdict), "{md}");
         assert!(md.contains("## Across classes, one factor at a time"), "{md}");
+        // A seed the variant lacks in one class is left out of that class's pair on both sides:
+        // class 6 still differs by d_6 = 0.003 (each side averaged over its own seeds: -0.007).
+        let lacking: Vec<ResultRow> = rows.iter().filter(|r| !(r.normal_class == 6 && r.seed == 1 && r.method == "mahalanobis")).cloned().collect();
+        let md = markdown(&lacking, "");
+        assert!(md.contains(verdict), "{md}");
+        let ruff6 = ruff_table1("mnist").unwrap()[6];
+        assert!(md.contains(&format!("| MNIST | 6 | {:.1}±{:.1} | 97.0±1.4 (2) | 96.3 (1) |", ruff6.0, ruff6.1)), "{md}");
+        assert!(md.contains("In 1 (comparison, class) pairs one side lacks a seed the other has"), "{md}");
         // Class 0 alone is no all-classes run.
         assert!(!markdown(&rows[..4], "").contains("## All classes"));
     }

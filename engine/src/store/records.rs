@@ -29,6 +29,10 @@ pub struct NodeRecord {
     pub outputs: BTreeMap<String, ObjectRef>,
     /// Wall-clock seconds from the start of the stage's run to its outputs being stored.
     pub duration_s: f64,
+    /// CPU seconds (user + system, every thread and waited-for child) of the stage's run, where
+    /// measured ([`crate::stage::RunContext::cpu_seconds`]); absent in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
     /// When it finished, in seconds since the Unix epoch.
     pub finished_at: f64,
     /// The lines the stage logged (a `command` stage's stdout and stderr), newline-terminated.

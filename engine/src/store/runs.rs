@@ -21,6 +21,9 @@ pub struct RunNode {
     pub state: RunState,
     /// Wall-clock seconds it took in this run (0 when it did not start).
     pub duration_s: f64,
+    /// CPU seconds it used in this run, where measured (see [`crate::store::NodeRecord::cpu_s`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
     /// Its cache key, when its inputs could be resolved.
     pub key: Option<String>,
     /// Why it failed, was skipped or was cancelled, as the terminal showed it; `None` when it
@@ -37,7 +40,17 @@ pub struct RunNode {
 impl RunNode {
     /// The entry of node `node` (stage `stage`) that did not run: skipped or cancelled, and why.
     pub fn not_run(node: &str, stage: &str, state: RunState, why: String) -> RunNode {
-        RunNode { node: node.into(), stage: stage.into(), state, duration_s: 0.0, key: None, error: Some(why), resumed_from: None, failure: None }
+        RunNode {
+            node: node.into(),
+            stage: stage.into(),
+            state,
+            duration_s: 0.0,
+            cpu_s: None,
+            key: None,
+            error: Some(why),
+            resumed_from: None,
+            failure: None,
+        }
     }
 }
 
@@ -343,6 +356,7 @@ mod tests {
             stage: "s".into(),
             state,
             duration_s: 0.0,
+            cpu_s: None,
             key: None,
             error: None,
             resumed_from: None,

@@ -274,7 +274,8 @@ impl Pool {
                         ctx.log(line);
                     }
                 }
-                Reply::Done => {
+                Reply::Done { cpu_s } => {
+                    ctx.set_cpu_seconds(cpu_s);
                     self.give(w);
                     return Ok(());
                 }

@@ -112,7 +112,12 @@ pub enum Reply {
         text: String,
     },
     /// The node completed; its outputs are in its work dir.
-    Done,
+    Done {
+        /// CPU seconds (user + system) the worker and the child processes it waited for used
+        /// while running the node; absent where the worker does not measure it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_s: Option<f64>,
+    },
     /// The node did not complete.
     Failed {
         /// Why, as [`crate::stage::StageError`]'s message.
@@ -317,7 +322,8 @@ mod tests {
             Reply::Message { text: "line one\nline two".into() },
             Reply::Metric { name: "loss".into(), step: 3, value: 0.125 },
             Reply::Failed { error: "boom".into(), cancelled: false },
-            Reply::Done,
+            Reply::Done { cpu_s: None },
+            Reply::Done { cpu_s: Some(12.5) },
         ];
         for r in &replies {
             assert_eq!(&decode::<Reply>(&encode(r).unwrap()).unwrap(), r);
@@ -329,7 +335,9 @@ mod tests {
     fn the_wire_format_is_tagged_snake_case() {
         assert_eq!(encode(&Request::Describe).unwrap(), "{\"op\":\"describe\"}\n");
         assert_eq!(encode(&Reply::Position { pos: 7 }).unwrap(), "{\"msg\":\"position\",\"pos\":7}\n");
-        assert_eq!(decode::<Reply>("{\"msg\":\"done\"}\r\n").unwrap(), Reply::Done);
+        // A worker from before `cpu_s` still says it is done.
+        assert_eq!(decode::<Reply>("{\"msg\":\"done\"}\r\n").unwrap(), Reply::Done { cpu_s: None });
+        assert_eq!(encode(&Reply::Done { cpu_s: Some(1.5) }).unwrap(), "{\"msg\":\"done\",\"cpu_s\":1.5}\n");
         let kinds = decode::<Reply>(r#"{"msg":"kinds","kinds":[{"name":"k","version":2,"params":[],"inputs":null,"reads_input_identity":false}]}"#);
         assert!(matches!(kinds, Ok(Reply::Kinds { kinds }) if kinds[0].name == "k" && kinds[0].version == 2));
     }

@@ -71,6 +71,8 @@ fn answer(registry: &Registry, req: Request, out: &Forward) -> Reply {
                 return unknown(&r.kind);
             };
             let ctx = RunContext::for_job(r.job, Arc::new(out.clone()), Arc::new(AtomicBool::new(false)));
+            // This process serves one node at a time: its CPU time over the node is the node's.
+            let cpu_before = cpu_seconds();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| k.run(&ctx))).unwrap_or_else(|p| {
                 let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
                 Err(StageError::failed(format!("stage panicked: {msg}")))
@@ -78,11 +80,28 @@ fn answer(registry: &Registry, req: Request, out: &Forward) -> Reply {
             // The log goes first; a write that fails here fails the final reply's write too.
             let _ = out.send(&Reply::Log { text: ctx.take_log().text() });
             match result {
-                Ok(()) => Reply::Done,
+                Ok(()) => Reply::Done { cpu_s: cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before) },
                 Err(e) => Reply::Failed { cancelled: matches!(e, StageError::Cancelled), error: render(&e) },
             }
         }
     }
+}
+
+/// CPU seconds (user + system) used so far by this process (every thread: libtorch's too) and by
+/// the child processes it has waited for (a stage's commands); `None` where the OS will not say.
+fn cpu_seconds() -> Option<f64> {
+    let used = |who| {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage writes a whole `rusage` into the pointer on success (return 0).
+        if unsafe { libc::getrusage(who, u.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: initialised by the successful call above.
+        let u = unsafe { u.assume_init() };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        Some(secs(u.ru_utime) + secs(u.ru_stime))
+    };
+    Some(used(libc::RUSAGE_SELF)? + used(libc::RUSAGE_CHILDREN)?)
 }
 
 /// The reply stream, shared by the request loop and a running node's progress.

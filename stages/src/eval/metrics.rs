@@ -107,14 +107,16 @@ pub fn flagged(score: f64, threshold: f64) -> bool {
     score > threshold
 }
 
-/// A shown image's score against its model's threshold, for captions: `score 0.412 > t` where
-/// flagged, `score 0.205 ≤ t` where not, `score 0.412` without a threshold.
-pub fn score_caption(score: f64, threshold: Option<f64>) -> String {
-    match threshold {
-        Some(t) if flagged(score, t) => format!("score {score:.3} > t"),
-        Some(_) => format!("score {score:.3} ≤ t"),
-        None => format!("score {score:.3}"),
+/// A shown image's score against its model's threshold, for captions: `0.412 > t` where flagged,
+/// `0.205 ≤ t` where not, `0.412` without a threshold (or for a score that is not a number). Three
+/// decimals, more where three would print the score as the threshold (`0.3804 > t` for t = 0.3801).
+pub fn versus_threshold(score: f64, threshold: Option<f64>) -> String {
+    let Some(t) = threshold.filter(|_| score.is_finite()) else { return format!("{score:.3}") };
+    let mut decimals = 3;
+    while decimals < 9 && format!("{score:.decimals$}") == format!("{t:.decimals$}") {
+        decimals += 1;
     }
+    format!("{score:.decimals$} {} t", if flagged(score, t) { ">" } else { "≤" })
 }
 
 /// Predicts anomaly when score > threshold ([`flagged`]). Precision is 0 when nothing is flagged.
@@ -158,9 +160,11 @@ mod tests {
     /// A score equal to the threshold is normal, in captions as in the counts.
     #[test]
     fn a_caption_says_which_side_of_the_threshold_a_score_is() {
-        assert_eq!(score_caption(0.4123, Some(0.38)), "score 0.412 > t");
-        assert_eq!(score_caption(0.38, Some(0.38)), "score 0.380 ≤ t");
-        assert_eq!(score_caption(0.2051, None), "score 0.205");
+        assert_eq!(versus_threshold(0.4123, Some(0.38)), "0.412 > t");
+        assert_eq!(versus_threshold(0.38, Some(0.38)), "0.380000000 ≤ t");
+        assert_eq!(versus_threshold(0.38041, Some(0.38012)), "0.3804 > t");
+        assert_eq!(versus_threshold(0.2051, None), "0.205");
+        assert_eq!(versus_threshold(f64::NAN, Some(0.38)), "NaN");
         let c = classify(&[0.38, 0.39, 0.38, 0.39], &[1, 1, 0, 0], 0.38).unwrap();
         assert_eq!((c.tp, c.fn_, c.fp, c.tn), (1, 1, 1, 1));
     }
