@@ -177,8 +177,11 @@ impl StageKind for CommandStage {
         drop(tx);
         let log = |(stream, line): (Stream, Vec<u8>)| ctx.log_from(stream, String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
         let status = loop {
-            match child.try_wait() {
-                Ok(Some(st)) => break st,
+            match try_wait_with_usage(&child) {
+                Ok(Some((st, cpu_s))) => {
+                    ctx.set_cpu_seconds(Some(cpu_s));
+                    break st;
+                }
                 Ok(None) if ctx.is_cancelled() => {
                     kill_group(group, &mut child);
                     return Err(StageError::Cancelled);
@@ -235,6 +238,28 @@ impl StageKind for CommandStage {
             (None, Some(sig)) => format!("command was killed by signal {sig}"),
             (None, None) => "command was killed by a signal".to_string(),
         }))
+    }
+}
+
+/// `child`'s exit status and CPU seconds (user + system: the shell's and those of the processes
+/// it waited for) once it has exited (reaped here, with `wait4`, which `try_wait` cannot report);
+/// `None` while it runs.
+/// Errors: the wait failed (the child is not this process's).
+fn try_wait_with_usage(child: &std::process::Child) -> std::io::Result<Option<(std::process::ExitStatus, f64)>> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: wait4 writes the status and a whole `rusage` into the pointers when it returns the pid.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, libc::WNOHANG, usage.as_mut_ptr()) };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        _ => {
+            // SAFETY: initialised by the successful call above.
+            let u = unsafe { usage.assume_init() };
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            Ok(Some((std::process::ExitStatus::from_raw(status), secs(u.ru_utime) + secs(u.ru_stime))))
+        }
     }
 }
 

@@ -470,7 +470,7 @@ impl RunContext {
     }
 
     /// The CPU seconds the node used, where the process that ran it measured them (a stage
-    /// worker does; a kind run in the engine's own process is not measured).
+    /// worker does, and so does the `command` kind, for its shell).
     pub fn cpu_seconds(&self) -> Option<f64> {
         *self.cpu_s.lock().unwrap_or_else(|e| e.into_inner())
     }
