@@ -316,9 +316,11 @@ fn status_shows_a_running_node_and_forgets_a_killed_one() {
     let mut child = ws.cmd(&["run", "p.yaml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
     let t = Instant::now();
     let status = |ws: &Workspace| stdout(&ws.pipe(&["status", "p.yaml", "-v"]));
+    let live = |ws: &Workspace| -> serde_json::Value { serde_json::from_slice(&ws.pipe(&["status", "p.yaml", "--json"]).stdout).unwrap() };
     loop {
         let s = status(&ws);
         if s.contains("running: ") {
+            // From the moment it is claimed, before its progress is first written: who and how long.
             assert!(s.contains(&format!("(pid {} on ", child.id())), "{s}");
             assert!(s.contains("so far"), "{s}");
             break;
@@ -326,8 +328,12 @@ fn status_shows_a_running_node_and_forgets_a_killed_one() {
         assert!(t.elapsed() < Duration::from_secs(20), "never shown running: {s}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let json: serde_json::Value = serde_json::from_slice(&ws.pipe(&["status", "p.yaml", "--json"]).stdout).unwrap();
-    assert_eq!(json[0]["running"]["pid"], child.id());
+    // Its progress follows (written when the node starts): the JSON names the process.
+    while live(&ws)[0]["running"].is_null() {
+        assert!(t.elapsed() < Duration::from_secs(20), "no progress written: {}", live(&ws));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(live(&ws)[0]["running"]["pid"], child.id());
     child.kill().unwrap();
     child.wait().unwrap();
     // Its file stays behind (nothing ran its cleanup), but its process is gone: not running.

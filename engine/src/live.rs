@@ -72,7 +72,8 @@ impl Running {
     }
 }
 
-fn human(s: f64) -> String {
+/// A duration in seconds as `pipe status` prints it: `42s`, `3m 5s`, `2h 10m`.
+pub fn human(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s}s"),

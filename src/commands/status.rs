@@ -69,11 +69,15 @@ pub(crate) fn status(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, a: Stat
 /// What computes a node now: its progress (epoch, loss, time to go; pid and host) and the run
 /// (and Slurm job) holding its claim, since when. `None`: nothing does.
 fn running_line(s: &plan::NodeStatus) -> Option<String> {
-    let progress = s.running.as_ref().map(|r| r.describe());
+    // A node is claimed a moment before its progress is first written: then how long it has run
+    // comes from the claim, so the line always says it.
+    let progress =
+        s.running.as_ref().map(|r| r.describe()).or_else(|| {
+            s.claim.as_ref().map(|c| format!("{} so far (pid {} on {})", crate::live::human(crate::store::now() - c.since), c.pid, c.host))
+        });
     let claim = s.claim.as_ref().map(|c| {
         let job = c.job.as_ref().map(|j| format!(", Slurm job {j}")).unwrap_or_default();
-        let at = if progress.is_some() { String::new() } else { format!(" (pid {} on {})", c.pid, c.host) };
-        format!("run {}{at}{job}, since {}", c.run, crate::commands::common::rfc3339(c.since))
+        format!("run {}{job}, since {}", c.run, crate::commands::common::rfc3339(c.since))
     });
     match (progress, claim) {
         (None, None) => None,
