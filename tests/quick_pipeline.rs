@@ -75,23 +75,19 @@ fn quick_pipeline_reruns_only_the_edited_variant() {
         let dims = (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()));
         assert_eq!(dims, (w, h), "{p}");
     }
+    // One output of a node, copied out of the store with `pipe get` and read.
+    let tensors = |node: &str, output: &str| -> std::collections::BTreeMap<String, tch::Tensor> {
+        let file = format!("{output}.safetensors");
+        ws.ok(&["get", "pipelines/quick.yaml", node, output, &file, "--set", &data]);
+        tch::Tensor::read_safetensors(ws.dir.join(&file)).unwrap().into_iter().collect()
+    };
     // Each Grad-CAM image carries its true class and score: the fixed anomalies of normal class 0
     // are the first test image of each of the classes 1-6, in that order.
-    let mut get = base[..2].to_vec();
-    get[0] = "get";
-    get.extend(["explain[dataset=mnist,mu2=0.0,method=radius]", "heatmaps", "cam.safetensors", "--set", &data]);
-    ws.ok(&get);
-    let cam: std::collections::BTreeMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(ws.dir.join("cam.safetensors")).unwrap().into_iter().collect();
+    let cam = tensors("explain[dataset=mnist,mu2=0.0,method=radius]", "heatmaps");
     assert_eq!(Vec::<i64>::try_from(&cam["fixed_class"]).unwrap(), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(cam["fixed_score"].size(), vec![6]);
     // ... and the threshold its captions compare each score with is the model's fitted one.
-    let mut get_fit = base[..2].to_vec();
-    get_fit[0] = "get";
-    get_fit.extend(["threshold[dataset=mnist,mu2=0.0,method=radius]", "fit", "fit.safetensors", "--set", &data]);
-    ws.ok(&get_fit);
-    let fit: std::collections::BTreeMap<String, tch::Tensor> =
-        tch::Tensor::read_safetensors(ws.dir.join("fit.safetensors")).unwrap().into_iter().collect();
+    let fit = tensors("threshold[dataset=mnist,mu2=0.0,method=radius]", "fit");
     assert_eq!(cam["threshold"].double_value(&[0]), fit["threshold"].double_value(&[0]));
     let snapshot = |ws: &Workspace| -> Vec<String> { plots.iter().map(|p| blake3::hash(&read(ws, p)).to_hex().to_string()).collect() };
     let before = snapshot(&ws);
