@@ -165,9 +165,9 @@ fn diff_matches_each_row_of_a_multi_row_node_by_its_full_key() {
 }
 
 /// What a node cost in CPU is measured, not its wall time relabelled: a command that counts to
-/// 200,000 in `sh` uses about half a CPU second here however busy the machine is (never more than
-/// its wall time), one that sleeps a second almost none; the run record keeps it, and `pipe runs`
-/// adds it up per run.
+/// 200,000 in `sh` uses 0.23-0.5 CPU seconds on this machine (idle to loaded; never more than its
+/// wall time), one that sleeps a second a few milliseconds; the run record keeps it, and `pipe
+/// runs` adds it up per run.
 #[test]
 fn runs_record_each_nodes_cpu_seconds() {
     let ws = Workspace::new("runs-cpu");
@@ -188,9 +188,9 @@ stages:
     let node = |id: &str| runs[0]["nodes"].as_array().unwrap().iter().find(|n| n["node"] == id).unwrap().clone();
     let (busy, idle) = (node("busy"), node("idle"));
     let (busy_cpu, busy_wall) = (busy["cpu_s"].as_f64().unwrap(), busy["duration_s"].as_f64().unwrap());
-    assert!(busy_cpu > 0.25 && busy_cpu <= busy_wall + 0.05, "{busy}");
+    assert!(busy_cpu > 0.1 && busy_cpu <= busy_wall + 0.05, "{busy}");
     let (idle_cpu, idle_wall) = (idle["cpu_s"].as_f64().unwrap(), idle["duration_s"].as_f64().unwrap());
-    assert!(idle_wall >= 1.0 && idle_cpu < 0.1, "{idle}");
+    assert!(idle_wall >= 1.0 && idle_cpu < 0.05, "{idle}");
     let table = String::from_utf8(ws.pipe(&["runs"]).stdout).unwrap();
     assert!(table.lines().next().unwrap().contains(" cpu "), "{table}");
     assert!(table.contains(&format!("{:.1}s", busy_cpu + idle_cpu)), "{table}");
