@@ -427,8 +427,6 @@ fn mean_std(v: &[f64]) -> (f64, f64, usize) {
     (mean, var.sqrt(), n)
 }
 
-/// One results table: grouped over seeds (mean ± std, n) when a `seed` column varies, else row by
-/// row. Key columns: text columns and the grid's axes; every other numeric column is a metric.
 /// Row `i` of column `c` as a table cell shows it ("" for null).
 fn text(c: &Column, i: usize) -> String {
     match c.get(i) {
@@ -438,6 +436,8 @@ fn text(c: &Column, i: usize) -> String {
     }
 }
 
+/// One results table: grouped over seeds (mean ± std, n) when a `seed` column varies, else row by
+/// row. Key columns: text columns and the grid's axes; every other numeric column is a metric.
 fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     let title = format!("<h3>{}{}</h3>", esc(&shown(a)), stale_badge(a));
     let Some(path) = &a.path else {

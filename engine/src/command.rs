@@ -257,10 +257,15 @@ fn try_wait_with_usage(child: &std::process::Child) -> std::io::Result<Option<(s
         _ => {
             // SAFETY: initialised by the successful call above.
             let u = unsafe { usage.assume_init() };
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-            Ok(Some((std::process::ExitStatus::from_raw(status), secs(u.ru_utime) + secs(u.ru_stime))))
+            Ok(Some((std::process::ExitStatus::from_raw(status), cpu_seconds_of(&u))))
         }
     }
+}
+
+/// The CPU seconds (user + system) a `rusage` counts.
+pub(crate) fn cpu_seconds_of(u: &libc::rusage) -> f64 {
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// Kills a command's process group if the process running the command dies first (`kill -9`,

@@ -41,10 +41,7 @@ pub fn grad_cam(model: &SvddModel, x: &Tensor, scorer: &Scorer, method: CamMetho
     let x = x.to_device(device).set_requires_grad(true);
     // Eval mode: BatchNorm uses running statistics, so images do not interact.
     let (a, z) = model.encoder.forward_features(&x, false);
-    let score = match scorer {
-        Scorer::Distance => (&z - &model.c).square().sum_dim_intlist(1, false, Kind::Float),
-        Scorer::Mahalanobis { mean, precision } => mahalanobis(&z, &mean.to_device(device), &precision.to_device(device)).to_kind(Kind::Float),
-    };
+    let score = score_codes(model, &z, scorer);
     let grads = Tensor::run_backward(&[score.sum(Kind::Float)], &[&a], false, false);
     let g = &grads[0];
     let contribution = match method {
@@ -60,16 +57,19 @@ pub fn grad_cam(model: &SvddModel, x: &Tensor, scorer: &Scorer, method: CamMetho
     Ok((cam, scores))
 }
 
+/// The score `scorer` gives latent codes `z` [B, rep_dim] of `model`: [B], on `z`'s device.
+fn score_codes(model: &SvddModel, z: &Tensor, scorer: &Scorer) -> Tensor {
+    match scorer {
+        Scorer::Distance => (z - &model.c).square().sum_dim_intlist(1, false, Kind::Float),
+        Scorer::Mahalanobis { mean, precision } => mahalanobis(z, &mean.to_device(z.device()), &precision.to_device(z.device())).to_kind(Kind::Float),
+    }
+}
+
 /// The anomaly scores [B] of images `x` [B, C, H, W] that `scorer` gives, without gradients.
 pub fn scores(model: &SvddModel, x: &Tensor, scorer: &Scorer) -> Tensor {
     tch::no_grad(|| {
-        let device = model.vs.device();
-        let (_, z) = model.encoder.forward_features(&x.to_device(device), false);
-        match scorer {
-            Scorer::Distance => (&z - &model.c).square().sum_dim_intlist(1, false, Kind::Float),
-            Scorer::Mahalanobis { mean, precision } => mahalanobis(&z, &mean.to_device(device), &precision.to_device(device)).to_kind(Kind::Float),
-        }
-        .to_device(tch::Device::Cpu)
+        let (_, z) = model.encoder.forward_features(&x.to_device(model.vs.device()), false);
+        score_codes(model, &z, scorer).to_device(tch::Device::Cpu)
     })
 }
 
@@ -89,33 +89,8 @@ pub fn randomised(model: &SvddModel, normal: &Tensor, seed: u64) -> Result<SvddM
     Ok(SvddModel { vs, arch: model.arch, encoder, decoder: None, c, radius: 0.0, objective: Objective::OneClass, leaky_slope: model.leaky_slope })
 }
 
-/// Spearman's rank correlation of two equally long samples (ties share their mean rank, as
-/// scipy.stats.spearmanr ranks them); NaN where either is constant.
-pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    fn ranks(v: &[f64]) -> Vec<f64> {
-        let mut order: Vec<usize> = (0..v.len()).collect();
-        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i;
-            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-                j += 1;
-            }
-            for &k in &order[i..=j] {
-                r[k] = (i + j) as f64 / 2.0 + 1.0;
-            }
-            i = j + 1;
-        }
-        r
-    }
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = ra.len() as f64;
-    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let (va, vb): (f64, f64) = (ra.iter().map(|x| (x - ma).powi(2)).sum(), rb.iter().map(|y| (y - mb).powi(2)).sum());
-    cov / (va * vb).sqrt()
-}
+/// Spearman's rank correlation (the randomisation check's measure), from the `stats` crate.
+pub use stats::spearman;
 
 /// The deletion curve (Petsiuk et al., "RISE", BMVC 2018, s. 4.1) of image `x` [C, H, W]: its
 /// anomaly score as its pixels, in `order` (indices into H x W: the heatmap's, most salient
@@ -148,16 +123,6 @@ pub fn deletion_auc(curve: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Against scipy 1.17: spearmanr([1, 2, 2, 5, 0, 0], [3, 1, 4, 1, 5, 9]) = -0.8508410434878082
-    /// (ties in both); a monotone map is 1.
-    #[test]
-    fn spearman_ranks_ties_as_scipy_does() {
-        let r = spearman(&[1.0, 2.0, 2.0, 5.0, 0.0, 0.0], &[3.0, 1.0, 4.0, 1.0, 5.0, 9.0]);
-        assert!((r - -0.8508410434878082).abs() < 1e-12, "{r}");
-        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 300.0]) - 1.0).abs() < 1e-12);
-        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
-    }
 
     #[test]
     fn deletion_auc_is_the_trapezoid_area() {

@@ -328,9 +328,9 @@ fn colour_bar<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, x0: i32, y0: i3
     Ok(())
 }
 
-/// A grid of images: one row per label (several lines where it holds `\n`), same columns (images) in every row. Heatmaps (Grad-CAM,
-/// normalised to [0, 1]; bilinearly upsampled by `explain`) are drawn in viridis above
-/// [`HEAT_FLOOR`], with a colour bar on the right.
+/// A grid of images: one row per label (several lines where it holds `\n`), same columns (images)
+/// in every row. Heatmaps (Grad-CAM, normalised to [0, 1]; bilinearly upsampled by `explain`) are
+/// drawn in viridis above [`HEAT_FLOOR`], with a colour bar on the right.
 pub fn image_grid<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, rows: &[(String, Vec<Cell>)]) -> Result<()> {
     let root = root.titled(title, ("sans-serif", 24)).map_err(perr)?;
     let (w, h) = root.dim_in_pixel();

@@ -1,7 +1,9 @@
 //! Paired comparisons of replicated results (seeds): the paired t-test with its interval, the
 //! Wilcoxon signed-rank test, and Holm's adjustment over a family of comparisons. `pipe compare`
 //! and the report stage's verdict column both decide "better" / "worse" with these, on the
-//! Holm-adjusted t-test p below [`ALPHA`]. Each function states what it equals in scipy or statsmodels.
+//! Holm-adjusted t-test p below [`ALPHA`] (the report's comparison across classes, on the Wilcoxon
+//! p). Also Spearman's rank correlation (the Grad-CAM randomisation check). Each function states
+//! what it equals in scipy or statsmodels.
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
@@ -166,4 +168,47 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
         out[i] = running;
     }
     out
+}
+
+/// Spearman's rank correlation of two equally long samples (ties share their mean rank, as
+/// scipy.stats.spearmanr ranks them); NaN where either is constant.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                r[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let (va, vb): (f64, f64) = (ra.iter().map(|x| (x - ma).powi(2)).sum(), rb.iter().map(|y| (y - mb).powi(2)).sum());
+    cov / (va * vb).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against scipy 1.17: spearmanr([1, 2, 2, 5, 0, 0], [3, 1, 4, 1, 5, 9]) = -0.8508410434878082
+    /// (ties in both); a monotone map is 1.
+    #[test]
+    fn spearman_ranks_ties_as_scipy_does() {
+        let r = spearman(&[1.0, 2.0, 2.0, 5.0, 0.0, 0.0], &[3.0, 1.0, 4.0, 1.0, 5.0, 9.0]);
+        assert!((r - -0.8508410434878082).abs() < 1e-12, "{r}");
+        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 300.0]) - 1.0).abs() < 1e-12);
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+    }
 }

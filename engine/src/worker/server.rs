@@ -97,9 +97,7 @@ fn cpu_seconds() -> Option<f64> {
             return None;
         }
         // SAFETY: initialised by the successful call above.
-        let u = unsafe { u.assume_init() };
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-        Some(secs(u.ru_utime) + secs(u.ru_stime))
+        Some(crate::command::cpu_seconds_of(&unsafe { u.assume_init() }))
     };
     Some(used(libc::RUSAGE_SELF)? + used(libc::RUSAGE_CHILDREN)?)
 }
