@@ -541,12 +541,12 @@ impl BaselineValue {
 }
 
 /// `dataset=mnist method=radius mu2=0.0`.
-fn label(columns: &[String], coords: &[Coord]) -> String {
+pub fn label(columns: &[String], coords: &[Coord]) -> String {
     columns.iter().zip(coords).map(|(c, v)| format!("{c}={}", v.text)).collect::<Vec<_>>().join(" ")
 }
 
 /// A metric value: 4 decimals, or 3 significant digits in scientific notation below 0.001.
-fn num(x: f64) -> String {
+pub fn num(x: f64) -> String {
     if !x.is_finite() {
         "-".into()
     } else if x != 0.0 && x.abs() < 1e-3 {
@@ -556,7 +556,8 @@ fn num(x: f64) -> String {
     }
 }
 
-fn signed(x: f64) -> String {
+/// [`num`] with its sign, `+` included.
+pub fn signed(x: f64) -> String {
     let s = num(x);
     if x.is_finite() && x >= 0.0 {
         format!("+{s}")
@@ -566,7 +567,7 @@ fn signed(x: f64) -> String {
 }
 
 /// A p-value: 4 decimals, or 3 significant digits in scientific notation below 0.001.
-fn pval(p: f64) -> String {
+pub fn pval(p: f64) -> String {
     if p.is_nan() {
         "-".into()
     } else if p < 1e-3 {

@@ -44,6 +44,8 @@ pub struct Inputs<'a> {
     pub runs: &'a [RunRecord],
     /// When the report was written (RFC 3339, UTC).
     pub generated: &'a str,
+    /// The pipeline's `compare:`: each results table's cells against its baseline, under the table.
+    pub compare: Option<&'a crate::config::spec::CompareSpec>,
 }
 
 /// One node's stored output, as the report reads it.
@@ -90,7 +92,7 @@ pub fn render(r: &Inputs<'_>) -> String {
         body.push_str("<p class=empty>This pipeline publishes no Parquet table.</p>");
     }
     for a in tables {
-        body.push_str(&results_table(a, &axes));
+        body.push_str(&results_table(a, &axes, r.compare));
     }
     for a in arts.iter().filter(|a| a.published.is_some() && a.file.ends_with(".md")) {
         let Some(text) = a.path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else { continue };
@@ -436,9 +438,12 @@ fn text(c: &Column, i: usize) -> String {
     }
 }
 
-/// One results table: grouped over seeds (mean ± std, n) when a `seed` column varies, else row by
-/// row. Key columns: text columns and the grid's axes; every other numeric column is a metric.
-fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
+/// One results table: grouped over seeds (mean ± std, n) when a `seed` column (the replicate axis
+/// `compare:` names) varies, else row by row. Key columns: text columns and the grid's axes; every
+/// other numeric column is a metric. With `compare:`, the comparisons follow the table.
+fn results_table(a: &Artifact, axes: &BTreeSet<String>, compare: Option<&crate::config::spec::CompareSpec>) -> String {
+    let replicate = compare.map_or("seed", |c| c.replicate.0.as_str());
+    let over = if replicate == "seed" { "seeds".to_string() } else { format!("{replicate} values") };
     let title = format!("<h3>{}{}</h3>", esc(&shown(a)), stale_badge(a));
     let Some(path) = &a.path else {
         return format!("{title}<p class=empty>Not in this machine's store (`pipe pull` fetches it from a remote store).</p>");
@@ -455,7 +460,7 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
         let name = c.name().as_str();
         if name == "node" {
             continue;
-        } else if name == "seed" {
+        } else if name == replicate {
             seed = Some(c);
         } else if axes.contains(name) || !numeric(c) {
             keys.push(c);
@@ -499,7 +504,7 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
         "<p class=note>{} rows{}{}. Click a column to sort; type to filter (each word must start a cell).</p>\
          <input class=filter type=search placeholder='filter rows, e.g. mnist mahalanobis' aria-label='filter rows'>",
         df.height(),
-        if over_seeds { format!(", {} groups: mean &plusmn; sample std over seeds (n = seeds)", groups.len()) } else { String::new() },
+        if over_seeds { format!(", {} groups: mean &plusmn; sample std over {over} (n = {over})", groups.len()) } else { String::new() },
         if shown_rows > MAX_ROWS { format!("; the first {MAX_ROWS} shown (all of them: `pipe query`)") } else { String::new() }
     );
     out.push_str("<div class=scroll><table class='sortable results'><thead><tr>");
@@ -557,10 +562,140 @@ fn results_table(a: &Artifact, axes: &BTreeSet<String>) -> String {
     out.push_str("</tbody></table></div>");
     // The grid at a glance: an axis per grid parameter (and the seed), the metric last.
     let params: Vec<&str> = keys.iter().map(|c| c.name().as_str()).filter(|n| axes.contains(*n)).chain(seed.map(|s| s.name().as_str())).collect();
-    let metric = metrics.iter().map(|c| c.name().as_str()).find(|n| *n == "auc").or_else(|| metrics.first().map(|c| c.name().as_str()));
+    let wanted = compare.map_or("auc", |c| c.metric.as_str());
+    let metric = metrics.iter().map(|c| c.name().as_str()).find(|n| *n == wanted).or_else(|| metrics.first().map(|c| c.name().as_str()));
     if let Some(view) = metric.filter(|_| df.height() <= MAX_ROWS).and_then(|m| parcoords::view(&df, &params, m)) {
         out.push_str(&view);
     }
+    if let Some(c) = compare {
+        out.push_str(&comparisons(&df, c, &shown(a)));
+    }
+    out
+}
+
+/// The `compare:` of one results table: what `pipe compare TABLE --metric M --baseline ...` prints,
+/// as a sortable table (each baseline cell, then every cell compared with it), or why the table
+/// is not compared.
+fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str) -> String {
+    use crate::compare::{num, pval, signed, Options, WILCOXON_MIN_PAIRS};
+    if df.column(&c.metric).is_err() {
+        return format!(
+            "<p class=note>Not compared: the table has no column <code>{}</code> (the pipeline's <code>compare.metric</code>).</p>",
+            esc(&c.metric)
+        );
+    }
+    let baseline: Vec<(String, String)> = c.baseline.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+    let opts = Options {
+        metric: c.metric.clone(),
+        baseline: baseline.clone(),
+        replicate: c.replicate.0.clone(),
+        within: c.within.as_ref().map(|w| w.0.clone()),
+        lower_is_better: c.lower_is_better,
+    };
+    let given = baseline.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let command = format!(
+        "pipe compare {table} --metric {} --baseline '{given}'{}{}{}",
+        c.metric,
+        if c.replicate.0 == "seed" { String::new() } else { format!(" --replicate {}", c.replicate.0) },
+        c.within.as_ref().map(|w| format!(" --within {}", w.0)).unwrap_or_default(),
+        if c.lower_is_better { " --lower-is-better" } else { "" }
+    );
+    let o = match crate::compare::compare(df, &opts) {
+        Ok(o) => o,
+        Err(e) => {
+            let hint = crate::error::Hint::hint(&e).map(|h| format!(" ({h})")).unwrap_or_default();
+            return format!("<p class=empty>Not compared (<code>{}</code>): {}{}</p>", esc(&command), esc(&e.to_string()), esc(&hint));
+        }
+    };
+    let family = match &o.within {
+        Some(w) => format!("within each value of {w}"),
+        None => format!("over the {} comparison{} below", o.rows.len(), if o.rows.len() == 1 { "" } else { "s" }),
+    };
+    let mut out = format!(
+        "<h4>{metric}: each cell against its baseline ({given})</h4><p class=note>Paired on {rep}: each cell minus the cell with \
+         {given} and the cell's own other coordinates; mean &plusmn; sample std and n per cell; the mean difference's 95% Student t \
+         interval; the paired t-test's p, the Wilcoxon signed-rank p from {WILCOXON_MIN_PAIRS} pairs on, and the t-test p adjusted by \
+         Holm's method {family}; a verdict only where the adjusted p is below 0.05 ({dir} is better). The same numbers: \
+         <code>{cmd}</code>.</p><div class=scroll><table class='sortable results compare'><thead><tr>",
+        metric = esc(&o.metric),
+        given = esc(&given),
+        rep = esc(&o.replicate),
+        family = esc(&family),
+        dir = if o.lower_is_better { "lower" } else { "higher" },
+        cmd = esc(&command),
+    );
+    for col in &o.columns {
+        let _ = write!(out, "<th>{}</th>", esc(col));
+    }
+    for h in ["n", "mean &plusmn; std", "pairs", "difference", "95% interval", "p (t)", "p (Wilcoxon)", "p (Holm)"] {
+        let _ = write!(out, "<th class=num>{h}</th>");
+    }
+    out.push_str("<th>verdict</th></tr></thead><tbody>");
+    let cell = |out: &mut String, cell: &crate::compare::Cell| {
+        for x in &cell.coords {
+            let _ = write!(out, "<td data-v='{0}'>{0}</td>", esc(&x.text));
+        }
+        let _ = write!(
+            out,
+            "<td class=num data-v='{n}'>{n}</td><td class=num data-v='{m}'>{} <span class=pm>&plusmn; {}</span></td>",
+            num(cell.mean),
+            num(cell.std),
+            n = cell.n,
+            m = if cell.mean.is_finite() { cell.mean.to_string() } else { String::new() },
+        );
+    };
+    let mut last: Option<&Vec<crate::compare::Coord>> = None;
+    for r in &o.rows {
+        if last != Some(&r.baseline.coords) {
+            out.push_str("<tr class=baseline>");
+            cell(&mut out, &r.baseline);
+            out.push_str("<td class=num></td><td class=num data-v=''>baseline</td><td></td><td></td><td></td><td></td><td></td></tr>");
+            last = Some(&r.baseline.coords);
+        }
+        out.push_str("<tr>");
+        cell(&mut out, &r.cell);
+        let pairs = if r.dropped.is_empty() { r.pairs.to_string() } else { format!("{} ({} dropped)", r.pairs, r.dropped.len()) };
+        let wilcoxon = match &r.wilcoxon {
+            Some(w) => format!("{} ({})", pval(w.p), w.method.name()),
+            None if r.pairs < WILCOXON_MIN_PAIRS => format!("- (n &lt; {WILCOXON_MIN_PAIRS})"),
+            None => "- (all zero)".into(),
+        };
+        let finite = |x: f64| if x.is_finite() { x.to_string() } else { String::new() };
+        let _ = write!(
+            out,
+            "<td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num>[{}, {}]</td><td class=num data-v='{}'>{}</td>\
+             <td class=num>{wilcoxon}</td><td class=num data-v='{}'>{}</td><td class='verdict {}'>{}</td></tr>",
+            r.pairs,
+            esc(&pairs),
+            finite(r.diff_mean),
+            signed(r.diff_mean),
+            signed(r.ci.0),
+            signed(r.ci.1),
+            finite(r.p_t),
+            pval(r.p_t),
+            finite(r.p_holm),
+            pval(r.p_holm),
+            r.verdict.name().replace(' ', "-"),
+            r.verdict.name(),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    let shown = o.rows.iter().filter(|r| r.verdict != crate::compare::Verdict::NoDifferenceShown).count();
+    let _ = write!(out, "<p class=note>{shown} of {} comparisons differ after Holm's correction.", o.rows.len());
+    for r in o.rows.iter().filter(|r| !r.dropped.is_empty()) {
+        let reps = r.dropped.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join(", ");
+        let _ = write!(
+            out,
+            " {}: {} {} dropped (on one side only, or no number).",
+            esc(&crate::compare::label(&o.columns, &r.cell.coords)),
+            esc(&o.replicate),
+            esc(&reps)
+        );
+    }
+    for u in &o.unmatched {
+        let _ = write!(out, " {}: no baseline cell holds its other coordinates; not compared.", esc(&crate::compare::label(&o.columns, &u.coords)));
+    }
+    out.push_str("</p>");
     out
 }
 
@@ -1001,7 +1136,7 @@ svg.parcoords rect.sel{fill:rgba(0,0,0,.15);stroke:#333}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg);margin:0 auto;max-width:1280px;padding:0 24px 48px}
 header{padding:20px 0 4px}h1{margin:0;font-size:24px}h2{margin:32px 0 8px;padding-bottom:4px;border-bottom:1px solid var(--line);font-size:19px}h3{font-size:15px;margin:18px 0 6px}
-.meta,.note,.empty{color:var(--muted)}.bad{color:#b00020}
+.meta,.note,.empty{color:var(--muted)}.bad{color:#b00020}td.verdict.better{color:#1a7f37;font-weight:600}td.verdict.worse{color:#b00020;font-weight:600}tr.baseline td{font-style:italic}
 nav{position:sticky;top:0;background:var(--bg);padding:8px 0;border-bottom:1px solid var(--line);z-index:2}nav a{margin-right:16px;color:#0b69a3;text-decoration:none}
 .chip{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-right:6px;background:#e0e0e0}
 pre.log,pre.error{max-height:24em;overflow:auto;background:#fafafa;border:1px solid #ddd;padding:.5em;font-size:85%;white-space:pre-wrap}.chip.fresh,.chip.ok{background:#c8e6c9}.chip.stale,.chip.interrupted{background:#ffe0b2}.chip.missing{background:#e0e0e0}.chip.failed{background:#ffcdd2}.chip.running{background:#bbdefb}

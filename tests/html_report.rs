@@ -31,6 +31,7 @@ fn workspace(name: &str) -> Workspace {
     ws.write(
         "p.yaml",
         r#"name: tiny
+compare: {metric: auc, baseline: {mu2: 0.0}}
 stages:
   train:
     kind: command
@@ -351,6 +352,30 @@ fn the_report_shows_the_right_numbers_and_works_in_a_browser() {
     assert!(html.contains("2 groups: mean &plusmn; sample std over seeds"), "grouped over seeds");
     assert!(html.contains(">0.9200 <span class=pm>&plusmn; 0.0200</span>"), "mu2 = 0: 0.92 ± 0.02");
     assert!(html.contains(">0.8200 <span class=pm>&plusmn; 0.0265</span>"), "mu2 = 0.5: 0.82 ± 0.0265");
+    // The pipeline's `compare:` under the table: mu2 = 0.5 minus mu2 = 0, paired by seed, the
+    // differences -0.10, -0.11, -0.09. scipy 1.17.1: stats.ttest_rel([0.80, 0.81, 0.85], [0.90,
+    // 0.92, 0.94]).pvalue = 0.003316758722356868; the 95% interval -0.1 -+ t.ppf(0.975, 2) x
+    // 0.01 / sqrt(3) = [-0.12484, -0.07516]; one comparison, so Holm's p is the same; AUC lower: worse.
+    assert!(html.contains("<h4>auc: each cell against its baseline (mu2=0.0)</h4>"), "the comparison follows the table");
+    let row =
+        html.split("<tr>").find(|r| r.contains("<td data-v='0.5'>0.5</td>") && r.contains("class='verdict")).expect("the mu2 = 0.5 comparison row");
+    for want in [
+        ">0.8200 <span class=pm>&plusmn; 0.0265</span>",
+        ">-0.1000</td>",
+        ">[-0.1248, -0.0752]</td>",
+        "data-v='0.003316758722356",
+        ">0.0033</td>",
+        ">- (n &lt; 6)</td>",
+        "<td class='verdict worse'>worse</td>",
+    ] {
+        assert!(row.contains(want), "`{want}` in {row}");
+    }
+    assert!(html.contains("<tr class=baseline><td data-v='0.0'>0.0</td><td class=num data-v='3'>3</td>"), "the baseline row");
+    assert!(html.contains("1 of 1 comparisons differ after Holm's correction."), "the count");
+    assert!(
+        html.contains("<code>pipe compare results/tiny.parquet --metric auc --baseline &#39;mu2=0.0&#39;</code>"),
+        "the command that prints the same"
+    );
     // A diverged seed is named in its cell, not dropped: mean and std of the two finite values.
     assert!(
         html.contains(">0.7000 <span class=pm>&plusmn; 0.1414</span> <span class=bad title='not finite: \u{2013}'>(2 of 3 finite)</span>"),

@@ -307,3 +307,30 @@ fn names_too_long_for_a_file_system_are_refused_at_their_line() {
     assert!(b.contains("holds a name of 300 bytes") && b.contains("  --> p.yaml:5:23\n") && b.contains("names of at most 200 bytes"), "{b}");
     assert!(err.lines().all(|l| l.chars().count() < 400), "{err}");
 }
+
+#[test]
+fn a_compare_block_names_axes_of_the_grid_and_every_mistake_in_it_is_placed() {
+    let ws = Workspace::new("compare-block");
+    // A misspelt baseline axis, the replicate in the baseline, a `within` that is no axis, an
+    // unknown key, and a flag that is not a bool: each at its line, with what to write.
+    ws.write(
+        "p.yaml",
+        &format!(
+            "{GRID}compare:\n  metric: auc\n  baseline: {{datset: mnist, seed: 0}}\n  within: normal_class\n  lower_is_better: yes\n  replicat: seed\n"
+        ),
+    );
+    let err = fails(&ws, &["run", "p.yaml"]);
+    assert!(err.contains("`compare.baseline`: `datset` is not an axis of the grid") && err.contains("did you mean `dataset`?"), "{err}");
+    assert!(err.contains("`compare.baseline` names `seed`, the replicate axis the cells are paired on"), "{err}");
+    assert!(err.contains("`compare.lower_is_better` must be true or false, found string"), "{err}");
+    assert!(err.contains("unknown key `replicat` in `compare`") && err.contains("did you mean `replicate`?"), "{err}");
+    assert!(err.contains("p.yaml:15:"), "the baseline's line: {err}");
+    // A compare block without its metric says what it lacks.
+    ws.write("q.yaml", &format!("{GRID}compare:\n  baseline: {{dataset: mnist}}\n"));
+    let err = fails(&ws, &["run", "q.yaml"]);
+    assert!(err.contains("`compare` has no `metric`"), "{err}");
+    // A valid one (its values are not checked: narrowing an axis with --set keeps the file valid).
+    ws.write("r.yaml", &format!("{GRID}compare:\n  metric: auc\n  baseline: {{dataset: mnist}}\n  within: seed\n"));
+    let out = ws.pipe(&["dag", "r.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

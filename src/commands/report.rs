@@ -60,6 +60,7 @@ pub(crate) fn write_html_report(
         namespace: &ns,
         runs: &runs,
         generated: &generated,
+        compare: pipeline.compare.as_ref(),
     });
     let dest = absolute(out);
     let hash = blake3::hash(html.as_bytes()).to_hex().to_string();

@@ -23,6 +23,8 @@ pub struct Pipeline {
     /// `report: PATH`: the workspace path `pipe run` writes the HTML report to after each run
     /// (a path ending in `/` gets `report.html`); never a path a stage publishes.
     pub report: Option<PathBuf>,
+    /// `compare:`: how the HTML report compares each published results table's cells.
+    pub compare: Option<spec::CompareSpec>,
 }
 
 /// Why a pipeline file gave no pipeline.
@@ -132,8 +134,38 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
             None
         }
     });
+    if let Some(c) = &spec.compare {
+        check_compare(c, &nodes, &mut d);
+    }
     if !d.is_empty() {
         return Err(invalid(d));
     }
-    Ok(Pipeline { name: spec.name, nodes, report })
+    Ok(Pipeline { name: spec.name, nodes, report, compare: spec.compare })
+}
+
+/// `compare:` names grid axes: the baseline's, the replicate and `within` (a results table's
+/// identifying columns are its nodes' coordinates); the replicate is not also a baseline value.
+fn check_compare(c: &spec::CompareSpec, nodes: &[NodeSpec], d: &mut Diagnostics) {
+    let axes: std::collections::BTreeSet<&str> = nodes.iter().flat_map(|n| n.coords.iter().map(|(k, _)| k.as_str())).collect();
+    let mut check = |name: &str, pos: yaml::Pos, field: &str| {
+        if !axes.contains(name) {
+            let hint = diag::did_you_mean(name, axes.iter().copied())
+                .unwrap_or_else(|| format!("the grid's axes: {}", axes.iter().copied().collect::<Vec<_>>().join(", ")));
+            d.error(pos, format!("`compare.{field}`: `{name}` is not an axis of the grid"), Some(hint));
+        }
+    };
+    for (k, _, p) in &c.baseline {
+        check(k, *p, "baseline");
+    }
+    check(&c.replicate.0, c.replicate.1, "replicate");
+    if let Some((w, p)) = &c.within {
+        check(w, *p, "within");
+    }
+    if let Some((_, _, p)) = c.baseline.iter().find(|(k, _, _)| *k == c.replicate.0) {
+        d.error(
+            *p,
+            format!("`compare.baseline` names `{}`, the replicate axis the cells are paired on", c.replicate.0),
+            Some("leave the replicate out of the baseline: every replicate of a cell is paired with the same replicate of its baseline".into()),
+        );
+    }
 }

@@ -18,6 +18,28 @@ pub struct PipelineSpec {
     pub stages: Vec<StageSpec>,
     /// `report: PATH`: where `pipe run` writes the HTML report (`pipe report`), with its position.
     pub report: Option<(String, Pos)>,
+    /// `compare:`: how the HTML report compares the cells of each published results table.
+    pub compare: Option<CompareSpec>,
+}
+
+/// `compare:`: each published results table's cells against a baseline cell, paired over a
+/// replicate axis, by the rules of `pipe compare` (per cell mean, sample std and n; the paired
+/// differences' t interval, t-test and Wilcoxon p, Holm-adjusted p and a verdict), shown in the
+/// HTML report under the table. Names are checked against the grid's axes when the file loads;
+/// values are not (narrowing an axis with `--set` leaves the file valid), and a table without the
+/// metric or the baseline says so in the report.
+#[derive(Debug, Clone)]
+pub struct CompareSpec {
+    /// `metric: auc`: the float column compared.
+    pub metric: String,
+    /// `baseline: {method: radius, mu2: 0.0}`: the baseline cell's values, each with its key's position.
+    pub baseline: Vec<(String, String, Pos)>,
+    /// `replicate: seed` (the default): the axis whose values pair a cell's rows with its baseline's.
+    pub replicate: (String, Pos),
+    /// `within: dataset`: Holm's adjustment within each value of this axis instead of over all.
+    pub within: Option<(String, Pos)>,
+    /// `lower_is_better: true` for a loss or a false-positive rate (default false).
+    pub lower_is_better: bool,
 }
 
 /// A `key: value` pair with the key's position.
@@ -117,7 +139,8 @@ pub enum Source {
     File(String),
 }
 
-const TOP_KEYS: &[&str] = &["name", "description", "params", "stages", "report"];
+const TOP_KEYS: &[&str] = &["name", "description", "params", "stages", "report", "compare"];
+const COMPARE_KEYS: &[&str] = &["metric", "baseline", "replicate", "within", "lower_is_better"];
 const STAGE_KEYS: &[&str] = &["kind", "description", "params", "overrides", "matrix", "inputs", "publish"];
 
 /// A pipeline's `name:`: a plain word (it appears in run records and messages, never as a path).
@@ -181,7 +204,7 @@ fn unknown_key(d: &mut Diagnostics, pos: Pos, key: &str, where_: &str, allowed: 
 
 /// Reads the structure; semantic checks (kinds, params, references) happen in `grid`.
 pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> PipelineSpec {
-    let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new(), report: None };
+    let mut spec = PipelineSpec { name: default_name.to_string(), params: Vec::new(), stages: Vec::new(), report: None, compare: None };
     let mut saw_stages = false;
     if !matches!(root.kind, NodeKind::Map(_)) {
         d.error(root.pos, format!("a pipeline file must be a mapping, found {}", root.type_name()), Some("start with `stages:`".into()));
@@ -211,6 +234,7 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
                     Some("where `pipe run` writes the HTML report, e.g. `report: Deliverables/quick/report.html`".into()),
                 ),
             },
+            "compare" => spec.compare = parse_compare(value, d),
             "params" => {
                 for (k, p, v) in entries(value, "`params`", d) {
                     if !is_identifier(&k) {
@@ -244,6 +268,84 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
         d.error(root.pos, "the pipeline has no `stages:` section", Some("add `stages:` with at least one stage".into()));
     }
     spec
+}
+
+/// `compare:`, with an error for each problem; None where its metric or baseline is missing or unusable.
+fn parse_compare(node: &Node, d: &mut Diagnostics) -> Option<CompareSpec> {
+    const EXAMPLE: &str = "e.g. `compare: {metric: auc, baseline: {method: radius, mu2: 0.0}}` (optional: `replicate: seed`, `within: dataset`, `lower_is_better: true`)";
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        d.error(node.pos, format!("`compare` must be a mapping, found {}", node.type_name()), Some(EXAMPLE.into()));
+        return None;
+    }
+    let (mut metric, mut baseline, mut replicate, mut within, mut lower_is_better) = (None, None, None, None, false);
+    let mut ok = true;
+    let word = |key: &str, v: &Node, d: &mut Diagnostics| -> Option<(String, Pos)> {
+        match v.as_str() {
+            Some(s) if is_identifier(s) => Some((s.to_string(), v.pos)),
+            _ => {
+                let found = v.as_str().map_or_else(|| v.type_name().to_string(), |s| format!("`{s}`"));
+                d.error(v.pos, format!("`compare.{key}` must be a column name, found {found}"), Some(EXAMPLE.into()));
+                None
+            }
+        }
+    };
+    for (key, pos, v) in entries(node, "`compare`", d) {
+        match key.as_str() {
+            "metric" => {
+                metric = word("metric", v, d);
+                ok &= metric.is_some();
+            }
+            "replicate" => {
+                replicate = word("replicate", v, d);
+                ok &= replicate.is_some();
+            }
+            "within" => {
+                within = word("within", v, d);
+                ok &= within.is_some();
+            }
+            "lower_is_better" => match &v.kind {
+                NodeKind::Scalar(Value::Bool(b)) => lower_is_better = *b,
+                _ => {
+                    d.error(v.pos, format!("`compare.lower_is_better` must be true or false, found {}", v.type_name()), None);
+                    ok = false;
+                }
+            },
+            "baseline" => {
+                if !matches!(&v.kind, NodeKind::Map(m) if !m.is_empty()) {
+                    d.error(v.pos, format!("`compare.baseline` must be a mapping of axis values, found {}", v.type_name()), Some(EXAMPLE.into()));
+                    ok = false;
+                    continue;
+                }
+                let mut cells = Vec::new();
+                for (k, p, val) in entries(v, "`compare.baseline`", d) {
+                    match &val.kind {
+                        NodeKind::Scalar(x) if !matches!(x, Value::Null) => cells.push((k, x.to_string(), p)),
+                        _ => {
+                            d.error(val.pos, format!("`compare.baseline.{k}` must be one value, found {}", val.type_name()), Some(EXAMPLE.into()));
+                            ok = false;
+                        }
+                    }
+                }
+                baseline = Some(cells);
+            }
+            _ => {
+                unknown_key(d, pos, &key, "`compare`", COMPARE_KEYS);
+                ok = false;
+            }
+        }
+    }
+    for (missing, what) in [(metric.is_none(), "metric"), (baseline.is_none(), "baseline")] {
+        if missing && ok {
+            d.error(node.pos, format!("`compare` has no `{what}`"), Some(EXAMPLE.into()));
+        }
+    }
+    Some(CompareSpec {
+        metric: metric?.0,
+        baseline: baseline?,
+        replicate: replicate.unwrap_or_else(|| ("seed".to_string(), node.pos)),
+        within,
+        lower_is_better,
+    })
 }
 
 fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Option<StageSpec> {
