@@ -108,6 +108,9 @@ impl crate::error::Hint for CompareError {
         use CompareError::*;
         Some(match self {
             BaselineSyntax(_) | BaselineTwice(_) => "give each identifying column once, its value after `=`, pairs separated by commas".into(),
+            UnknownMetric { metrics, .. } | NotAMetric { metrics, .. } if metrics.is_empty() => {
+                "the table has no metric to compare: no float column that is not a grid axis or the replicate".into()
+            }
             UnknownMetric { metrics, .. } | NotAMetric { metrics, .. } => format!("pass --metric with one of the metric (float) columns: {}", metrics.join(", ")),
             NoReplicate { .. } => "pass --replicate COLUMN: the column whose values pair rows of two cells (a seed, a fold)".into(),
             UnknownColumn { identifying, .. } => format!("the identifying columns are: {}", identifying.join(", ")),
@@ -411,15 +414,13 @@ pub fn compare(df: &DataFrame, opts: &Options) -> Result<Outcome, CompareError> 
     };
     let is_baseline = |coords: &[Coord]| wanted.iter().all(|(i, w)| w.matches(&coords[*i].text));
     let mut groups: Vec<(Vec<String>, Option<usize>, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<Vec<String>, usize> = HashMap::new();
     for (ci, (coords, _)) in cells.iter().enumerate() {
         let key = group_key(coords);
-        let g = match groups.iter().position(|(k, _, _)| *k == key) {
-            Some(g) => g,
-            None => {
-                groups.push((key, None, Vec::new()));
-                groups.len() - 1
-            }
-        };
+        let g = *group_of.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, None, Vec::new()));
+            groups.len() - 1
+        });
         if is_baseline(coords) {
             groups[g].1 = Some(ci);
         } else {
@@ -491,9 +492,11 @@ pub fn compare(df: &DataFrame, opts: &Options) -> Result<Outcome, CompareError> 
         return Err(CompareError::NothingToCompare);
     }
     // Holm within each family.
-    let families: Vec<String> = rows.iter().map(|r| r.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    for f in families {
-        let members: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].family == f).collect();
+    let mut families: std::collections::BTreeMap<String, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        families.entry(r.family.clone()).or_default().push(i);
+    }
+    for members in families.into_values() {
         let adjusted = holm(&members.iter().map(|&i| rows[i].p_t).collect::<Vec<_>>());
         for (&i, p) in members.iter().zip(adjusted) {
             let r = &mut rows[i];
@@ -570,6 +573,8 @@ pub fn signed(x: f64) -> String {
 pub fn pval(p: f64) -> String {
     if p.is_nan() {
         "-".into()
+    } else if p == 0.0 {
+        "0".into()
     } else if p < 1e-3 {
         format!("{p:.2e}")
     } else {

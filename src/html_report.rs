@@ -442,7 +442,7 @@ fn text(c: &Column, i: usize) -> String {
 /// `compare:` names) varies, else row by row. Key columns: text columns and the grid's axes; every
 /// other numeric column is a metric. With `compare:`, the comparisons follow the table.
 fn results_table(a: &Artifact, axes: &BTreeSet<String>, compare: Option<&crate::config::spec::CompareSpec>) -> String {
-    let replicate = compare.map_or("seed", |c| c.replicate.0.as_str());
+    let replicate = compare.map_or("seed", |c| c.replicate());
     let over = if replicate == "seed" { "seeds".to_string() } else { format!("{replicate} values") };
     let title = format!("<h3>{}{}</h3>", esc(&shown(a)), stale_badge(a));
     let Some(path) = &a.path else {
@@ -588,23 +588,35 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
     let opts = Options {
         metric: c.metric.clone(),
         baseline: baseline.clone(),
-        replicate: c.replicate.0.clone(),
+        replicate: c.replicate().to_string(),
         within: c.within.as_ref().map(|w| w.0.clone()),
         lower_is_better: c.lower_is_better,
     };
     let given = baseline.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-    let command = format!(
-        "pipe compare {table} --metric {} --baseline '{given}'{}{}{}",
-        c.metric,
-        if c.replicate.0 == "seed" { String::new() } else { format!(" --replicate {}", c.replicate.0) },
-        c.within.as_ref().map(|w| format!(" --within {}", w.0)).unwrap_or_default(),
-        if c.lower_is_better { " --lower-is-better" } else { "" }
-    );
+    // The command that prints the same numbers, where `--baseline` can say the values (it splits
+    // on `,` and `=`).
+    let command = if baseline.iter().any(|(_, v)| v.contains([',', '='])) {
+        "(none: a baseline value holding `,` or `=` cannot be given to `pipe compare --baseline`)".to_string()
+    } else {
+        format!(
+            "pipe compare {} --metric {} --baseline {}{}{}{}",
+            shell_word(table),
+            shell_word(&c.metric),
+            shell_word(&given),
+            if c.replicate() == "seed" { String::new() } else { format!(" --replicate {}", shell_word(c.replicate())) },
+            c.within.as_ref().map(|w| format!(" --within {}", shell_word(&w.0))).unwrap_or_default(),
+            if c.lower_is_better { " --lower-is-better" } else { "" }
+        )
+    };
     let o = match crate::compare::compare(df, &opts) {
         Ok(o) => o,
         Err(e) => {
             let hint = crate::error::Hint::hint(&e).map(|h| format!(" ({h})")).unwrap_or_default();
-            return format!("<p class=empty>Not compared (<code>{}</code>): {}{}</p>", esc(&command), esc(&e.to_string()), esc(&hint));
+            return format!(
+                "<p class=empty>Not compared, by the pipeline's <code>compare:</code>: {}{}</p>",
+                esc(&pipeline_terms(&e.to_string())),
+                esc(&pipeline_terms(&hint))
+            );
         }
     };
     let family = match &o.within {
@@ -616,13 +628,18 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
          {given} and the cell's own other coordinates; mean &plusmn; sample std and n per cell; the mean difference's 95% Student t \
          interval; the paired t-test's p, the Wilcoxon signed-rank p from {WILCOXON_MIN_PAIRS} pairs on, and the t-test p adjusted by \
          Holm's method {family}; a verdict only where the adjusted p is below 0.05 ({dir} is better). The same numbers: \
-         <code>{cmd}</code>.</p><div class=scroll><table class='sortable results compare'><thead><tr>",
+         <code>{cmd}</code>.{cap}</p><div class=scroll><table class='sortable results compare'><thead><tr>",
         metric = esc(&o.metric),
         given = esc(&given),
         rep = esc(&o.replicate),
         family = esc(&family),
         dir = if o.lower_is_better { "lower" } else { "higher" },
         cmd = esc(&command),
+        cap = if o.rows.len() > MAX_ROWS {
+            format!(" The first {MAX_ROWS} of {} comparisons are shown (all of them: the command).", o.rows.len())
+        } else {
+            String::new()
+        },
     );
     for col in &o.columns {
         let _ = write!(out, "<th>{}</th>", esc(col));
@@ -645,7 +662,7 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
         );
     };
     let mut last: Option<&Vec<crate::compare::Coord>> = None;
-    for r in &o.rows {
+    for r in o.rows.iter().take(MAX_ROWS) {
         if last != Some(&r.baseline.coords) {
             out.push_str("<tr class=baseline>");
             cell(&mut out, &r.baseline);
@@ -682,7 +699,7 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
     out.push_str("</tbody></table></div>");
     let shown = o.rows.iter().filter(|r| r.verdict != crate::compare::Verdict::NoDifferenceShown).count();
     let _ = write!(out, "<p class=note>{shown} of {} comparisons differ after Holm's correction.", o.rows.len());
-    for r in o.rows.iter().filter(|r| !r.dropped.is_empty()) {
+    for r in o.rows.iter().take(MAX_ROWS).filter(|r| !r.dropped.is_empty()) {
         let reps = r.dropped.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join(", ");
         let _ = write!(
             out,
@@ -692,11 +709,31 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
             esc(&reps)
         );
     }
-    for u in &o.unmatched {
+    for u in o.unmatched.iter().take(MAX_ROWS) {
         let _ = write!(out, " {}: no baseline cell holds its other coordinates; not compared.", esc(&crate::compare::label(&o.columns, &u.coords)));
     }
     out.push_str("</p>");
     out
+}
+
+/// A word a POSIX shell reads back as itself: as it is where every character is plain, else in
+/// single quotes (a `'` in it written `'\''`).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=,:+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// `pipe compare`'s message in the pipeline file's terms: its options are `compare:`'s fields.
+fn pipeline_terms(s: &str) -> String {
+    s.replace("pass --metric with", "set `compare.metric` to")
+        .replace("pass --replicate COLUMN", "set `compare.replicate` to the axis")
+        .replace("--baseline", "`compare.baseline`")
+        .replace("the --within axis", "`compare.within`")
+        .replace("--within", "`compare.within`")
+        .replace("--metric", "`compare.metric`")
 }
 
 /// The most rows a results table shows (a report stays a page, not a dump; `pipe query` has all).

@@ -325,12 +325,35 @@ fn a_compare_block_names_axes_of_the_grid_and_every_mistake_in_it_is_placed() {
     assert!(err.contains("`compare.lower_is_better` must be true or false, found string"), "{err}");
     assert!(err.contains("unknown key `replicat` in `compare`") && err.contains("did you mean `replicate`?"), "{err}");
     assert!(err.contains("p.yaml:15:"), "the baseline's line: {err}");
-    // A compare block without its metric says what it lacks.
+    // A compare block without its metric says what it lacks, at its key.
     ws.write("q.yaml", &format!("{GRID}compare:\n  baseline: {{dataset: mnist}}\n"));
     let err = fails(&ws, &["run", "q.yaml"]);
-    assert!(err.contains("`compare` has no `metric`"), "{err}");
+    assert!(err.contains("`compare` has no `metric`") && err.contains("q.yaml:13:1"), "{err}");
+    // Each name in one role: `within` is not the replicate, the metric is not an axis; an empty
+    // baseline says so.
+    ws.write("w.yaml", &format!("{GRID}compare: {{metric: dataset, baseline: {{dataset: mnist}}, within: seed}}\n"));
+    let err = fails(&ws, &["run", "w.yaml"]);
+    assert!(err.contains("`compare.within` is `seed`, the replicate axis"), "{err}");
+    assert!(err.contains("`compare.metric` is `dataset`, an axis of the grid"), "{err}");
+    ws.write("e.yaml", &format!("{GRID}compare: {{metric: auc, baseline: {{}}}}\n"));
+    assert!(fails(&ws, &["run", "e.yaml"]).contains("`compare.baseline` is empty"));
+    // Without a `seed` axis, the default replicate is named as the default, with the way out.
+    ws.write(
+        "f.yaml",
+        "stages:\n  t:\n    kind: command\n    matrix: {method: [a, b], fold: [0, 1, 2]}\n    params: {cmd: \"true\"}\ncompare: {metric: auc, baseline: {method: a}}\n",
+    );
+    let err = fails(&ws, &["run", "f.yaml"]);
+    assert!(
+        err.contains("pairs cells on the `seed` axis unless `replicate:` names another")
+            && err.contains("add `replicate: AXIS`")
+            && err.contains("fold, method"),
+        "{err}"
+    );
+    // A metric may be any column name (`test/auc`), as `pipe compare --metric` takes it.
+    ws.write("m.yaml", &format!("{GRID}compare: {{metric: test/auc, baseline: {{dataset: mnist}}}}\n"));
+    assert!(ws.pipe(&["dag", "m.yaml"]).status.success());
     // A valid one (its values are not checked: narrowing an axis with --set keeps the file valid).
-    ws.write("r.yaml", &format!("{GRID}compare:\n  metric: auc\n  baseline: {{dataset: mnist}}\n  within: seed\n"));
+    ws.write("r.yaml", &format!("{GRID}compare:\n  metric: auc\n  baseline: {{dataset: mnist}}\n"));
     let out = ws.pipe(&["dag", "r.yaml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -144,28 +144,64 @@ pub fn parse(path: &Path, src: &str, registry: &Registry, overrides: &[(String, 
 }
 
 /// `compare:` names grid axes: the baseline's, the replicate and `within` (a results table's
-/// identifying columns are its nodes' coordinates); the replicate is not also a baseline value.
+/// identifying columns are its nodes' coordinates), each in one role: the replicate is neither a
+/// baseline axis nor `within`, `within` is not a baseline axis, and the metric is no axis.
 fn check_compare(c: &spec::CompareSpec, nodes: &[NodeSpec], d: &mut Diagnostics) {
     let axes: std::collections::BTreeSet<&str> = nodes.iter().flat_map(|n| n.coords.iter().map(|(k, _)| k.as_str())).collect();
-    let mut check = |name: &str, pos: yaml::Pos, field: &str| {
+    let listed = || axes.iter().copied().collect::<Vec<_>>().join(", ");
+    let check = |d: &mut Diagnostics, name: &str, pos: yaml::Pos, field: &str| {
         if !axes.contains(name) {
-            let hint = diag::did_you_mean(name, axes.iter().copied())
-                .unwrap_or_else(|| format!("the grid's axes: {}", axes.iter().copied().collect::<Vec<_>>().join(", ")));
+            let hint = diag::did_you_mean(name, axes.iter().copied()).unwrap_or_else(|| format!("the grid's axes: {}", listed()));
             d.error(pos, format!("`compare.{field}`: `{name}` is not an axis of the grid"), Some(hint));
         }
     };
     for (k, _, p) in &c.baseline {
-        check(k, *p, "baseline");
+        check(d, k, *p, "baseline");
     }
-    check(&c.replicate.0, c.replicate.1, "replicate");
+    match &c.replicate {
+        Some((r, p)) => check(d, r, *p, "replicate"),
+        None if !axes.contains("seed") => d.error(
+            c.pos,
+            "`compare` pairs cells on the `seed` axis unless `replicate:` names another, and the grid has no `seed` axis",
+            Some(format!("add `replicate: AXIS`, the axis the runs repeat over (a seed, a fold); the grid's axes: {}", listed())),
+        ),
+        None => {}
+    }
     if let Some((w, p)) = &c.within {
-        check(w, *p, "within");
+        check(d, w, *p, "within");
     }
-    if let Some((_, _, p)) = c.baseline.iter().find(|(k, _, _)| *k == c.replicate.0) {
+    let replicate = c.replicate();
+    let at = c.replicate.as_ref().map_or(c.pos, |(_, p)| *p);
+    if let Some((_, _, p)) = c.baseline.iter().find(|(k, _, _)| k == replicate) {
         d.error(
             *p,
-            format!("`compare.baseline` names `{}`, the replicate axis the cells are paired on", c.replicate.0),
+            format!("`compare.baseline` names `{replicate}`, the replicate axis the cells are paired on"),
             Some("leave the replicate out of the baseline: every replicate of a cell is paired with the same replicate of its baseline".into()),
+        );
+    }
+    if let Some((w, p)) = &c.within {
+        if w == replicate {
+            d.error(
+                *p,
+                format!("`compare.within` is `{w}`, the replicate axis (`compare.replicate`, default `seed`)"),
+                Some(format!(
+                    "Holm's families are values of another axis, e.g. `within: dataset`; the replicate pairs the runs (at {}:{})",
+                    at.line, at.col
+                )),
+            );
+        } else if c.baseline.iter().any(|(k, _, _)| k == w) {
+            d.error(
+                *p,
+                format!("`compare.within` is `{w}`, which `compare.baseline` names"),
+                Some("a cell and its baseline differ in the baseline's axes, so a family cannot hold one value of them; name another axis".into()),
+            );
+        }
+    }
+    if axes.contains(c.metric.as_str()) {
+        d.error(
+            c.metric_pos,
+            format!("`compare.metric` is `{}`, an axis of the grid", c.metric),
+            Some("name a metric column of the results table (e.g. `auc`), not a grid parameter".into()),
         );
     }
 }

@@ -32,14 +32,26 @@ pub struct PipelineSpec {
 pub struct CompareSpec {
     /// `metric: auc`: the float column compared.
     pub metric: String,
+    /// Where the metric's value is.
+    pub metric_pos: Pos,
     /// `baseline: {method: radius, mu2: 0.0}`: the baseline cell's values, each with its key's position.
     pub baseline: Vec<(String, String, Pos)>,
-    /// `replicate: seed` (the default): the axis whose values pair a cell's rows with its baseline's.
-    pub replicate: (String, Pos),
+    /// `replicate: fold`: the axis whose values pair a cell's rows with its baseline's (unwritten:
+    /// `seed`, [`CompareSpec::replicate`]).
+    pub replicate: Option<(String, Pos)>,
     /// `within: dataset`: Holm's adjustment within each value of this axis instead of over all.
     pub within: Option<(String, Pos)>,
     /// `lower_is_better: true` for a loss or a false-positive rate (default false).
     pub lower_is_better: bool,
+    /// Where the `compare:` key is.
+    pub pos: Pos,
+}
+
+impl CompareSpec {
+    /// The replicate axis: as written, else `seed`.
+    pub fn replicate(&self) -> &str {
+        self.replicate.as_ref().map_or("seed", |(r, _)| r.as_str())
+    }
 }
 
 /// A `key: value` pair with the key's position.
@@ -234,7 +246,7 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
                     Some("where `pipe run` writes the HTML report, e.g. `report: Deliverables/quick/report.html`".into()),
                 ),
             },
-            "compare" => spec.compare = parse_compare(value, d),
+            "compare" => spec.compare = parse_compare(pos, value, d),
             "params" => {
                 for (k, p, v) in entries(value, "`params`", d) {
                     if !is_identifier(&k) {
@@ -270,21 +282,24 @@ pub fn parse_spec(root: &Node, default_name: &str, d: &mut Diagnostics) -> Pipel
     spec
 }
 
-/// `compare:`, with an error for each problem; None where its metric or baseline is missing or unusable.
-fn parse_compare(node: &Node, d: &mut Diagnostics) -> Option<CompareSpec> {
+/// `compare:` (its key at `key_pos`), with an error for each problem; None where its metric or
+/// baseline is missing or unusable.
+fn parse_compare(key_pos: Pos, node: &Node, d: &mut Diagnostics) -> Option<CompareSpec> {
     const EXAMPLE: &str = "e.g. `compare: {metric: auc, baseline: {method: radius, mu2: 0.0}}` (optional: `replicate: seed`, `within: dataset`, `lower_is_better: true`)";
     if !matches!(node.kind, NodeKind::Map(_)) {
         d.error(node.pos, format!("`compare` must be a mapping, found {}", node.type_name()), Some(EXAMPLE.into()));
         return None;
     }
     let (mut metric, mut baseline, mut replicate, mut within, mut lower_is_better) = (None, None, None, None, false);
-    let mut ok = true;
-    let word = |key: &str, v: &Node, d: &mut Diagnostics| -> Option<(String, Pos)> {
+    let (mut saw_metric, mut saw_baseline) = (false, false);
+    // An axis name (`replicate`, `within`), or any column name (`metric`: a table's column may be `test/auc`).
+    let name = |key: &str, v: &Node, axis: bool, d: &mut Diagnostics| -> Option<(String, Pos)> {
         match v.as_str() {
-            Some(s) if is_identifier(s) => Some((s.to_string(), v.pos)),
+            Some(s) if if axis { is_identifier(s) } else { !s.trim().is_empty() } => Some((s.to_string(), v.pos)),
             _ => {
                 let found = v.as_str().map_or_else(|| v.type_name().to_string(), |s| format!("`{s}`"));
-                d.error(v.pos, format!("`compare.{key}` must be a column name, found {found}"), Some(EXAMPLE.into()));
+                let what = if axis { "an axis of the grid" } else { "a column of the results table" };
+                d.error(v.pos, format!("`compare.{key}` must name {what}, found {found}"), Some(EXAMPLE.into()));
                 None
             }
         }
@@ -292,60 +307,51 @@ fn parse_compare(node: &Node, d: &mut Diagnostics) -> Option<CompareSpec> {
     for (key, pos, v) in entries(node, "`compare`", d) {
         match key.as_str() {
             "metric" => {
-                metric = word("metric", v, d);
-                ok &= metric.is_some();
+                saw_metric = true;
+                metric = name("metric", v, false, d);
             }
-            "replicate" => {
-                replicate = word("replicate", v, d);
-                ok &= replicate.is_some();
-            }
-            "within" => {
-                within = word("within", v, d);
-                ok &= within.is_some();
-            }
+            "replicate" => replicate = name("replicate", v, true, d),
+            "within" => within = name("within", v, true, d),
             "lower_is_better" => match &v.kind {
                 NodeKind::Scalar(Value::Bool(b)) => lower_is_better = *b,
-                _ => {
-                    d.error(v.pos, format!("`compare.lower_is_better` must be true or false, found {}", v.type_name()), None);
-                    ok = false;
-                }
+                _ => d.error(v.pos, format!("`compare.lower_is_better` must be true or false, found {}", v.type_name()), None),
             },
             "baseline" => {
-                if !matches!(&v.kind, NodeKind::Map(m) if !m.is_empty()) {
-                    d.error(v.pos, format!("`compare.baseline` must be a mapping of axis values, found {}", v.type_name()), Some(EXAMPLE.into()));
-                    ok = false;
-                    continue;
+                saw_baseline = true;
+                match &v.kind {
+                    NodeKind::Map(m) if m.is_empty() => {
+                        d.error(
+                            v.pos,
+                            "`compare.baseline` is empty",
+                            Some(format!("name at least one axis and the baseline cell's value of it; {EXAMPLE}")),
+                        );
+                        continue;
+                    }
+                    NodeKind::Map(_) => {}
+                    _ => {
+                        d.error(v.pos, format!("`compare.baseline` must be a mapping of axis values, found {}", v.type_name()), Some(EXAMPLE.into()));
+                        continue;
+                    }
                 }
                 let mut cells = Vec::new();
                 for (k, p, val) in entries(v, "`compare.baseline`", d) {
                     match &val.kind {
                         NodeKind::Scalar(x) if !matches!(x, Value::Null) => cells.push((k, x.to_string(), p)),
-                        _ => {
-                            d.error(val.pos, format!("`compare.baseline.{k}` must be one value, found {}", val.type_name()), Some(EXAMPLE.into()));
-                            ok = false;
-                        }
+                        _ => d.error(val.pos, format!("`compare.baseline.{k}` must be one value, found {}", val.type_name()), Some(EXAMPLE.into())),
                     }
                 }
                 baseline = Some(cells);
             }
-            _ => {
-                unknown_key(d, pos, &key, "`compare`", COMPARE_KEYS);
-                ok = false;
-            }
+            _ => unknown_key(d, pos, &key, "`compare`", COMPARE_KEYS),
         }
     }
-    for (missing, what) in [(metric.is_none(), "metric"), (baseline.is_none(), "baseline")] {
-        if missing && ok {
-            d.error(node.pos, format!("`compare` has no `{what}`"), Some(EXAMPLE.into()));
+    for (missing, what) in [(!saw_metric, "metric"), (!saw_baseline, "baseline")] {
+        if missing {
+            d.error(key_pos, format!("`compare` has no `{what}`"), Some(EXAMPLE.into()));
         }
     }
-    Some(CompareSpec {
-        metric: metric?.0,
-        baseline: baseline?,
-        replicate: replicate.unwrap_or_else(|| ("seed".to_string(), node.pos)),
-        within,
-        lower_is_better,
-    })
+    let (metric, metric_pos) = metric?;
+    Some(CompareSpec { metric, metric_pos, baseline: baseline?, replicate, within, lower_is_better, pos: key_pos })
 }
 
 fn parse_stage(name: String, pos: Pos, node: &Node, d: &mut Diagnostics) -> Option<StageSpec> {
