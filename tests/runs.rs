@@ -194,4 +194,14 @@ stages:
     let table = String::from_utf8(ws.pipe(&["runs"]).stdout).unwrap();
     assert!(table.lines().next().unwrap().contains(" cpu "), "{table}");
     assert!(table.contains(&format!("{:.1}s", busy_cpu + idle_cpu)), "{table}");
+    // The threads each node was given are kept with it (results such as trained weights depend
+    // on them): in the run record and the node's own record, which `pipe show` prints.
+    ws.ok(&["run", "p.yaml", "-f", "--jobs", "1", "--threads", "3"]);
+    let runs: serde_json::Value = serde_json::from_slice(&ws.pipe(&["runs", "--json"]).stdout).unwrap();
+    let last = runs.as_array().unwrap().iter().max_by(|a, b| a["started_at"].as_f64().partial_cmp(&b["started_at"].as_f64()).unwrap()).unwrap();
+    assert_eq!(last["threads"], 3, "{last}");
+    let show: serde_json::Value = serde_json::from_slice(&ws.pipe(&["show", "p.yaml", "busy", "--json"]).stdout).unwrap();
+    assert_eq!(show["last_run"]["threads"], 3, "{show}");
+    let text = String::from_utf8(ws.pipe(&["show", "p.yaml", "busy"]).stdout).unwrap();
+    assert!(text.contains("CPU s, 3 threads)"), "{text}");
 }

@@ -655,6 +655,7 @@ impl NodeRunner for Local {
             outputs: objects,
             duration_s: start.elapsed().as_secs_f64(),
             cpu_s: ctx.cpu_seconds(),
+            threads: Some(env.threads),
             finished_at: now(),
             log: log.text(),
         };
@@ -935,6 +936,7 @@ mod tests {
                 outputs: BTreeMap::from([("out".to_string(), out)]),
                 duration_s: 0.0,
                 cpu_s: None,
+                threads: None,
                 finished_at: now(),
                 log: String::new(),
             };

@@ -197,7 +197,7 @@ impl<'r> Project<'r> {
         // Every key this run computes is claimed under its id.
         let options = RunOptions { claim_as: Some(run_id.clone()), ..options };
         let t0 = Instant::now();
-        let (jobs, fail_fast) = (options.jobs, options.fail_fast);
+        let (jobs, threads, fail_fast) = (options.jobs, options.threads, options.fail_fast);
         let namespace = namespace(&self.workspace, plan.file);
         let ex = Executor {
             graph: plan.graph,
@@ -244,6 +244,7 @@ impl<'r> Project<'r> {
             overrides: plan.overrides.to_vec(),
             duration_s: t0.elapsed().as_secs_f64(),
             jobs,
+            threads: Some(threads),
             status: status.as_str().into(),
             nodes,
         };

@@ -40,6 +40,8 @@ pub(crate) fn show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: boo
                 "key": rec.key,
                 "current": current,
                 "duration_s": rec.duration_s,
+                "cpu_s": rec.cpu_s,
+                "threads": rec.threads,
                 "outputs": rec.outputs.iter().map(|(name, obj)| (name.clone(), serde_json::json!({"path": store.object_path(obj), "bytes": obj.size}))).collect::<serde_json::Map<_, _>>(),
                 "log": rec.log,
             })),
@@ -65,13 +67,18 @@ pub(crate) fn show(g: &Ctx<'_>, p: PipelineArgs, targets: Vec<String>, json: boo
     }
     match last {
         Some(rec) => {
+            let spent = format!(
+                "{:.2}s{}{}",
+                rec.duration_s,
+                rec.cpu_s.map(|c| format!(", {c:.2} CPU s")).unwrap_or_default(),
+                rec.threads.map(|t| format!(", {t} thread{}", if t == 1 { "" } else { "s" })).unwrap_or_default()
+            );
             if current {
-                println!("last run: key {} ({:.2}s)", rec.key, rec.duration_s);
+                println!("last run: key {} ({spent})", rec.key);
             } else {
                 println!(
-                    "last run: key {} ({:.2}s), of other params or inputs than the ones above (`pipe status {}` says what changed)",
+                    "last run: key {} ({spent}), of other params or inputs than the ones above (`pipe status {}` says what changed)",
                     rec.key,
-                    rec.duration_s,
                     p.path().display()
                 );
             }

@@ -33,6 +33,11 @@ pub struct NodeRecord {
     /// measured ([`crate::stage::RunContext::cpu_seconds`]); absent in records of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_s: Option<f64>,
+    /// CPU threads the stage was given (`pipe run --threads`): floating-point results such as
+    /// trained weights are reproducible at a fixed thread count, so two records of one key that
+    /// differ in bytes can be told apart from a regression; absent in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// When it finished, in seconds since the Unix epoch.
     pub finished_at: f64,
     /// The lines the stage logged (a `command` stage's stdout and stderr), newline-terminated.

@@ -282,6 +282,9 @@ pub struct RunRecord {
     pub duration_s: f64,
     /// Nodes run at once (`--jobs`).
     pub jobs: usize,
+    /// CPU threads each node was given (`--threads`); absent in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// `ok`, `failed` or `interrupted`.
     pub status: String,
     /// Every node's outcome, in dependency order.
