@@ -219,6 +219,26 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
+impl Comparison {
+    /// The pairs, and how many replicates were dropped from them: `5`, `4 (1 dropped)`.
+    pub fn pairs_text(&self) -> String {
+        if self.dropped.is_empty() {
+            self.pairs.to_string()
+        } else {
+            format!("{} ({} dropped)", self.pairs, self.dropped.len())
+        }
+    }
+
+    /// The Wilcoxon p and its method, or why there is none: `0.0312 (exact)`, `- (n < 6)`.
+    pub fn wilcoxon_text(&self) -> String {
+        match &self.wilcoxon {
+            Some(w) => format!("{} ({})", pval(w.p), w.method.name()),
+            None if self.pairs < WILCOXON_MIN_PAIRS => format!("- (n < {WILCOXON_MIN_PAIRS})"),
+            None => "- (all zero)".into(),
+        }
+    }
+}
+
 /// What `pipe compare` computed.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -544,7 +564,7 @@ impl BaselineValue {
 }
 
 /// `dataset=mnist method=radius mu2=0.0`.
-pub fn label(columns: &[String], coords: &[Coord]) -> String {
+fn label(columns: &[String], coords: &[Coord]) -> String {
     columns.iter().zip(coords).map(|(c, v)| format!("{c}={}", v.text)).collect::<Vec<_>>().join(" ")
 }
 
@@ -603,15 +623,11 @@ pub fn render_table(o: &Outcome) -> String {
             last_baseline = Some(&r.baseline.coords);
         }
         let mut line = cell_part(&r.cell);
-        line.push(if r.dropped.is_empty() { r.pairs.to_string() } else { format!("{} ({} dropped)", r.pairs, r.dropped.len()) });
+        line.push(r.pairs_text());
         line.push(signed(r.diff_mean));
         line.push(format!("[{}, {}]", signed(r.ci.0), signed(r.ci.1)));
         line.push(pval(r.p_t));
-        line.push(match &r.wilcoxon {
-            Some(w) => format!("{} ({})", pval(w.p), w.method.name()),
-            None if r.pairs < WILCOXON_MIN_PAIRS => format!("- (n < {WILCOXON_MIN_PAIRS})"),
-            None => "- (all zero)".into(),
-        });
+        line.push(r.wilcoxon_text());
         line.push(pval(r.p_holm));
         line.push(r.verdict.name().into());
         lines.push(line);
@@ -661,14 +677,25 @@ pub fn render_table(o: &Outcome) -> String {
     for l in &lines {
         let _ = writeln!(out, "{}", fmt_line(l));
     }
-    for r in o.rows.iter().filter(|r| !r.dropped.is_empty()) {
-        let reps = r.dropped.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(out, "note: {}: {} {reps} dropped (on one side only, or no number)", label(&o.columns, &r.cell.coords), o.replicate);
-    }
-    for c in &o.unmatched {
-        let _ = writeln!(out, "note: {}: no baseline cell holds its other coordinates; not compared", label(&o.columns, &c.coords));
+    for note in o.dropped_notes().chain(o.unmatched_notes()) {
+        let _ = writeln!(out, "note: {note}");
     }
     out
+}
+
+impl Outcome {
+    /// Per comparison that dropped replicates: `CELL: seed 3, 4 dropped (on one side only, or no number)`.
+    pub fn dropped_notes(&self) -> impl Iterator<Item = String> + '_ {
+        self.rows.iter().filter(|r| !r.dropped.is_empty()).map(|r| {
+            let reps = r.dropped.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join(", ");
+            format!("{}: {} {reps} dropped (on one side only, or no number)", label(&self.columns, &r.cell.coords), self.replicate)
+        })
+    }
+
+    /// Per cell without a baseline cell: `CELL: no baseline cell holds its other coordinates; not compared`.
+    pub fn unmatched_notes(&self) -> impl Iterator<Item = String> + '_ {
+        self.unmatched.iter().map(|c| format!("{}: no baseline cell holds its other coordinates; not compared", label(&self.columns, &c.coords)))
+    }
 }
 
 fn jnum(x: f64) -> Json {

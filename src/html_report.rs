@@ -671,25 +671,20 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
         }
         out.push_str("<tr>");
         cell(&mut out, &r.cell);
-        let pairs = if r.dropped.is_empty() { r.pairs.to_string() } else { format!("{} ({} dropped)", r.pairs, r.dropped.len()) };
-        let wilcoxon = match &r.wilcoxon {
-            Some(w) => format!("{} ({})", pval(w.p), w.method.name()),
-            None if r.pairs < WILCOXON_MIN_PAIRS => format!("- (n &lt; {WILCOXON_MIN_PAIRS})"),
-            None => "- (all zero)".into(),
-        };
         let finite = |x: f64| if x.is_finite() { x.to_string() } else { String::new() };
         let _ = write!(
             out,
             "<td class=num data-v='{}'>{}</td><td class=num data-v='{}'>{}</td><td class=num>[{}, {}]</td><td class=num data-v='{}'>{}</td>\
-             <td class=num>{wilcoxon}</td><td class=num data-v='{}'>{}</td><td class='verdict {}'>{}</td></tr>",
+             <td class=num>{}</td><td class=num data-v='{}'>{}</td><td class='verdict {}'>{}</td></tr>",
             r.pairs,
-            esc(&pairs),
+            esc(&r.pairs_text()),
             finite(r.diff_mean),
             signed(r.diff_mean),
             signed(r.ci.0),
             signed(r.ci.1),
             finite(r.p_t),
             pval(r.p_t),
+            esc(&r.wilcoxon_text()),
             finite(r.p_holm),
             pval(r.p_holm),
             r.verdict.name().replace(' ', "-"),
@@ -699,18 +694,8 @@ fn comparisons(df: &DataFrame, c: &crate::config::spec::CompareSpec, table: &str
     out.push_str("</tbody></table></div>");
     let shown = o.rows.iter().filter(|r| r.verdict != crate::compare::Verdict::NoDifferenceShown).count();
     let _ = write!(out, "<p class=note>{shown} of {} comparisons differ after Holm's correction.", o.rows.len());
-    for r in o.rows.iter().take(MAX_ROWS).filter(|r| !r.dropped.is_empty()) {
-        let reps = r.dropped.iter().map(|c| c.text.clone()).collect::<Vec<_>>().join(", ");
-        let _ = write!(
-            out,
-            " {}: {} {} dropped (on one side only, or no number).",
-            esc(&crate::compare::label(&o.columns, &r.cell.coords)),
-            esc(&o.replicate),
-            esc(&reps)
-        );
-    }
-    for u in o.unmatched.iter().take(MAX_ROWS) {
-        let _ = write!(out, " {}: no baseline cell holds its other coordinates; not compared.", esc(&crate::compare::label(&o.columns, &u.coords)));
+    for note in o.dropped_notes().chain(o.unmatched_notes()).take(MAX_ROWS) {
+        let _ = write!(out, " {}.", esc(&note));
     }
     out.push_str("</p>");
     out

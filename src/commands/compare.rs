@@ -24,9 +24,8 @@ pub(crate) fn compare(table: &Path, a: CompareArgs) -> Result<ExitStatus, CliErr
     let outcome = crate::compare::compare(&df, &opts).map_err(CliError::Compare)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&crate::compare::to_json(&outcome)).unwrap_or_default());
-        for c in &outcome.unmatched {
-            let at = outcome.columns.iter().zip(&c.coords).map(|(k, v)| format!("{k}={}", v.text)).collect::<Vec<_>>().join(" ");
-            eprintln!("note: {at}: no baseline cell holds its other coordinates; not compared");
+        for note in outcome.unmatched_notes() {
+            eprintln!("note: {note}");
         }
     } else {
         print!("{}", crate::compare::render_table(&outcome));
